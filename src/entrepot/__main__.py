@@ -1,0 +1,3 @@
+from entrepot.cli import app
+
+app()

@@ -1,0 +1,200 @@
+"""The configuration schema — the single source of truth for what `entrepot.yaml` may say.
+
+Validation happens once, at start-up; a mistake is reported with the YAML line and the dotted
+field path so it can be fixed without guessing. Secrets are never in the file: a deployment names
+the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from entrepot.exceptions import ConfigError
+
+BUNDLED_ALIAS = "local/smollm2-135m-instruct"
+BUNDLED_TARGET = "bundled:smollm2-135m-instruct"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """Price per million tokens, with the date it was read so every cost can say how fresh it is."""
+
+    input_per_1m: Decimal = Field(ge=0)
+    output_per_1m: Decimal = Field(ge=0)
+    cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    currency: str = "USD"
+    as_of: dt.date
+
+
+class Timeouts(_Strict):
+    connect: float = Field(default=10.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
+
+
+class LocalOptions(_Strict):
+    """Knobs for in-process llama.cpp; `parallel` model instances share `max_queue` waiters."""
+
+    n_ctx: int = Field(default=2048, ge=256)
+    n_threads: int | None = Field(default=None, ge=1)
+    parallel: int = Field(default=1, ge=1, le=16)
+    max_queue: int = Field(default=32, ge=0)
+    queue_timeout: float = Field(default=120.0, gt=0)
+    embedding: bool = False
+    seed: int = 0
+
+
+class ModelConfig(_Strict):
+    """One model clients can ask for, and the deployment that serves it."""
+
+    alias: str = Field(min_length=1, max_length=256)
+    provider: str
+    target: str = Field(min_length=1)
+    name: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    jurisdiction: str = "local"
+    licence: str | None = None
+    weights_sha256: str | None = None
+    price: Price | None = None
+    hardware_cost_per_hour: Decimal | None = Field(default=None, ge=0)
+    timeouts: Timeouts = Timeouts()
+    local: LocalOptions = LocalOptions()
+    headers: dict[str, str] = Field(default_factory=dict)
+    max_concurrency: int = Field(default=256, ge=1)
+
+    @field_validator("alias")
+    @classmethod
+    def _printable_alias(cls, value: str) -> str:
+        if not value.isprintable() or any(c.isspace() for c in value):
+            raise ValueError("alias must be printable and contain no whitespace")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> ModelConfig:
+        if self.provider in {"openai_compatible", "anthropic"} and not self.base_url:
+            if self.provider == "anthropic":
+                object.__setattr__(self, "base_url", "https://api.anthropic.com")
+            else:
+                raise ValueError(f"provider {self.provider!r} needs base_url")
+        return self
+
+    @property
+    def deployment(self) -> str:
+        return self.name or f"{self.provider}:{self.alias}"
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    require_client_keys: bool = False
+    admin_key_env: str = "ENTREPOT_ADMIN_KEY"
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    def admin_key(self) -> str | None:
+        return os.environ.get(self.admin_key_env) or None
+
+
+class StoreConfig(_Strict):
+    url: str | None = None
+    ledger_flush_seconds: float = Field(default=0.25, gt=0)
+    ledger_batch_size: int = Field(default=500, ge=1)
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    models: list[ModelConfig] = Field(
+        default_factory=lambda: [
+            ModelConfig(
+                alias=BUNDLED_ALIAS,
+                provider="llama_cpp",
+                target=BUNDLED_TARGET,
+                jurisdiction="local",
+                licence="Apache-2.0",
+            )
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _unique_aliases(self) -> Config:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.alias in seen:
+                raise ValueError(f"alias {model.alias!r} is configured twice")
+            seen.add(model.alias)
+        return self
+
+    def model(self, alias: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.alias == alias), None)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load `path`, else `$ENTREPOT_CONFIG`, else the embedded default (the bundled model)."""
+    chosen = path or os.environ.get("ENTREPOT_CONFIG")
+    if not chosen:
+        return Config()
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(node, loc)
+            at = f"line {line}: " if line else ""
+            lines.append(f"{file}: {at}{where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree to a 1-based line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                return line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+

@@ -1,0 +1,100 @@
+"""Every error Entrepôt raises on purpose, in one hierarchy.
+
+`GatewayError` subclasses carry what the API layer needs to answer in OpenAI's error format
+(status, type, code, param), so any layer — policy, routing, a provider — can fail a request
+precisely without knowing about HTTP responses.
+"""
+
+from __future__ import annotations
+
+
+class EntrepotError(Exception):
+    """Base of every error raised by Entrepôt."""
+
+
+class ConfigError(EntrepotError):
+    """The configuration file is missing, malformed or inconsistent."""
+
+
+class GatewayError(EntrepotError):
+    """A request failed; rendered to the client as an OpenAI-format error body."""
+
+    status_code = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class NotFoundError(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class OverloadedError(GatewayError):
+    """A local deployment's wait queue is full; the client should retry later."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "overloaded"
+
+
+class UpstreamError(GatewayError):
+    """The upstream could not be reached or answered with a server error."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "bad_gateway"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class UpstreamRejectedError(GatewayError):
+    """The upstream refused the request itself (a 4xx); its status is passed on."""
+
+    error_type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status_code: int, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status_code = status_code

@@ -1,0 +1,1 @@
+"""Providers: translate an OpenAI-format request to an upstream and back."""

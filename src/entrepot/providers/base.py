@@ -1,0 +1,89 @@
+"""What a provider is: the one small protocol every upstream speaks to the gateway.
+
+Requests and responses cross this boundary as OpenAI-format dicts (the wire format clients
+already speak), so the common case — an OpenAI-compatible upstream — is a near pass-through and
+only providers with another protocol pay for translation.
+
+Contract for streaming: the gateway always asks for usage (`stream_options.include_usage`), and a
+provider's stream ends with one chunk whose `choices` is empty and whose `usage` is set, so the
+ledger can bill a stream exactly. The API layer hides that chunk from clients that did not ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from entrepot.config import ModelConfig
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: JSON | None) -> TokenUsage | None:
+        """Read OpenAI's usage object, including DeepSeek's `prompt_cache_hit_tokens` spelling."""
+        if not isinstance(usage, dict):
+            return None
+        completion_details = usage.get("completion_tokens_details") or {}
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            cached_tokens=int(cached),
+        )
+
+    def to_openai(self) -> JSON:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+
+class Provider(Protocol):
+    """One deployment of one upstream. Built from its `ModelConfig` by the registry.
+
+    Every method takes the client's OpenAI-format body with `model` already replaced by the
+    deployment's target. Failures are raised as `entrepot.exceptions.GatewayError` subclasses:
+    `UpstreamError` (unreachable, 5xx, malformed answer), `UpstreamTimeoutError`,
+    `UpstreamRejectedError` (the upstream's own 4xx), `InvalidRequestError` (an operation the
+    provider does not support), `OverloadedError` (a local queue is full).
+    """
+
+    config: ModelConfig
+
+    async def start(self) -> None:
+        """Open sessions or load weights; called once before the first request."""
+
+    async def close(self) -> None:
+        """Release sessions, threads and memory; called once at shutdown."""
+
+    async def chat(self, body: JSON) -> JSON:
+        """A complete `chat.completion` object."""
+
+    def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
+        """`chat.completion.chunk` objects, ending with the usage chunk."""
+
+    async def complete(self, body: JSON) -> JSON:
+        """A complete `text_completion` object (legacy completions endpoint)."""
+
+    def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
+        """`text_completion` chunks, ending with the usage chunk."""
+
+    async def embed(self, body: JSON) -> JSON:
+        """An embeddings `list` object."""
+
+    async def health(self) -> bool:
+        """Cheap liveness check, without spending tokens."""

@@ -1,0 +1,288 @@
+"""In-process local models through llama-cpp-python, without blocking the event loop.
+
+Each deployment loads `local.parallel` model instances; each request borrows one and decodes in a
+worker thread, handing pieces back to the loop as they are produced. Requests beyond that wait in
+a bounded queue: a full queue, or a wait longer than `local.queue_timeout`, is a clear 503 rather
+than unbounded memory growth or a hung client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from entrepot.config import ModelConfig
+from entrepot.exceptions import InvalidRequestError, OverloadedError, UpstreamError
+from entrepot.providers.base import JSON, TokenUsage
+from entrepot.providers.local_generation import (
+    LocalModel,
+    Piece,
+    Sampling,
+    resolve_weights,
+    run_to_sink,
+)
+
+_END = object()
+
+
+class LlamaCppProvider:
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._options = config.local
+        self._idle: asyncio.Queue[LocalModel] = asyncio.Queue()
+        self._waiting = 0
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._options.parallel, thread_name_prefix=f"llama-{config.alias}"
+        )
+
+    async def start(self) -> None:
+        path = resolve_weights(self.config.target)
+        loop = asyncio.get_running_loop()
+        for _ in range(self._options.parallel):
+            model = await loop.run_in_executor(
+                self._executor,
+                LocalModel,
+                path,
+                self._options.n_ctx,
+                self._options.n_threads,
+                self._options.embedding,
+            )
+            self._idle.put_nowait(model)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def health(self) -> bool:
+        return self._idle.qsize() > 0 or self._waiting < self._options.max_queue
+
+    @asynccontextmanager
+    async def _borrow(self) -> AsyncIterator[LocalModel]:
+        if self._idle.empty() and self._waiting >= self._options.max_queue:
+            raise OverloadedError(
+                f"local model {self.config.alias} is busy: {self._waiting} requests already"
+                " waiting; retry shortly"
+            )
+        self._waiting += 1
+        try:
+            model = await asyncio.wait_for(self._idle.get(), self._options.queue_timeout)
+        except asyncio.TimeoutError:
+            raise OverloadedError(
+                f"local model {self.config.alias} stayed busy for"
+                f" {self._options.queue_timeout:g}s; retry shortly"
+            ) from None
+        finally:
+            self._waiting -= 1
+        try:
+            yield model
+        finally:
+            self._idle.put_nowait(model)
+
+    async def _pieces(self, prompt_of: Any, body: JSON) -> AsyncIterator[Piece]:
+        """Borrow a model, decode in its thread, and relay pieces; stop decoding if abandoned."""
+        sampling = Sampling.from_body(body, self._options.seed)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+        async with self._borrow() as model:
+
+            def work() -> None:
+                def sink(item: Piece | BaseException) -> None:
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+
+                prompt = prompt_of(model)
+                run_to_sink(model.generate(prompt, sampling, cancelled), sink)
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+            def guarded() -> None:
+                try:
+                    work()
+                except BaseException as exc:
+                    loop.call_soon_threadsafe(queue.put_nowait, exc)
+                    loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+            done = loop.run_in_executor(self._executor, guarded)
+            try:
+                while (item := await queue.get()) is not _END:
+                    if isinstance(item, InvalidRequestError):
+                        raise item
+                    if isinstance(item, BaseException):
+                        raise UpstreamError(
+                            f"local model {self.config.alias} failed: {type(item).__name__}"
+                        ) from item
+                    yield item
+            finally:
+                cancelled.set()
+                await asyncio.shield(done)
+
+    # --- chat -----------------------------------------------------------------------------
+
+    def _chat_prompt(self, body: JSON) -> Any:
+        if body.get("tools") and body.get("tool_choice") != "none":
+            raise InvalidRequestError(
+                f"local model {self.config.alias} does not support tools", param="tools"
+            )
+        messages = [_plain_message(m) for m in body["messages"]]
+        return lambda model: model.chat_prompt(messages)
+
+    async def chat(self, body: JSON) -> JSON:
+        prompt_of = self._chat_prompt(body)
+        created, choices, usage = int(time.time()), [], TokenUsage()
+        for index in range(int(body.get("n") or 1)):
+            text, finish = await self._collect(prompt_of, _nth_seed(body, index), usage)
+            message = {"role": "assistant", "content": text, "refusal": None}
+            choices.append(
+                {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
+            )
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": created,
+            "model": self.config.target,
+            "choices": choices,
+            "usage": usage.to_openai(),
+        }
+
+    async def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
+        prompt_of = self._chat_prompt(body)
+        base = _chunk_base("chatcmpl", "chat.completion.chunk", self.config.target)
+        usage = TokenUsage()
+        for index in range(int(body.get("n") or 1)):
+            yield {**base, "choices": [_delta(index, {"role": "assistant", "content": ""})]}
+            async for piece in self._pieces(prompt_of, _nth_seed(body, index)):
+                if piece.finish_reason is None:
+                    yield {**base, "choices": [_delta(index, {"content": piece.text})]}
+                else:
+                    _add(usage, piece)
+                    yield {**base, "choices": [_delta(index, {}, piece.finish_reason)]}
+        yield {**base, "choices": [], "usage": usage.to_openai()}
+
+    # --- legacy completions ---------------------------------------------------------------
+
+    def _text_prompt(self, body: JSON) -> Any:
+        prompt = body.get("prompt", "")
+        if isinstance(prompt, list):
+            if len(prompt) != 1 or not isinstance(prompt[0], str):
+                raise InvalidRequestError(
+                    "local models take one prompt string per request", param="prompt"
+                )
+            prompt = prompt[0]
+        return lambda model: model.text_prompt(prompt)
+
+    async def complete(self, body: JSON) -> JSON:
+        prompt_of = self._text_prompt(body)
+        choices, usage = [], TokenUsage()
+        for index in range(int(body.get("n") or 1)):
+            text, finish = await self._collect(prompt_of, _nth_seed(body, index), usage)
+            choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": finish})
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.config.target,
+            "choices": choices,
+            "usage": usage.to_openai(),
+        }
+
+    async def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
+        prompt_of = self._text_prompt(body)
+        base = _chunk_base("cmpl", "text_completion", self.config.target)
+        usage = TokenUsage()
+        for index in range(int(body.get("n") or 1)):
+            async for piece in self._pieces(prompt_of, _nth_seed(body, index)):
+                if piece.finish_reason is not None:
+                    _add(usage, piece)
+                choice = {
+                    "text": piece.text,
+                    "index": index,
+                    "logprobs": None,
+                    "finish_reason": piece.finish_reason,
+                }
+                yield {**base, "choices": [choice]}
+        yield {**base, "choices": [], "usage": usage.to_openai()}
+
+    # --- embeddings -----------------------------------------------------------------------
+
+    async def embed(self, body: JSON) -> JSON:
+        if not self._options.embedding:
+            raise InvalidRequestError(
+                f"model {self.config.alias} is not configured for embeddings"
+                " (set local.embedding: true)",
+                param="model",
+            )
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else list(raw or [])
+        if not all(isinstance(item, str) for item in inputs):
+            raise InvalidRequestError(
+                "local embeddings take strings, not token arrays", param="input"
+            )
+        loop = asyncio.get_running_loop()
+        async with self._borrow() as model:
+            vectors, tokens = await loop.run_in_executor(self._executor, model.embed, inputs)
+        return {
+            "object": "list",
+            "model": self.config.target,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def _collect(self, prompt_of: Any, body: JSON, usage: TokenUsage) -> tuple[str, str]:
+        parts: list[str] = []
+        finish = "stop"
+        async for piece in self._pieces(prompt_of, body):
+            parts.append(piece.text)
+            if piece.finish_reason is not None:
+                finish = piece.finish_reason
+                _add(usage, piece)
+        return "".join(parts), finish
+
+
+def _plain_message(message: JSON) -> JSON:
+    """Chat templates expect string content; join text parts and refuse what a local model lacks."""
+    content = message.get("content")
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part.get("type") != "text":
+                raise InvalidRequestError(
+                    f"local models accept only text content, not {part.get('type')!r}",
+                    param="messages",
+                )
+            texts.append(str(part.get("text", "")))
+        content = "".join(texts)
+    role = "system" if message.get("role") == "developer" else message.get("role")
+    return {"role": role, "content": content or ""}
+
+
+def _nth_seed(body: JSON, index: int) -> JSON:
+    """Choice i of n gets seed+i, so n>1 yields different samples yet stays reproducible."""
+    if index == 0 or body.get("seed") is None:
+        return body if index == 0 else {**body, "seed": None}
+    return {**body, "seed": int(body["seed"]) + index}
+
+
+def _add(usage: TokenUsage, piece: Piece) -> None:
+    usage.prompt_tokens += piece.prompt_tokens
+    usage.completion_tokens += piece.completion_tokens
+
+
+def _chunk_base(prefix: str, kind: str, model: str) -> JSON:
+    return {
+        "id": f"{prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+    }
+
+
+def _delta(index: int, delta: JSON, finish_reason: str | None = None) -> JSON:
+    return {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+
+

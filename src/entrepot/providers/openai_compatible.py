@@ -1,0 +1,76 @@
+"""Any upstream that speaks OpenAI's wire format: OpenAI, DeepSeek, DashScope's compatible mode,
+OpenRouter, vLLM, Ollama, a llama.cpp server, or another Entrepôt.
+
+The body is forwarded as the client sent it (only `model` is swapped for the target), so fields
+this gateway has never heard of — `reasoning_effort`, vendor extensions — still reach the upstream,
+and DeepSeek/Qwen `reasoning_content` comes back untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from entrepot.config import ModelConfig
+from entrepot.exceptions import UpstreamError
+from entrepot.providers.base import JSON
+from entrepot.providers.http import HttpUpstream
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        key = config.api_key()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = HttpUpstream(config, headers)
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def chat(self, body: JSON) -> JSON:
+        return await self._http.post_json("/chat/completions", body)
+
+    def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/chat/completions", body)
+
+    async def complete(self, body: JSON) -> JSON:
+        return await self._http.post_json("/completions", body)
+
+    def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
+        return self._stream("/completions", body)
+
+    async def embed(self, body: JSON) -> JSON:
+        return await self._http.post_json("/embeddings", body)
+
+    async def health(self) -> bool:
+        return await self._http.get_ok("/models")
+
+    async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
+        async for event in self._http.post_sse(path, body):
+            if event.data == "[DONE]":
+                return
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(
+                    f"upstream {self.config.deployment} sent a malformed stream event"
+                ) from None
+            if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                raise UpstreamError(
+                    f"upstream {self.config.deployment} failed mid-stream: "
+                    f"{_error_text(chunk['error'])}"
+                )
+            if isinstance(chunk, dict):
+                yield chunk
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message", "unknown error"))[:500]
+    return str(error)[:500]

@@ -1,0 +1,69 @@
+"""The schema, in SQLAlchemy Core. Migrations in `migrations/` must produce exactly this.
+
+Costs are integers in billionths of the currency unit (`cost_nanos`): exact sums in any SQL
+database without floating point or dialect-specific decimal types.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("allowed_models", JSON, nullable=True),
+    Column("budget_amount", Numeric(18, 6), nullable=True),
+    Column("budget_currency", String(8), nullable=True),
+    Column("budget_period", String(16), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("endpoint", String(32), nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("key_id", Integer, nullable=True),
+    Column("key_name", String(200), nullable=True),
+    Column("model_alias", String(256), nullable=True),
+    Column("deployment", String(256), nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("jurisdiction", String(32), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("usage_reported", Boolean, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=True),
+    Column("currency", String(8), nullable=True),
+    Column("price_date", String(10), nullable=True),
+    Column("latency_ms", Integer, nullable=False),
+    Column("ttft_ms", Integer, nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("error_type", String(64), nullable=True),
+    Index("ix_usage_created_at", "created_at"),
+    Index("ix_usage_key_id", "key_id"),
+    Index("ix_usage_model_alias", "model_alias"),
+)
