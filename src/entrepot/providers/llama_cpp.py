@@ -153,8 +153,12 @@ class LlamaCppProvider:
         base = _chunk_base("chatcmpl", "chat.completion.chunk", self.config.target)
         usage = TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            yield {**base, "choices": [_delta(index, {"role": "assistant", "content": ""})]}
+            started = False
             async for piece in self._pieces(prompt_of, _nth_seed(body, index)):
+                if not started:
+                    # Only now is the model borrowed: a full queue was already a clean 503.
+                    started = True
+                    yield {**base, "choices": [_delta(index, {"role": "assistant", "content": ""})]}
                 if piece.finish_reason is None:
                     yield {**base, "choices": [_delta(index, {"content": piece.text})]}
                 else:

@@ -1,0 +1,1 @@
+"""API: HTTP parsing, authentication, OpenAI-format errors and SSE streaming."""

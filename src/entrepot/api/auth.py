@@ -1,0 +1,102 @@
+"""Who is calling. Keys live in memory (refreshed from the store) so authentication costs a hash
+and a dict lookup, not a query; a key created or revoked by another process is seen within
+`REFRESH_SECONDS`, and an unknown key triggers an immediate (rate-limited) reload.
+
+Client keys are found by their SHA-256, so lookup time depends on the digest, never on how much of
+a guessed secret is right; the admin key, held in plain memory, is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from entrepot.exceptions import AuthenticationError, PermissionDeniedError
+from entrepot.store.keys import KEY_PREFIX, ApiKey, KeyStore, hash_key
+
+REFRESH_SECONDS = 5.0
+MISS_RELOAD_SECONDS = 1.0
+
+
+class KeyRing:
+    def __init__(self, engine: Engine, admin_key: str | None, require_keys: bool) -> None:
+        self.store = KeyStore(engine)
+        self.admin_key = admin_key
+        self.require_keys = require_keys
+        self._by_hash: dict[str, ApiKey] = {}
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = asyncio.create_task(self._refresh_forever(), name="key-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def reload(self) -> None:
+        async with self._lock:
+            self._by_hash = await asyncio.to_thread(self.store.active_by_hash)
+            self._loaded_at = time.monotonic()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.reload()
+            except Exception:
+                continue
+
+    def is_admin(self, secret: str) -> bool:
+        return self.admin_key is not None and hmac.compare_digest(
+            secret.encode(), self.admin_key.encode()
+        )
+
+    async def authenticate(self, request: Request) -> ApiKey | None:
+        """The calling key, or None for an anonymous caller where keys are not required."""
+        secret = bearer_token(request)
+        if secret is None:
+            if self.require_keys:
+                raise AuthenticationError(
+                    "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+                )
+            return None
+        if self.is_admin(secret):
+            return None
+        if not self.require_keys and not secret.startswith(KEY_PREFIX):
+            return None
+        digest = hash_key(secret)
+        key = self._by_hash.get(digest)
+        if key is None and time.monotonic() - self._loaded_at > MISS_RELOAD_SECONDS:
+            await self.reload()
+            key = self._by_hash.get(digest)
+        if key is None:
+            raise AuthenticationError("invalid or revoked API key")
+        return key
+
+    def require_admin(self, request: Request) -> None:
+        if self.admin_key is None:
+            raise PermissionDeniedError(
+                "the admin API is disabled: set the admin key environment variable",
+                code="admin_disabled",
+            )
+        secret = bearer_token(request)
+        if secret is None or not self.is_admin(secret):
+            raise AuthenticationError("the admin API needs the admin key")
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return request.headers.get("x-api-key") or None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,187 @@
+"""The `entrepot` command. Thin: it parses arguments and calls the packages that do the work."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from entrepot.config import Config, is_loopback, load_config
+from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.ledger.pricing import nanos_to_amount, price_for
+from entrepot.store.db import open_engine
+from entrepot.store.keys import KeyStore
+from entrepot.store.usage import summarise
+
+app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke client API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Path to entrepot.yaml.", show_default=False)
+]
+
+
+def _load(config_path: Path | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def check_bind(config: Config, host: str) -> None:
+    """Refuse to expose the gateway beyond this machine without authentication."""
+    server = config.server
+    if not is_loopback(host) and not (server.admin_key() and server.require_client_keys):
+        raise ConfigError(
+            f"refusing to bind {host}: a non-loopback address needs an admin key"
+            f" (${server.admin_key_env}) and server.require_client_keys: true"
+        )
+
+
+@app.command()
+def serve(
+    config_path: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Serve the OpenAI-compatible API."""
+    from entrepot.api.app import create_app
+    from entrepot.api.gateway import Gateway
+
+    config = _load(config_path)
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    try:
+        check_bind(config, host)
+        gateway = Gateway(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(gateway),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def models(config_path: ConfigOption = None) -> None:
+    """Show the configured models."""
+    config = _load(config_path)
+    table = Table("alias", "provider", "target", "jurisdiction", "licence", "price / 1M in·out")
+    for model in config.models:
+        price = price_for(model)
+        if price is not None:
+            shown = f"{price.input_per_1m}·{price.output_per_1m} {price.currency} ({price.as_of})"
+        elif model.hardware_cost_per_hour is not None:
+            shown = f"{model.hardware_cost_per_hour} USD/hour of hardware"
+        else:
+            shown = "unpriced"
+        table.add_row(
+            model.alias, model.provider, model.target, model.jurisdiction, model.licence or "", shown
+        )
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key, e.g. the team or app.")],
+    models: Annotated[
+        str | None, typer.Option("--models", help="Comma-separated aliases the key may use.")
+    ] = None,
+    budget: Annotated[Decimal | None, typer.Option(help="Budget amount.")] = None,
+    currency: Annotated[str, typer.Option(help="Budget currency.")] = "USD",
+    period: Annotated[str, typer.Option(help="Budget period: day, month or total.")] = "month",
+    config_path: ConfigOption = None,
+) -> None:
+    """Create a key; the secret is printed once and stored only as a hash."""
+    store = KeyStore(open_engine(_load(config_path).store))
+    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    try:
+        key, secret = store.create(name, allowed, budget, currency, period)
+    except GatewayError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"created key [bold]{key.name}[/bold] (id {key.id})")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """List keys (never their secrets)."""
+    store = KeyStore(open_engine(_load(config_path).store))
+    table = Table("id", "name", "prefix", "models", "budget", "created", "revoked")
+    for key in store.list(include_revoked):
+        budget = (
+            f"{key.budget_amount} {key.budget_currency}/{key.budget_period}"
+            if key.budget_amount is not None
+            else ""
+        )
+        table.add_row(
+            str(key.id),
+            key.name,
+            key.key_prefix + "…",
+            ",".join(key.allowed_models) if key.allowed_models else "all",
+            budget,
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ref: Annotated[str, typer.Argument(help="Key id or name.")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Revoke a key; a running gateway stops accepting it within seconds."""
+    store = KeyStore(open_engine(_load(config_path).store))
+    try:
+        key = store.revoke(ref)
+    except GatewayError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"revoked key {key.name} (id {key.id})")
+
+
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option("--by", help="Group by key, model or day.")] = "model",
+    config_path: ConfigOption = None,
+) -> None:
+    """Summarise the usage ledger."""
+    if by not in ("key", "model", "day"):
+        console.print("[red]--by must be key, model or day[/red]")
+        raise typer.Exit(2)
+    rows = summarise(open_engine(_load(config_path).store), by)  # type: ignore[arg-type]
+    table = Table(by, "requests", "failed", "prompt tokens", "completion tokens", "cost")
+    for row in rows:
+        cost = f"{nanos_to_amount(row.cost_nanos):.6f} {row.currency}" if row.currency else "—"
+        table.add_row(
+            row.group,
+            str(row.requests),
+            str(row.failed),
+            str(row.prompt_tokens),
+            str(row.completion_tokens),
+            cost,
+        )
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Ledger: tokens to cost, one usage record per request, metrics."""

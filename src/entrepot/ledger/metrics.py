@@ -1,0 +1,51 @@
+"""Prometheus metrics, fed from usage records so /metrics and the ledger never disagree."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from entrepot.ledger.records import UsageRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("model", "endpoint", "status")
+        self.requests = Counter(
+            "entrepot_requests", "Client requests", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "entrepot_request_duration_seconds",
+            "Time from request to last byte",
+            ("model", "endpoint"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "entrepot_time_to_first_token_seconds",
+            "Time to the first streamed token",
+            ("model",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "entrepot_tokens", "Tokens processed", ("model", "kind"), registry=self.registry
+        )
+        self.cost = Counter(
+            "entrepot_cost", "Cost of requests", ("model", "currency"), registry=self.registry
+        )
+
+    def observe(self, record: UsageRecord) -> None:
+        model = record.model_alias or "-"
+        self.requests.labels(model, record.endpoint, str(record.status)).inc()
+        self.latency.labels(model, record.endpoint).observe(record.latency_ms / 1000)
+        if record.ttft_ms is not None:
+            self.ttft.labels(model).observe(record.ttft_ms / 1000)
+        if record.prompt_tokens:
+            self.tokens.labels(model, "prompt").inc(record.prompt_tokens)
+        if record.completion_tokens:
+            self.tokens.labels(model, "completion").inc(record.completion_tokens)
+        if record.cost_nanos and record.currency:
+            self.cost.labels(model, record.currency).inc(record.cost_nanos / 1e9)

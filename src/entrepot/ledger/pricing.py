@@ -1,0 +1,75 @@
+"""Tokens to money. Prices ship as data (`prices.yaml`), each with the date it was read, and a
+model's own `price` in config overrides the catalogue.
+
+Amounts are Decimals end to end and stored as integer billionths, so a ledger total is exact.
+Reasoning tokens are already part of `completion_tokens` (OpenAI's convention, which DeepSeek and
+Qwen follow), so they are not billed twice; cached prompt tokens are billed at the cached rate.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from entrepot.config import ModelConfig, Price
+from entrepot.providers.base import TokenUsage
+
+NANOS = Decimal(1_000_000_000)
+MILLION = Decimal(1_000_000)
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, Price]:
+    """The shipped catalogue, keyed by upstream model name."""
+    text = resources.files("entrepot.ledger").joinpath("prices.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    prices: dict[str, Price] = {}
+    for vendor in raw["vendors"]:
+        for name, entry in vendor["models"].items():
+            prices[name] = Price(
+                input_per_1m=Decimal(str(entry["input"])),
+                output_per_1m=Decimal(str(entry["output"])),
+                cached_input_per_1m=(
+                    Decimal(str(entry["cached_input"])) if "cached_input" in entry else None
+                ),
+                currency=vendor.get("currency", "USD"),
+                as_of=vendor["as_of"],
+            )
+    return prices
+
+
+def price_for(model: ModelConfig) -> Price | None:
+    """Config first; then the catalogue by exact target, then by the last path segment
+    (`deepseek/deepseek-chat` on a router is priced as `deepseek-chat`)."""
+    if model.price is not None:
+        return model.price
+    if model.provider == "llama_cpp":
+        return None
+    table = catalogue()
+    return table.get(model.target) or table.get(model.target.rsplit("/", 1)[-1])
+
+
+def cost_nanos(usage: TokenUsage, price: Price) -> int:
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    cached_rate = price.cached_input_per_1m if price.cached_input_per_1m is not None else None
+    if cached_rate is None:
+        cached_rate = price.input_per_1m
+    amount = (
+        Decimal(usage.prompt_tokens - cached) * price.input_per_1m
+        + Decimal(cached) * cached_rate
+        + Decimal(usage.completion_tokens) * price.output_per_1m
+    ) / MILLION
+    return int((amount * NANOS).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def hardware_cost_nanos(busy_seconds: float, per_hour: Decimal) -> int:
+    """A local model's cost is the machine time it occupied, not zero."""
+    amount = Decimal(str(busy_seconds)) * per_hour / Decimal(3600)
+    return int((amount * NANOS).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def nanos_to_amount(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS

@@ -1,0 +1,73 @@
+"""Batched, off-the-hot-path ledger writes.
+
+A request only appends its record to a queue; a background task writes batches in a worker thread
+every `ledger_flush_seconds` (or sooner when a batch fills), and shutdown drains the queue, so no
+request waits on the database and no record is lost on a clean stop. A crash loses at most the
+records of one flush window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import Engine
+
+from entrepot.config import StoreConfig
+from entrepot.ledger.metrics import GatewayMetrics
+from entrepot.ledger.records import UsageRecord
+from entrepot.store.usage import insert_records
+
+log = logging.getLogger("entrepot.ledger")
+
+
+class LedgerWriter:
+    def __init__(self, engine: Engine, config: StoreConfig, metrics: GatewayMetrics) -> None:
+        self._engine = engine
+        self._interval = config.ledger_flush_seconds
+        self._batch_size = config.ledger_batch_size
+        self._metrics = metrics
+        self._pending: list[UsageRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+
+    def record(self, record: UsageRecord) -> None:
+        self._metrics.observe(record)
+        self._pending.append(record)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self) -> None:
+        """Write everything still queued; called on shutdown after requests have drained."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
+            try:
+                await asyncio.to_thread(insert_records, self._engine, batch)
+                self.written += len(batch)
+            except Exception:
+                log.exception("ledger write failed; %d records kept for retry", len(batch))
+                self._pending[:0] = batch
+                raise
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                await asyncio.sleep(self._interval)

@@ -1,0 +1,1 @@
+"""Policy: may this key send this request to that model?"""

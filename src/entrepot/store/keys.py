@@ -1,0 +1,151 @@
+"""Client API keys. Only a SHA-256 of each key is stored: keys are 256-bit random strings, so a
+fast unsalted hash is enough to make a stolen database useless, and lookups stay one index probe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from entrepot.exceptions import InvalidRequestError, NotFoundError
+from entrepot.store.tables import api_keys
+
+KEY_PREFIX = "ek-"
+BUDGET_PERIODS = ("day", "month", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    name: str
+    key_prefix: str
+    allowed_models: tuple[str, ...] | None
+    budget_amount: Decimal | None
+    budget_currency: str | None
+    budget_period: str | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    def may_use(self, alias: str) -> bool:
+        return self.allowed_models is None or alias in self.allowed_models
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "key_prefix": self.key_prefix,
+            "allowed_models": list(self.allowed_models) if self.allowed_models else None,
+            "budget": (
+                {
+                    "amount": str(self.budget_amount),
+                    "currency": self.budget_currency,
+                    "period": self.budget_period,
+                }
+                if self.budget_amount is not None
+                else None
+            ),
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(
+        self,
+        name: str,
+        allowed_models: list[str] | None = None,
+        budget_amount: Decimal | None = None,
+        budget_currency: str = "USD",
+        budget_period: str = "month",
+    ) -> tuple[ApiKey, str]:
+        """Returns the key record and the secret, which is shown once and never stored."""
+        name = name.strip()
+        if not name or len(name) > 200 or not name.isprintable():
+            raise InvalidRequestError("key name must be 1-200 printable characters", param="name")
+        if budget_period not in BUDGET_PERIODS:
+            raise InvalidRequestError(
+                f"budget period must be one of {', '.join(BUDGET_PERIODS)}", param="budget_period"
+            )
+        if budget_amount is not None and budget_amount < 0:
+            raise InvalidRequestError("budget must not be negative", param="budget")
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        values = {
+            "name": name,
+            "key_hash": hash_key(secret),
+            "key_prefix": secret[:10],
+            "allowed_models": sorted(set(allowed_models)) if allowed_models else None,
+            "budget_amount": budget_amount,
+            "budget_currency": budget_currency if budget_amount is not None else None,
+            "budget_period": budget_period if budget_amount is not None else None,
+            "created_at": dt.datetime.now(dt.UTC),
+        }
+        try:
+            with self.engine.begin() as conn:
+                key_id = conn.execute(insert(api_keys).values(**values)).inserted_primary_key[0]
+        except IntegrityError:
+            raise InvalidRequestError(f"a key named {name!r} already exists", param="name") from None
+        return self.get(int(key_id)), secret
+
+    def get(self, key_id: int) -> ApiKey:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no key with id {key_id}")
+        return _from_row(row)
+
+    def list(self, include_revoked: bool = False) -> list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.id)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            return [_from_row(row) for row in conn.execute(query).mappings()]
+
+    def active_by_hash(self) -> dict[str, ApiKey]:
+        """Every usable key by hash: the gateway holds this in memory so auth costs no query."""
+        query = select(api_keys).where(api_keys.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            return {row["key_hash"]: _from_row(row) for row in conn.execute(query).mappings()}
+
+    def revoke(self, ref: str) -> ApiKey:
+        """Revoke by id or by name."""
+        column = api_keys.c.id if ref.isdigit() else api_keys.c.name
+        value: int | str = int(ref) if ref.isdigit() else ref
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(api_keys)
+                .where(column == value, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=dt.datetime.now(dt.UTC))
+                .returning(api_keys.c.id)
+            ).first()
+        if result is None:
+            raise NotFoundError(f"no active key {ref!r}")
+        return self.get(int(result[0]))
+
+
+def _from_row(row: Any) -> ApiKey:
+    allowed = row["allowed_models"]
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        key_prefix=row["key_prefix"],
+        allowed_models=tuple(allowed) if allowed else None,
+        budget_amount=Decimal(str(row["budget_amount"])) if row["budget_amount"] is not None else None,
+        budget_currency=row["budget_currency"],
+        budget_period=row["budget_period"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
