@@ -1,0 +1,227 @@
+"""A deterministic OpenAI-compatible upstream for exact-number checks and fault injection.
+
+The upstream model name picks the behaviour: `echo-model` answers "echo: <last user text>";
+`reasoner` adds `reasoning_content` and DeepSeek-style cache counts; `fail-500`, `hang`, `reset`,
+`rate-limited` and `midstream-drop` fail in the way their names say. Token counts are word counts,
+so tests can compute the expected bill by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+EXPECTED_KEY = os.environ.get("FAKE_OPENAI_KEY", "test-upstream-key")
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return str(content)
+    return ""
+
+
+def _prompt_words(body: dict[str, Any]) -> int:
+    if "messages" in body:
+        return sum(_words(str(m.get("content") or "")) for m in body["messages"])
+    prompt = body.get("prompt", "")
+    return _words(prompt if isinstance(prompt, str) else " ".join(map(str, prompt)))
+
+
+def _usage(body: dict[str, Any], answer: str, reasoning: str = "") -> dict[str, Any]:
+    prompt = _prompt_words(body)
+    completion = _words(answer) + _words(reasoning)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": _words(reasoning)}
+        usage["prompt_cache_hit_tokens"] = min(2, prompt)
+    return usage
+
+
+async def _fault(model: str, request: web.Request) -> web.StreamResponse | None:
+    if model == "fail-500":
+        return web.json_response({"error": {"message": "upstream exploded"}}, status=500)
+    if model == "rate-limited":
+        return web.json_response({"error": {"message": "slow down"}}, status=429)
+    if model == "hang":
+        await asyncio.sleep(30)
+    if model == "reset":
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+    return None
+
+
+def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None]:
+    text = _last_user_text(body.get("messages", []))
+    reasoning = "let me think" if body.get("model") == "reasoner" else ""
+    tools = body.get("tools")
+    if tools and "weather" in text:
+        name = tools[0]["function"]["name"]
+        call = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": name, "arguments": '{"city": "Paris"}'},
+        }
+        return "", reasoning, [call]
+    if (body.get("response_format") or {}).get("type") == "json_object":
+        return '{"echo": true}', reasoning, None
+    return f"echo: {text}", reasoning, None
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Authorization") != f"Bearer {EXPECTED_KEY}":
+        return web.json_response({"error": {"message": "bad key"}}, status=401)
+    body = await request.json(loads=orjson.loads)
+    request.app["last"] = body
+    model = body.get("model", "")
+    fault = await _fault(model, request)
+    if fault is not None:
+        return fault
+    answer, reasoning, tool_calls = _answer(body)
+    base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
+    finish = "tool_calls" if tool_calls else "stop"
+    if body.get("stream"):
+        return await _stream_chat(request, body, base, answer, reasoning, tool_calls, finish)
+    message: dict[str, Any] = {"role": "assistant", "content": answer or None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    choices = [
+        {"index": i, "message": message, "finish_reason": finish}
+        for i in range(int(body.get("n") or 1))
+    ]
+    usage = _usage(body, answer, reasoning)
+    return web.json_response(
+        {**base, "object": "chat.completion", "choices": choices, "usage": usage},
+        dumps=lambda o: orjson.dumps(o).decode(),
+    )
+
+
+async def _stream_chat(
+    request: web.Request,
+    body: dict[str, Any],
+    base: dict[str, Any],
+    answer: str,
+    reasoning: str,
+    tool_calls: list[dict[str, Any]] | None,
+    finish: str,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
+        chunk = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+
+    await send({"role": "assistant", "content": ""})
+    if reasoning:
+        await send({"reasoning_content": reasoning})
+    for i, word in enumerate(answer.split(" ")):
+        await send({"content": word if i == 0 else " " + word})
+        if body.get("model") == "midstream-drop" and i == 1:
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+    if tool_calls:
+        await send({"tool_calls": [{"index": 0, **tool_calls[0]}]})
+    await send({}, finish)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage_chunk = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": _usage(body, answer, reasoning),
+        }
+        await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = await request.json(loads=orjson.loads)
+    fault = await _fault(body.get("model", ""), request)
+    if fault is not None:
+        return fault
+    prompt = body.get("prompt", "")
+    answer = f"echo: {prompt if isinstance(prompt, str) else prompt[0]}"
+    base = {"id": "cmpl-fake", "created": int(time.time()), "model": body.get("model")}
+    if body.get("stream"):
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in answer.split(" "):
+            choice = {"text": word + " ", "index": 0, "logprobs": None, "finish_reason": None}
+            chunk = {**base, "object": "text_completion", "choices": [choice]}
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        usage_chunk = {**base, "object": "text_completion", "choices": [], "usage": _usage(body, answer)}
+        await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\ndata: [DONE]\n\n")
+        await response.write_eof()
+        return response
+    choice = {"text": answer, "index": 0, "logprobs": None, "finish_reason": "stop"}
+    return web.json_response(
+        {**base, "object": "text_completion", "choices": [choice], "usage": _usage(body, answer)}
+    )
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    body = await request.json(loads=orjson.loads)
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = []
+    for i, text in enumerate(inputs):
+        digest = hashlib.sha256(str(text).encode()).digest()
+        data.append({"object": "embedding", "index": i, "embedding": [b / 255 for b in digest[:8]]})
+    tokens = sum(_words(str(t)) for t in inputs)
+    return web.json_response(
+        {
+            "object": "list",
+            "model": body["model"],
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+async def last_request(request: web.Request) -> web.Response:
+    return web.json_response(request.app.get("last"))
+
+
+async def models(_request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": []})
+
+
+def build_app() -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/last-request", last_request)
+    return app
+
+
+if __name__ == "__main__":
+    web.run_app(build_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None)
