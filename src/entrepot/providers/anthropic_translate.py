@@ -112,9 +112,9 @@ def _blocks(content: Any) -> list[JSON]:
         kind = part.get("type")
         if kind in ("text", "refusal"):
             text = part.get(kind) or ""
-            block: JSON = {"type": "text", "text": text}
             if not text:
                 continue
+            block: JSON = {"type": "text", "text": text}
         elif kind == "image_url":
             block = _image(part.get("image_url"))
         else:
@@ -137,7 +137,10 @@ def _image(image_url: Any) -> JSON:
         media_type, _, encoding = header.partition(";")
         if encoding != "base64" or not data:
             raise InvalidRequestError("image data URLs must be base64-encoded", param="messages")
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
     raise InvalidRequestError("image_url must be a data: or http(s) URL", param="messages")
@@ -155,7 +158,12 @@ def _tool_use(call: JSON) -> JSON:
         raise InvalidRequestError(
             f"tool call {call.get('id')!r} arguments must be a JSON object", param="messages"
         )
-    return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments}
+    return {
+        "type": "tool_use",
+        "id": call.get("id"),
+        "name": function.get("name"),
+        "input": arguments,
+    }
 
 
 def _tool_result(message: JSON) -> JSON:
@@ -215,8 +223,8 @@ def response_to_openai(message: JSON, model: str) -> JSON:
             arguments = orjson.dumps(block.get("input") or {}).decode()
             function = {"name": block.get("name"), "arguments": arguments}
             calls.append({"id": block.get("id"), "type": "function", "function": function})
-    reply: JSON = {"role": "assistant", "content": "".join(texts) if texts else None}
-    reply["refusal"] = None
+    content = "".join(texts) if texts else None
+    reply: JSON = {"role": "assistant", "content": content, "refusal": None}
     if calls:
         reply["tool_calls"] = calls
     if thoughts:
@@ -289,7 +297,10 @@ class StreamTranslator:
         if kind == "thinking_delta":
             return [self._chunk({"reasoning_content": delta.get("thinking") or ""})]
         if kind == "input_json_delta" and index in self._tool_index and delta.get("partial_json"):
-            call = {"index": self._tool_index[index], "function": {"arguments": delta["partial_json"]}}
+            call = {
+                "index": self._tool_index[index],
+                "function": {"arguments": delta["partial_json"]},
+            }
             return [self._chunk({"tool_calls": [call]})]
         return []
 

@@ -112,6 +112,7 @@ class LocalModel:
             n_ctx=n_ctx,
             n_threads=n_threads,
             embedding=embedding,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN if embedding else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
             verbose=False,
         )
         self.n_ctx = n_ctx

@@ -1,0 +1,207 @@
+"""A deterministic stand-in for Anthropic's Messages API, for tests and benchmarks.
+
+Rules: the answer is "echo: " + the last user text; with tools and "weather" in that text it calls
+the first tool with {"city": "Paris"}; a system prompt containing "think" adds a thinking block;
+"fail-midstream" makes a stream send an overloaded_error after its first delta. Token counts are
+word counts. The last request body is kept at GET /last-request.
+
+Run standalone with `python -m tests.fakes.anthropic_upstream PORT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+JSON = dict[str, Any]
+DEFAULT_KEY = "test-anthropic-key"
+LAST_REQUEST: web.AppKey[JSON] = web.AppKey("last_request")
+COUNTER: web.AppKey[list[int]] = web.AppKey("counter")
+
+
+def build_app() -> web.Application:
+    app = web.Application()
+    app[LAST_REQUEST] = {}
+    app[COUNTER] = [0]
+    app.router.add_post("/v1/messages", _messages)
+    app.router.add_get("/last-request", _last_request)
+    return app
+
+
+@dataclass
+class RunningFake:
+    url: str
+    app: web.Application
+
+    @property
+    def last_request(self) -> JSON:
+        return self.app[LAST_REQUEST].copy()
+
+
+@asynccontextmanager
+async def serve(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningFake]:
+    """Run the fake inside the current event loop; port 0 picks a free one."""
+    app = build_app()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    try:
+        yield RunningFake(f"http://{host}:{bound}", app)
+    finally:
+        await runner.cleanup()
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    body = {"type": "error", "error": {"type": kind, "message": message}}
+    return web.json_response(body, status=status)
+
+
+async def _last_request(request: web.Request) -> web.Response:
+    return web.json_response(request.app[LAST_REQUEST])
+
+
+async def _messages(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("x-api-key") != os.environ.get("FAKE_ANTHROPIC_KEY", DEFAULT_KEY):
+        return _error(401, "authentication_error", "invalid x-api-key")
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "invalid_request_error", "body is not JSON")
+    request.app[LAST_REQUEST].clear()
+    request.app[LAST_REQUEST].update(body)
+    for field in ("model", "messages", "max_tokens"):
+        if field not in body:
+            return _error(400, "invalid_request_error", f"{field}: Field required")
+    request.app[COUNTER][0] += 1
+    message = _answer(body, f"msg_fake{request.app[COUNTER][0]:04d}")
+    if body.get("stream"):
+        return await _stream(request, message, fail="fail-midstream" in _last_user_text(body))
+    return web.json_response(message)
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    texts: list[str] = []
+    for block in content or []:
+        if block.get("type") == "text":
+            texts.append(block["text"])
+        elif block.get("type") == "tool_result":
+            texts.extend(_texts(block.get("content")))
+    return texts
+
+
+def _last_user_text(body: JSON) -> str:
+    users = [m for m in body["messages"] if m.get("role") == "user"]
+    return " ".join(_texts(users[-1]["content"])) if users else ""
+
+
+def _answer(body: JSON, message_id: str) -> JSON:
+    last = _last_user_text(body)
+    system = " ".join(_texts(body.get("system")))
+    blocks: list[JSON] = []
+    if "think" in system:
+        blocks.append({"type": "thinking", "thinking": "thinking about it", "signature": "sig"})
+    tools = body.get("tools") or []
+    if tools and "weather" in last:
+        tool = {"type": "tool_use", "id": "toolu_1", "name": tools[0]["name"]}
+        blocks.append({**tool, "input": {"city": "Paris"}})
+        stop_reason, out_words = "tool_use", 3
+    else:
+        words = f"echo: {last}".split()
+        stop_reason = "end_turn"
+        if len(words) > body["max_tokens"]:
+            words, stop_reason = words[: body["max_tokens"]], "max_tokens"
+        blocks.append({"type": "text", "text": " ".join(words)})
+        out_words = len(words)
+    request_text = _texts(body.get("system")) + [
+        text for m in body["messages"] for text in _texts(m["content"])
+    ]
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": blocks,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": len(" ".join(request_text).split()),
+            "output_tokens": out_words,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        },
+    }
+
+
+def _block_events(index: int, block: JSON) -> list[JSON]:
+    if block["type"] == "text":
+        start: JSON = {"type": "text", "text": ""}
+        words = block["text"].split(" ")
+        pieces = [w + " " for w in words[:-1]] + words[-1:]
+        deltas = [{"type": "text_delta", "text": p} for p in pieces]
+    elif block["type"] == "thinking":
+        start = {"type": "thinking", "thinking": ""}
+        deltas = [
+            {"type": "thinking_delta", "thinking": "thinking "},
+            {"type": "thinking_delta", "thinking": "about it"},
+            {"type": "signature_delta", "signature": block["signature"]},
+        ]
+    else:
+        start = {**block, "input": {}}
+        arguments = json.dumps(block["input"])
+        deltas = [
+            {"type": "input_json_delta", "partial_json": arguments[i : i + 5]}
+            for i in range(0, len(arguments), 5)
+        ]
+    return [
+        {"type": "content_block_start", "index": index, "content_block": start},
+        *({"type": "content_block_delta", "index": index, "delta": d} for d in deltas),
+        {"type": "content_block_stop", "index": index},
+    ]
+
+
+async def _stream(request: web.Request, message: JSON, *, fail: bool) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    events: list[JSON] = [{"type": "message_start", "message": start}, {"type": "ping"}]
+    for index, block in enumerate(message["content"]):
+        events.extend(_block_events(index, block))
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        }
+    )
+    events.append({"type": "message_stop"})
+    for event in events:
+        await response.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        if fail and event["type"] == "content_block_delta":
+            error = {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "Overloaded"},
+            }
+            await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+            break
+    await response.write_eof()
+    return response
+
+
+def main() -> None:
+    web.run_app(build_app(), host="127.0.0.1", port=int(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
