@@ -33,7 +33,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -227,7 +229,9 @@ def client_key(gateway: Server) -> str:
 
 @pytest.fixture(scope="session")
 def client(gateway: Server, client_key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=client_key, max_retries=0, timeout=120)
+    return openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=client_key, max_retries=0, timeout=120
+    )
 
 
 def usage_record(gateway: Server, request_id: str, timeout: float = 10) -> dict[str, Any]:

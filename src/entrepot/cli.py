@@ -67,7 +67,9 @@ def serve(
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     uvicorn.run(
         create_app(gateway),
         host=host,
@@ -94,7 +96,12 @@ def models(config_path: ConfigOption = None) -> None:
         else:
             shown = "unpriced"
         table.add_row(
-            model.alias, model.provider, model.target, model.jurisdiction, model.licence or "", shown
+            model.alias,
+            model.provider,
+            model.target,
+            model.jurisdiction,
+            model.licence or "",
+            shown,
         )
     console.print(table)
 

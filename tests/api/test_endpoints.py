@@ -114,9 +114,11 @@ def test_admin_keys_and_usage(gateway: Server) -> None:
             json={"name": "budgeted", "budget": {"amount": "12.5", "period": "day"}},
         )
         assert created.status_code == 201
-        assert created.json()["budget"] == {"amount": "12.500000", "currency": "USD", "period": "day"} or (
-            created.json()["budget"]["amount"].startswith("12.5")
-        )
+        assert created.json()["budget"] == {
+            "amount": "12.500000",
+            "currency": "USD",
+            "period": "day",
+        } or (created.json()["budget"]["amount"].startswith("12.5"))
         secret = created.json()["key"]
         listed = http.get("/admin/keys").json()["data"]
         assert "budgeted" in [k["name"] for k in listed]

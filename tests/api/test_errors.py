@@ -22,7 +22,9 @@ def _post(gateway: Server, key: str | None, content: bytes | str, **headers: str
     )
 
 
-def _assert_error(response: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
+def _assert_error(
+    response: httpx.Response, status: int, param: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
     validate(body, "ErrorResponse")
@@ -111,7 +113,9 @@ def test_bad_bodies(
 
 def test_unknown_model_via_sdk_is_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="gpt-nope", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.code == "model_not_found"
 
 

@@ -177,7 +177,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
             choice = {"text": word + " ", "index": 0, "logprobs": None, "finish_reason": None}
             chunk = {**base, "object": "text_completion", "choices": [choice]}
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        usage_chunk = {**base, "object": "text_completion", "choices": [], "usage": _usage(body, answer)}
+        usage_chunk = {
+            **base,
+            "object": "text_completion",
+            "choices": [],
+            "usage": _usage(body, answer),
+        }
         await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\ndata: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -41,7 +41,9 @@ async def create_key(request: Request) -> Response:
     if allowed is not None and not (
         isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)
     ):
-        raise InvalidRequestError("allowed_models must be an array of strings", param="allowed_models")
+        raise InvalidRequestError(
+            "allowed_models must be an array of strings", param="allowed_models"
+        )
     budget = body.get("budget") or {}
     if not isinstance(budget, dict):
         raise InvalidRequestError("budget must be an object", param="budget")

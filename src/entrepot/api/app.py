@@ -53,9 +53,7 @@ async def get_model(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    return _json(
-        {"status": "ok", "version": __version__, "models": len(gateway.routing.aliases)}
-    )
+    return _json({"status": "ok", "version": __version__, "models": len(gateway.routing.aliases)})
 
 
 async def metrics(request: Request) -> Response:

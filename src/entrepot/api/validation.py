@@ -86,8 +86,8 @@ def _model_and_sampling(body: Any) -> dict[str, Any]:
     return body
 
 
-def validate_chat(body: Any) -> dict[str, Any]:
-    body = _model_and_sampling(body)
+def validate_chat(raw: Any) -> dict[str, Any]:
+    body = _model_and_sampling(raw)
     messages = body.get("messages")
     if messages is None:
         raise _fail("messages", "messages is required")
@@ -120,16 +120,15 @@ def validate_chat(body: Any) -> dict[str, Any]:
         raise _fail("tool_choice", "tool_choice must be a string or an object")
     response_format = body.get("response_format")
     if response_format is not None and (
-        not isinstance(response_format, dict)
-        or response_format.get("type") not in RESPONSE_FORMATS
+        not isinstance(response_format, dict) or response_format.get("type") not in RESPONSE_FORMATS
     ):
         kinds = ", ".join(sorted(RESPONSE_FORMATS))
         raise _fail("response_format", f"response_format.type must be one of {kinds}")
     return body
 
 
-def validate_completion(body: Any) -> dict[str, Any]:
-    body = _model_and_sampling(body)
+def validate_completion(raw: Any) -> dict[str, Any]:
+    body = _model_and_sampling(raw)
     prompt = body.get("prompt")
     if prompt is None:
         raise _fail("prompt", "prompt is required")

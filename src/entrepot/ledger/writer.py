@@ -9,6 +9,7 @@ records of one flush window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy import Engine
@@ -51,7 +52,10 @@ class LedgerWriter:
 
     async def flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
+            batch, self._pending = (
+                self._pending[: self._batch_size],
+                self._pending[self._batch_size :],
+            )
             try:
                 await asyncio.to_thread(insert_records, self._engine, batch)
                 self.written += len(batch)
@@ -62,10 +66,8 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

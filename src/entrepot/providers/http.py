@@ -67,7 +67,7 @@ class HttpUpstream:
                     raise self.status_error(resp.status, raw)
         except GatewayError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self.transport_error(exc) from exc
         try:
             parsed = orjson.loads(raw)
@@ -81,7 +81,7 @@ class HttpUpstream:
         try:
             async with self.session.get(self.base_url + path) as resp:
                 return resp.status < 500
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def post_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[SSEEvent]:
@@ -110,11 +110,11 @@ class HttpUpstream:
                     yield SSEEvent(event, "\n".join(data))
         except GatewayError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self.transport_error(exc) from exc
 
     def status_error(self, status: int, raw: bytes) -> GatewayError:
-        """Say whose fault an upstream error status is: theirs (5xx), ours (401/403), the client's."""
+        """Whose fault an upstream error is: theirs (5xx), ours (401/403) or the client's."""
         name = self.config.deployment
         detail = _upstream_message(raw)
         if status in (401, 403):

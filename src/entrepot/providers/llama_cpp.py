@@ -71,7 +71,7 @@ class LlamaCppProvider:
         self._waiting += 1
         try:
             model = await asyncio.wait_for(self._idle.get(), self._options.queue_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise OverloadedError(
                 f"local model {self.config.alias} stayed busy for"
                 f" {self._options.queue_timeout:g}s; retry shortly"
@@ -183,7 +183,9 @@ class LlamaCppProvider:
         choices, usage = [], TokenUsage()
         for index in range(int(body.get("n") or 1)):
             text, finish = await self._collect(prompt_of, _nth_seed(body, index), usage)
-            choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": finish})
+            choices.append(
+                {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+            )
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
@@ -288,5 +290,3 @@ def _chunk_base(prefix: str, kind: str, model: str) -> JSON:
 
 def _delta(index: int, delta: JSON, finish_reason: str | None = None) -> JSON:
     return {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-
-

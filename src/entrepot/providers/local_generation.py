@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp import Llama, LlamaGrammar
+from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
 from entrepot.config import BUNDLED_TARGET
 from entrepot.exceptions import ConfigError, InvalidRequestError
@@ -112,7 +112,9 @@ class LocalModel:
             n_ctx=n_ctx,
             n_threads=n_threads,
             embedding=embedding,
-            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN if embedding else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            if embedding
+            else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
             verbose=False,
         )
         self.n_ctx = n_ctx
@@ -135,9 +137,11 @@ class LocalModel:
         if self._formatter is None:
             raise InvalidRequestError("this local model has no chat template; use /v1/completions")
         try:
-            formatted = self._formatter(messages=messages)
+            formatted = self._formatter(messages=messages)  # type: ignore[arg-type]
         except Exception as exc:
-            raise InvalidRequestError(f"messages cannot be formatted: {exc}", param="messages") from None
+            raise InvalidRequestError(
+                f"messages cannot be formatted: {exc}", param="messages"
+            ) from None
         return self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
 
     def text_prompt(self, prompt: str) -> list[int]:
@@ -163,8 +167,12 @@ class LocalModel:
         hold = max((len(s) for s in stops), default=1) - 1
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, emitted, produced, finish = "", 0, 0, "length"
-        grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False) if sampling.grammar else None
-        self.llm.set_seed(sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        grammar = (
+            LlamaGrammar.from_string(sampling.grammar, verbose=False) if sampling.grammar else None
+        )
+        self.llm.set_seed(
+            sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+        )
         vocab = self.llm._model.vocab
         if limit > 0:
             for token in self.llm.generate(

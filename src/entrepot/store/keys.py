@@ -95,9 +95,12 @@ class KeyStore:
         }
         try:
             with self.engine.begin() as conn:
-                key_id = conn.execute(insert(api_keys).values(**values)).inserted_primary_key[0]
+                inserted = conn.execute(insert(api_keys).values(**values).returning(api_keys.c.id))
+                key_id = inserted.scalar_one()
         except IntegrityError:
-            raise InvalidRequestError(f"a key named {name!r} already exists", param="name") from None
+            raise InvalidRequestError(
+                f"a key named {name!r} already exists", param="name"
+            ) from None
         return self.get(int(key_id)), secret
 
     def get(self, key_id: int) -> ApiKey:
@@ -143,7 +146,9 @@ def _from_row(row: Any) -> ApiKey:
         name=row["name"],
         key_prefix=row["key_prefix"],
         allowed_models=tuple(allowed) if allowed else None,
-        budget_amount=Decimal(str(row["budget_amount"])) if row["budget_amount"] is not None else None,
+        budget_amount=Decimal(str(row["budget_amount"]))
+        if row["budget_amount"] is not None
+        else None,
         budget_currency=row["budget_currency"],
         budget_period=row["budget_period"],
         created_at=row["created_at"],
