@@ -63,21 +63,26 @@ class LlamaCppProvider:
 
     @asynccontextmanager
     async def _borrow(self) -> AsyncIterator[LocalModel]:
-        if self._idle.empty() and self._waiting >= self._options.max_queue:
-            raise OverloadedError(
-                f"local model {self.config.alias} is busy: {self._waiting} requests already"
-                " waiting; retry shortly"
-            )
-        self._waiting += 1
-        try:
-            model = await asyncio.wait_for(self._idle.get(), self._options.queue_timeout)
-        except TimeoutError:
-            raise OverloadedError(
-                f"local model {self.config.alias} stayed busy for"
-                f" {self._options.queue_timeout:g}s; retry shortly"
-            ) from None
-        finally:
-            self._waiting -= 1
+        """Take an idle instance at once (claimed synchronously, so concurrent arrivals cannot
+        all see the same one free), else wait in line behind earlier arrivals."""
+        if not self._idle.empty() and self._waiting == 0:
+            model = self._idle.get_nowait()
+        else:
+            if self._waiting >= self._options.max_queue:
+                raise OverloadedError(
+                    f"local model {self.config.alias} is busy: {self._waiting} requests already"
+                    " waiting; retry shortly"
+                )
+            self._waiting += 1
+            try:
+                model = await asyncio.wait_for(self._idle.get(), self._options.queue_timeout)
+            except TimeoutError:
+                raise OverloadedError(
+                    f"local model {self.config.alias} stayed busy for"
+                    f" {self._options.queue_timeout:g}s; retry shortly"
+                ) from None
+            finally:
+                self._waiting -= 1
         try:
             yield model
         finally:
