@@ -1,0 +1,37 @@
+"""The README's examples are tested: its configuration loads and its quickstart runs as written
+against a zero-config gateway."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from entrepot.config import load_config
+from tests.conftest import ROOT, Server
+
+
+def _block(kind: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- readme-test: {kind} -->\n```\w+\n(.*?)```", text, re.DOTALL)
+    assert match, f"README has no {kind} example"
+    return match.group(1)
+
+
+def test_readme_configuration_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "entrepot.yaml"
+    path.write_text(_block("config"))
+    config = load_config(path)
+    assert [m.alias for m in config.models][:2] == ["local/smollm2-135m-instruct", "deepseek-chat"]
+    assert config.server.require_client_keys
+
+
+def test_readme_quickstart_runs(zero_config_gateway: Server) -> None:
+    code = _block("python").replace("http://127.0.0.1:8000", zero_config_gateway.url)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "local/smollm2-135m-instruct" in result.stdout
+    assert "completion_tokens=" in result.stdout
