@@ -46,9 +46,8 @@ async def get_model(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     key = await gateway.keys.authenticate(request)
     alias = request.path_params["model"]
-    entry = _model_entry(gateway, alias)
     authorize_model(key, alias)
-    return _json(entry)
+    return _json(_model_entry(gateway, alias))
 
 
 async def health(request: Request) -> Response:

@@ -76,8 +76,8 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
         body = endpoint.validate(await read_json(request, gateway.config.server.max_body_bytes))
         alias: str = body["model"]
         record.model_alias = alias[:256]
-        deployment = gateway.routing.resolve(alias)
         authorize_model(key, alias)
+        deployment = gateway.routing.resolve(alias)
         record.deployment = deployment.config.deployment
         record.provider = deployment.config.provider
         record.jurisdiction = deployment.config.jurisdiction
