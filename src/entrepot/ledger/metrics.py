@@ -38,7 +38,9 @@ class GatewayMetrics:
         )
 
     def observe(self, record: UsageRecord) -> None:
-        model = record.model_alias or "-"
+        # Only configured aliases become label values: a client sending random model names
+        # must not be able to grow the metric set without bound.
+        model = (record.model_alias or "-") if record.deployment else "-"
         self.requests.labels(model, record.endpoint, str(record.status)).inc()
         self.latency.labels(model, record.endpoint).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
