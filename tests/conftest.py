@@ -21,7 +21,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_PATH = ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+SPEC_PATH = Path(
+    os.environ.get("OPENAI_OPENAPI_SPEC")
+    or ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+)
 ADMIN_KEY = "test-admin-key-0123456789"
 UPSTREAM_KEY = "test-upstream-key"
 LOCAL = "local/smollm2-135m-instruct"
