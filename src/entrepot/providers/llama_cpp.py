@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,10 +25,10 @@ from entrepot.providers.local_generation import (
     Piece,
     Sampling,
     resolve_weights,
-    run_to_sink,
 )
 
 _END = object()
+PromptOf = Callable[[LocalModel], list[int]]
 
 
 class LlamaCppProvider:
@@ -88,7 +88,7 @@ class LlamaCppProvider:
         finally:
             self._idle.put_nowait(model)
 
-    async def _pieces(self, prompt_of: Any, body: JSON) -> AsyncIterator[Piece]:
+    async def _pieces(self, prompt_of: PromptOf, body: JSON) -> AsyncIterator[Piece]:
         """Borrow a model, decode in its thread, and relay pieces; stop decoding if abandoned."""
         sampling = Sampling.from_body(body, self._options.seed)
         loop = asyncio.get_running_loop()
@@ -96,22 +96,16 @@ class LlamaCppProvider:
         cancelled = threading.Event()
         async with self._borrow() as model:
 
-            def work() -> None:
-                def sink(item: Piece | BaseException) -> None:
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
-
-                prompt = prompt_of(model)
-                run_to_sink(model.generate(prompt, sampling, cancelled), sink)
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-            def guarded() -> None:
+            def decode() -> None:
                 try:
-                    work()
+                    for piece in model.generate(prompt_of(model), sampling, cancelled):
+                        loop.call_soon_threadsafe(queue.put_nowait, piece)
                 except BaseException as exc:
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
+                finally:
                     loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-            done = loop.run_in_executor(self._executor, guarded)
+            done = loop.run_in_executor(self._executor, decode)
             try:
                 while (item := await queue.get()) is not _END:
                     if isinstance(item, InvalidRequestError):
@@ -127,7 +121,7 @@ class LlamaCppProvider:
 
     # --- chat -----------------------------------------------------------------------------
 
-    def _chat_prompt(self, body: JSON) -> Any:
+    def _chat_prompt(self, body: JSON) -> PromptOf:
         if body.get("tools") and body.get("tool_choice") != "none":
             raise InvalidRequestError(
                 f"local model {self.config.alias} does not support tools", param="tools"
@@ -173,7 +167,7 @@ class LlamaCppProvider:
 
     # --- legacy completions ---------------------------------------------------------------
 
-    def _text_prompt(self, body: JSON) -> Any:
+    def _text_prompt(self, body: JSON) -> PromptOf:
         prompt = body.get("prompt", "")
         if isinstance(prompt, list):
             if len(prompt) != 1 or not isinstance(prompt[0], str):
@@ -244,7 +238,7 @@ class LlamaCppProvider:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    async def _collect(self, prompt_of: Any, body: JSON, usage: TokenUsage) -> tuple[str, str]:
+    async def _collect(self, prompt_of: PromptOf, body: JSON, usage: TokenUsage) -> tuple[str, str]:
         parts: list[str] = []
         finish = "stop"
         async for piece in self._pieces(prompt_of, body):

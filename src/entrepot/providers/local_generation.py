@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -222,12 +222,3 @@ class LocalModel:
 def _first_stop(text: str, stops: list[str], start: int) -> int | None:
     hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
     return min(hits) if hits else None
-
-
-def run_to_sink(generation: Iterator[Piece], sink: Callable[[Piece | BaseException], None]) -> None:
-    """Drive a generation in a worker thread, handing every piece (or the error) to `sink`."""
-    try:
-        for piece in generation:
-            sink(piece)
-    except BaseException as exc:
-        sink(exc)
