@@ -182,13 +182,13 @@ def usage(
     rows = summarise(open_engine(_load(config_path).store), by)  # type: ignore[arg-type]
     table = Table(by, "requests", "failed", "prompt tokens", "completion tokens", "cost")
     for row in rows:
-        cost = f"{nanos_to_amount(row.cost_nanos):.6f} {row.currency}" if row.currency else "—"
+        costs = [f"{nanos_to_amount(n):.6f} {c}" for c, n in sorted(row.cost_nanos.items())]
         table.add_row(
             row.group,
             str(row.requests),
             str(row.failed),
             str(row.prompt_tokens),
             str(row.completion_tokens),
-            cost,
+            ", ".join(costs) or "—",
         )
     console.print(table)

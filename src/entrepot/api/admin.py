@@ -87,8 +87,7 @@ async def usage_summary(request: Request) -> Response:
                     "failed": row.failed,
                     "prompt_tokens": row.prompt_tokens,
                     "completion_tokens": row.completion_tokens,
-                    "cost": str(nanos_to_amount(row.cost_nanos)),
-                    "currency": row.currency,
+                    "cost": {c: str(nanos_to_amount(n)) for c, n in row.cost_nanos.items()},
                 }
                 for row in rows
             ],

@@ -31,6 +31,7 @@ class LedgerWriter:
         self._pending: list[UsageRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.written = 0
 
     def record(self, record: UsageRecord) -> None:
@@ -43,9 +44,13 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def stop(self) -> None:
-        """Write everything still queued; called on shutdown after requests have drained."""
+        """Write everything still queued; called on shutdown after requests have drained.
+
+        The loop is asked to finish rather than cancelled, so a batch already being written
+        completes (and is counted, or logged and kept if it fails) before the final flush."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self._wake.set()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self.flush()
@@ -65,10 +70,13 @@ class LedgerWriter:
                 raise
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.flush()
             except Exception:

@@ -80,14 +80,21 @@ class KeyStore:
             raise InvalidRequestError(
                 f"budget period must be one of {', '.join(BUDGET_PERIODS)}", param="budget_period"
             )
-        if budget_amount is not None and budget_amount < 0:
-            raise InvalidRequestError("budget must not be negative", param="budget")
+        if budget_amount is not None and (not budget_amount.is_finite() or budget_amount < 0):
+            raise InvalidRequestError(
+                "budget must be a finite number, not negative", param="budget"
+            )
+        if allowed_models is not None and not allowed_models:
+            raise InvalidRequestError(
+                "allowed_models must name at least one model; omit it to allow every model",
+                param="allowed_models",
+            )
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         values = {
             "name": name,
             "key_hash": hash_key(secret),
             "key_prefix": secret[:10],
-            "allowed_models": sorted(set(allowed_models)) if allowed_models else None,
+            "allowed_models": sorted(set(allowed_models)) if allowed_models is not None else None,
             "budget_amount": budget_amount,
             "budget_currency": budget_currency if budget_amount is not None else None,
             "budget_period": budget_period if budget_amount is not None else None,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Integer, String, func, insert, select
 
 from entrepot.ledger.records import UsageRecord
 from entrepot.store.tables import usage_records
@@ -14,15 +14,16 @@ from entrepot.store.tables import usage_records
 Grouping = Literal["key", "model", "day"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageSummaryRow:
+    """One group's totals; costs stay separate per currency rather than being added up."""
+
     group: str
-    currency: str | None
-    requests: int
-    failed: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_nanos: int
+    requests: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_nanos: dict[str, int] = field(default_factory=dict)
 
 
 def insert_records(engine: Engine, records: Sequence[UsageRecord]) -> None:
@@ -37,14 +38,14 @@ def summarise(engine: Engine, by: Grouping) -> list[UsageSummaryRow]:
     group = {
         "key": func.coalesce(t.c.key_name, "(no key)"),
         "model": func.coalesce(t.c.model_alias, "(none)"),
-        "day": func.substr(func.cast(t.c.created_at, type_=t.c.price_date.type), 1, 10),
+        "day": func.substr(func.cast(t.c.created_at, String), 1, 10),
     }[by]
     query = (
         select(
             group.label("grp"),
             t.c.currency,
             func.count().label("requests"),
-            func.sum((t.c.status >= 400).cast(t.c.prompt_tokens.type)).label("failed"),
+            func.sum((t.c.status >= 400).cast(Integer)).label("failed"),
             func.coalesce(func.sum(t.c.prompt_tokens), 0).label("prompt"),
             func.coalesce(func.sum(t.c.completion_tokens), 0).label("completion"),
             func.coalesce(func.sum(t.c.cost_nanos), 0).label("cost"),
@@ -52,16 +53,14 @@ def summarise(engine: Engine, by: Grouping) -> list[UsageSummaryRow]:
         .group_by(group, t.c.currency)
         .order_by(group, t.c.currency)
     )
+    rows: dict[str, UsageSummaryRow] = {}
     with engine.connect() as conn:
-        return [
-            UsageSummaryRow(
-                group=str(row.grp),
-                currency=row.currency,
-                requests=int(row.requests),
-                failed=int(row.failed or 0),
-                prompt_tokens=int(row.prompt),
-                completion_tokens=int(row.completion),
-                cost_nanos=int(row.cost),
-            )
-            for row in conn.execute(query)
-        ]
+        for result in conn.execute(query):
+            row = rows.setdefault(str(result.grp), UsageSummaryRow(str(result.grp)))
+            row.requests += int(result.requests)
+            row.failed += int(result.failed or 0)
+            row.prompt_tokens += int(result.prompt)
+            row.completion_tokens += int(result.completion)
+            if result.currency is not None:
+                row.cost_nanos[result.currency] = int(result.cost)
+    return list(rows.values())

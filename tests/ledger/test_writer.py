@@ -1,0 +1,262 @@
+"""LedgerWriter against a real SQLite file: batching, draining on stop, retry, and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from sqlalchemy import Engine, func, select
+
+import entrepot.ledger.writer as writer_module
+from entrepot.config import StoreConfig
+from entrepot.ledger.metrics import GatewayMetrics
+from entrepot.ledger.records import UsageRecord
+from entrepot.ledger.writer import LedgerWriter
+from entrepot.store.db import open_engine
+from entrepot.store.tables import usage_records
+from entrepot.store.usage import insert_records
+
+NEVER = 3600.0  # a flush interval no test waits for: only a full batch or stop() writes
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_engine(StoreConfig(url=f"sqlite:///{tmp_path}/t.db"))
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Request ids of every batch the writer hands to the store, in order."""
+    seen: list[list[str]] = []
+
+    def recording(engine: Engine, records: Sequence[UsageRecord]) -> None:
+        seen.append([r.request_id for r in records])
+        insert_records(engine, records)
+
+    monkeypatch.setattr(writer_module, "insert_records", recording)
+    return seen
+
+
+def record(i: int, model: str = "m", status: int = 200) -> UsageRecord:
+    return UsageRecord(
+        request_id=f"req-{i}",
+        endpoint="chat.completions",
+        model_alias=model,
+        deployment=f"openai_compatible:{model}",
+        prompt_tokens=10,
+        completion_tokens=5,
+        status=status,
+    )
+
+
+def writer(engine: Engine, batch_size: int, interval: float = NEVER) -> LedgerWriter:
+    config = StoreConfig(ledger_flush_seconds=interval, ledger_batch_size=batch_size)
+    return LedgerWriter(engine, config, GatewayMetrics())
+
+
+def stored_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(usage_records.c.request_id).order_by(usage_records.c.id))
+        return [row[0] for row in rows]
+
+
+def row_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(usage_records)).scalar_one())
+
+
+async def until(condition: Callable[[], bool], attempts: int = 2_000) -> None:
+    """Let the event loop run until `condition` holds (a bound on hangs, not a timing check)."""
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never became true")
+
+
+def test_full_batch_is_written_by_background_task(engine: Engine, batches: list[list[str]]) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=3)
+        await w.start()
+        for i in range(3):
+            w.record(record(i))
+        await until(lambda: w.written == 3)
+        assert batches == [["req-0", "req-1", "req-2"]]
+        assert stored_ids(engine) == ["req-0", "req-1", "req-2"]
+
+        # below the batch size nothing wakes the task: the records wait for the interval
+        w.record(record(3))
+        w.record(record(4))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert w.written == 3
+        assert row_count(engine) == 3
+
+        await w.stop()
+        assert w.written == 5
+        assert batches == [["req-0", "req-1", "req-2"], ["req-3", "req-4"]]
+
+    asyncio.run(main())
+    assert stored_ids(engine) == [f"req-{i}" for i in range(5)]
+
+
+def test_interval_flushes_a_partial_batch(engine: Engine, batches: list[list[str]]) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=100, interval=0.01)
+        await w.start()
+        w.record(record(0))
+        await until(lambda: w.written == 1)
+        assert row_count(engine) == 1
+        await w.stop()
+
+    asyncio.run(main())
+    assert batches == [["req-0"]]
+
+
+def test_stop_drains_everything_in_batches(engine: Engine, batches: list[list[str]]) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=3)
+        for i in range(7):
+            w.record(record(i))
+        assert row_count(engine) == 0
+        await w.stop()
+        assert w.written == 7
+
+    asyncio.run(main())
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert stored_ids(engine) == [f"req-{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 23])
+def test_exactly_n_rows_for_n_records(engine: Engine, batches: list[list[str]], n: int) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=4)
+        await w.start()
+        await asyncio.sleep(0)  # the task is now waiting for a wake-up
+        for i in range(n):
+            w.record(record(i))
+        if n >= 4:  # a full batch woke the task, which drains everything queued
+            await until(lambda: w.written == n)
+        await w.stop()
+        assert w.written == n
+
+    asyncio.run(main())
+    assert row_count(engine) == n
+    assert stored_ids(engine) == [f"req-{i}" for i in range(n)]
+    assert [len(b) for b in batches] == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+
+
+def test_stop_without_records_writes_nothing(engine: Engine) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=2)
+        await w.start()
+        await w.stop()
+        await w.stop()  # idempotent
+        assert w.written == 0
+
+    asyncio.run(main())
+    assert row_count(engine) == 0
+
+
+def test_failed_write_keeps_records_for_retry(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def flaky(engine: Engine, records: Sequence[UsageRecord]) -> None:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        insert_records(engine, records)
+
+    monkeypatch.setattr(writer_module, "insert_records", flaky)
+
+    async def main() -> None:
+        w = writer(engine, batch_size=2)
+        for i in range(3):
+            w.record(record(i))
+        with pytest.raises(RuntimeError, match="locked"):
+            await w.flush()
+        assert w.written == 0
+        await w.flush()
+        assert w.written == 3
+
+    asyncio.run(main())
+    assert calls == [2, 2, 1]
+    assert stored_ids(engine) == ["req-0", "req-1", "req-2"]
+
+
+def test_metrics_observe_every_record(engine: Engine) -> None:
+    metrics = GatewayMetrics()
+
+    async def main() -> None:
+        w = LedgerWriter(engine, StoreConfig(ledger_batch_size=2), metrics)
+        await w.start()
+        for i in range(3):
+            w.record(record(i, model="alpha"))
+        w.record(record(3, model="beta", status=502))
+        w.record(UsageRecord(request_id="req-4", endpoint="embeddings", model_alias="typo"))
+        await w.stop()
+
+    asyncio.run(main())
+    exposed = generate_latest(metrics.registry).decode()
+    lines = set(exposed.splitlines())
+    chat = 'entrepot_requests_total{endpoint="chat.completions",'
+    assert chat + 'model="alpha",status="200"} 3.0' in lines
+    assert chat + 'model="beta",status="502"} 1.0' in lines
+    # no deployment (an unknown model): counted, but never as a new label value
+    assert 'entrepot_requests_total{endpoint="embeddings",model="-",status="200"} 1.0' in lines
+    assert 'model="typo"' not in exposed
+    assert 'entrepot_tokens_total{kind="prompt",model="alpha"} 30.0' in lines
+    assert 'entrepot_tokens_total{kind="completion",model="beta"} 5.0' in lines
+    assert row_count(engine) == 5
+
+
+def test_stop_waits_for_a_batch_already_being_written(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(engine: Engine, records: Sequence[UsageRecord]) -> None:
+        entered.set()
+        release.wait(30)
+        insert_records(engine, records)
+
+    monkeypatch.setattr(writer_module, "insert_records", slow)
+
+    async def main() -> None:
+        w = writer(engine, batch_size=2)
+        await w.start()
+        w.record(record(0))
+        w.record(record(1))
+        assert await asyncio.to_thread(entered.wait, 30)
+        stopping = asyncio.create_task(w.stop())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        release.set()  # the write in progress completes now
+        await stopping
+        assert w.written == 2
+        assert row_count(engine) == 2
+
+    asyncio.run(main())
+
+
+def test_stop_right_after_a_batch_fills_returns(engine: Engine) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=2)
+        await w.start()
+        await asyncio.sleep(0)  # the task is now inside wait_for(wake.wait())
+        w.record(record(0))
+        w.record(record(1))  # batch full: wake.set()
+        stopping = asyncio.create_task(w.stop())
+        try:
+            await until(stopping.done, attempts=400)
+        finally:
+            stopping.cancel()
+        assert w.written == 2
+
+    asyncio.run(main())
