@@ -28,10 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.conftest import (
     ADMIN_KEY,
     UPSTREAM_KEY,
-    Server,
-    free_port,
+    start_fake,
     start_gateway,
-    start_server,
 )
 
 BODY = {"model": "", "messages": [{"role": "user", "content": "hello there"}]}
@@ -76,14 +74,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="entrepot-bench-"))
-    port = free_port()
-    fake_log = tmp / "fake.log"
-    fake_args = [sys.executable, "-m", "tests.fakes.openai_upstream", str(port)]
-    fake = Server(
-        f"http://127.0.0.1:{port}",
-        start_server(fake_args, f"http://127.0.0.1:{port}/v1/models", fake_log),
-        fake_log,
-    )
+    fake = start_fake(tmp, "openai_upstream", "/v1/models")
     config = {
         "server": {"require_client_keys": True},
         "models": [

@@ -95,14 +95,18 @@ def start_gateway(
     return Server(f"http://127.0.0.1:{port}", process, log, data_dir)
 
 
+def start_fake(tmp: Path, module: str, probe: str) -> Server:
+    """Run one of the fake upstreams in `tests/fakes` as its own process."""
+    port = free_port()
+    log = tmp / f"{module}.log"
+    args = [sys.executable, "-m", f"tests.fakes.{module}", str(port)]
+    process = start_server(args, f"http://127.0.0.1:{port}{probe}", log)
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
 @pytest.fixture(scope="session")
 def fake_openai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("fake-openai")
-    port = free_port()
-    log = tmp / "fake-openai.log"
-    args = [sys.executable, "-m", "tests.fakes.openai_upstream", str(port)]
-    process = start_server(args, f"http://127.0.0.1:{port}/v1/models", log)
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = start_fake(tmp_path_factory.mktemp("fake-openai"), "openai_upstream", "/v1/models")
     yield server
     server.stop()
 
@@ -110,11 +114,7 @@ def fake_openai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def fake_anthropic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("fake-anthropic")
-    port = free_port()
-    log = tmp / "fake-anthropic.log"
-    args = [sys.executable, "-m", "tests.fakes.anthropic_upstream", str(port)]
-    process = start_server(args, f"http://127.0.0.1:{port}/last-request", log)
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = start_fake(tmp, "anthropic_upstream", "/last-request")
     yield server
     server.stop()
 

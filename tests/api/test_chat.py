@@ -15,6 +15,15 @@ from tests.conftest import LOCAL, Server, usage_record
 from tests.schemas import validate
 
 HELLO = [{"role": "user", "content": "Say hello in one word."}]
+WEATHER_TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 
 
 def _raw(response: Any) -> tuple[dict[str, Any], str]:
@@ -103,19 +112,10 @@ def test_reasoning_content_and_cache_counts_are_preserved(
 
 
 def test_parameters_reach_the_upstream(fake_openai: Server, client: openai.OpenAI) -> None:
-    tools: list[Any] = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
-    ]
     completion = client.chat.completions.create(
         model="fake/echo",
         messages=[{"role": "user", "content": "what is the weather"}],
-        tools=tools,
+        tools=WEATHER_TOOLS,
         tool_choice="auto",
         n=2,
         stop=["zzz"],
@@ -138,19 +138,10 @@ def test_parameters_reach_the_upstream(fake_openai: Server, client: openai.OpenA
 
 
 def test_anthropic_tool_calls_are_translated(client: openai.OpenAI) -> None:
-    tools: list[Any] = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
-    ]
     completion = client.chat.completions.create(
         model="fake/claude",
         messages=[{"role": "user", "content": "what is the weather"}],
-        tools=tools,
+        tools=WEATHER_TOOLS,
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
