@@ -190,13 +190,29 @@ def test_unknown_top_level_field_rejected(tmp_path: Path) -> None:
         load_config(write(tmp_path, "modles: []\n"))
 
 
-def test_duplicate_alias_rejected(tmp_path: Path) -> None:
+def test_one_alias_may_have_several_deployments(tmp_path: Path) -> None:
+    text = (
+        "models:\n"
+        "  - {alias: same, provider: llama_cpp, target: a, name: first}\n"
+        "  - {alias: same, provider: llama_cpp, target: b, name: second}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert [m.deployment for m in config.models] == ["first", "second"]
+
+
+def test_duplicate_deployment_rejected(tmp_path: Path) -> None:
     text = (
         "models:\n"
         "  - {alias: same, provider: llama_cpp, target: a}\n"
         "  - {alias: same, provider: llama_cpp, target: b}\n"
     )
-    with pytest.raises(ConfigError, match=r"\(top level\): .*alias 'same' is configured twice"):
+    with pytest.raises(ConfigError, match=r"deployment 'llama_cpp:same' is configured twice"):
+        load_config(write(tmp_path, text))
+
+
+def test_policy_names_only_declared_classes(tmp_path: Path) -> None:
+    text = "policy:\n  default_class: secret\n"
+    with pytest.raises(ConfigError, match=r"unknown data classes \['secret'\]"):
         load_config(write(tmp_path, text))
 
 

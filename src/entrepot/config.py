@@ -11,7 +11,8 @@ import datetime as dt
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,6 +40,7 @@ class Price(_Strict):
 
 class Timeouts(_Strict):
     connect: float = Field(default=10.0, gt=0)
+    first_token: float = Field(default=120.0, gt=0)
     total: float = Field(default=600.0, gt=0)
 
 
@@ -72,6 +74,16 @@ class ModelConfig(_Strict):
     local: LocalOptions = LocalOptions()
     headers: dict[str, str] = Field(default_factory=dict)
     max_concurrency: int = Field(default=256, ge=1)
+    weight: float = Field(default=1.0, gt=0)
+    max_output_tokens: int = Field(default=4096, ge=1)
+
+    @property
+    def is_local(self) -> bool:
+        """Processed on this machine: in-process, or an upstream on a loopback address."""
+        if self.provider == "llama_cpp":
+            return True
+        host = urlsplit(self.base_url or "").hostname or ""
+        return is_loopback(host)
 
     @field_validator("alias")
     @classmethod
@@ -95,6 +107,88 @@ class ModelConfig(_Strict):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class Budget(_Strict):
+    amount: Decimal = Field(ge=0, allow_inf_nan=False)
+    currency: str = "USD"
+    period: Literal["day", "month", "total"] = "month"
+
+
+class Limits(_Strict):
+    """Per key or per team; every limit is optional."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    budget: Budget | None = None
+
+
+class JurisdictionRule(_Strict):
+    """Where data of one class (or one team's data) may be processed. `allow: null` = anywhere."""
+
+    allow: list[str] | None = None
+    deny: list[str] = Field(default_factory=list)
+
+
+class TeamConfig(_Strict):
+    data_class: str | None = None
+    rule: JurisdictionRule = JurisdictionRule()
+    limits: Limits = Limits()
+
+
+DETECTOR_KINDS = ("email", "phone", "iban", "card", "national_id", "api_key", "private_key")
+
+
+class DetectorConfig(_Strict):
+    enabled: bool = True
+    kinds: list[str] = Field(default_factory=lambda: list(DETECTOR_KINDS))
+    custom: dict[str, str] = Field(default_factory=dict)
+    raises_to: str = "confidential"
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        unknown = sorted(set(kinds) - set(DETECTOR_KINDS))
+        if unknown:
+            raise ValueError(f"unknown detector kinds {unknown}; known: {list(DETECTOR_KINDS)}")
+        return kinds
+
+
+class PolicyConfig(_Strict):
+    """Data classes in ascending sensitivity, and where each may go."""
+
+    classes: list[str] = Field(default_factory=lambda: ["public", "internal", "confidential"])
+    default_class: str = "internal"
+    rules: dict[str, JurisdictionRule] = Field(
+        default_factory=lambda: {"confidential": JurisdictionRule(allow=["local"])}
+    )
+    detector: DetectorConfig = DetectorConfig()
+    reroute_alias: str | None = None
+    offline: bool = False
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> PolicyConfig:
+        named = [self.default_class, self.detector.raises_to, *self.rules]
+        unknown = sorted({c for c in named if c not in self.classes})
+        if unknown:
+            raise ValueError(f"unknown data classes {unknown}; declared: {self.classes}")
+        return self
+
+
+class RouteConfig(_Strict):
+    strategy: Literal["fallback", "weighted", "least_busy", "lowest_latency"] = "fallback"
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    backoff_seconds: float = Field(default=0.05, ge=0)
+
+
+class BreakerConfig(_Strict):
+    failure_threshold: int = Field(default=3, ge=1)
+    cooldown_seconds: float = Field(default=30.0, gt=0)
+
+
+class CacheConfig(_Strict):
+    ttl_seconds: float = Field(default=300.0, gt=0)
+    max_entries: int = Field(default=10_000, ge=1)
 
 
 class ServerConfig(_Strict):
@@ -129,18 +223,41 @@ class Config(_Strict):
             )
         ]
     )
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    breaker: BreakerConfig = BreakerConfig()
+    policy: PolicyConfig = PolicyConfig()
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)
+    cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
-    def _unique_aliases(self) -> Config:
+    def _consistent(self) -> Config:
+        """Several entries may share an alias (one per deployment); deployment names are unique."""
         seen: set[str] = set()
         for model in self.models:
-            if model.alias in seen:
-                raise ValueError(f"alias {model.alias!r} is configured twice")
-            seen.add(model.alias)
+            if model.deployment in seen:
+                raise ValueError(
+                    f"deployment {model.deployment!r} is configured twice; give each a `name`"
+                )
+            seen.add(model.deployment)
+        aliases = {m.alias for m in self.models}
+        for alias in self.routes:
+            if alias not in aliases:
+                raise ValueError(f"routes: {alias!r} is not a configured alias")
+        if self.policy.reroute_alias and self.policy.reroute_alias not in aliases:
+            raise ValueError(
+                f"policy.reroute_alias {self.policy.reroute_alias!r} is not configured"
+            )
+        classes = set(self.policy.classes)
+        for name, team in self.teams.items():
+            if team.data_class is not None and team.data_class not in classes:
+                raise ValueError(f"teams.{name}.data_class {team.data_class!r} is not declared")
         return self
 
     def model(self, alias: str) -> ModelConfig | None:
         return next((m for m in self.models if m.alias == alias), None)
+
+    def route(self, alias: str) -> RouteConfig:
+        return self.routes.get(alias) or RouteConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
