@@ -52,6 +52,9 @@ def serve(
     config_path: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Serve only local deployments; no outbound traffic.")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API."""
@@ -59,6 +62,9 @@ def serve(
     from entrepot.api.gateway import Gateway
 
     config = _load(config_path)
+    if offline:
+        policy = config.policy.model_copy(update={"offline": True})
+        config = config.model_copy(update={"policy": policy})
     host = host or config.server.host
     port = config.server.port if port is None else port
     try:
@@ -115,13 +121,33 @@ def keys_create(
     budget: Annotated[Decimal | None, typer.Option(help="Budget amount.")] = None,
     currency: Annotated[str, typer.Option(help="Budget currency.")] = "USD",
     period: Annotated[str, typer.Option(help="Budget period: day, month or total.")] = "month",
+    team: Annotated[str | None, typer.Option(help="Team whose rules and limits apply.")] = None,
+    data_class: Annotated[str | None, typer.Option(help="Minimum data class.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    cache_ttl: Annotated[int | None, typer.Option(help="Cache answers for N seconds.")] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Create a key; the secret is printed once and stored only as a hash."""
-    store = KeyStore(open_engine(_load(config_path).store))
+    config = _load(config_path)
+    if data_class is not None and data_class not in config.policy.classes:
+        console.print(f"[red]unknown data class {data_class!r}: {config.policy.classes}[/red]")
+        raise typer.Exit(2)
+    store = KeyStore(open_engine(config.store))
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
-        key, secret = store.create(name, allowed, budget, currency, period)
+        key, secret = store.create(
+            name,
+            allowed,
+            budget,
+            currency,
+            period,
+            team=team,
+            data_class=data_class,
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
+            cache_ttl_seconds=cache_ttl,
+        )
     except GatewayError as exc:
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(1) from None
@@ -168,6 +194,72 @@ def keys_revoke(
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(1) from None
     console.print(f"revoked key {key.name} (id {key.id})")
+
+
+@app.command()
+def route(
+    model: Annotated[str, typer.Option("--model", "-m", help="The alias to route.")],
+    explain: Annotated[bool, typer.Option("--explain", help="Show every candidate.")] = True,
+    key_name: Annotated[str | None, typer.Option("--key", help="Key name to route for.")] = None,
+    message: Annotated[str, typer.Option(help="Sample user message.")] = "Hello",
+    request_file: Annotated[
+        Path | None, typer.Option("--request", help="Sample request body (JSON file).")
+    ] = None,
+    data_class: Annotated[str | None, typer.Option(help="As the data-class header.")] = None,
+    offline: Annotated[bool, typer.Option("--offline")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Explain where a request would go, and why each deployment is admitted or rejected."""
+    import orjson
+
+    from entrepot.routing.explain import explain_route
+    from entrepot.routing.router import Router
+    from entrepot.routing.table import RoutingTable
+
+    config = _load(config_path)
+    key = None
+    if key_name is not None:
+        store = KeyStore(open_engine(config.store))
+        key = next((k for k in store.list() if k.name == key_name), None)
+        if key is None:
+            console.print(f"[red]no active key named {key_name!r}[/red]")
+            raise typer.Exit(1)
+    if request_file is not None:
+        body = orjson.loads(request_file.read_bytes())
+    else:
+        body = {"model": model, "messages": [{"role": "user", "content": message}]}
+    try:
+        result = explain_route(
+            config=config,
+            table=RoutingTable(config),
+            router=Router(config),
+            key=key,
+            alias=model,
+            body=body,
+            class_header=data_class,
+            offline=offline or config.policy.offline,
+        )
+    except GatewayError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    found = ", ".join(f"{k}×{n}" for k, n in result.findings.items()) or "none"
+    console.print(
+        f"model [bold]{model}[/bold] → served as [bold]{result.alias}[/bold]; data class"
+        f" [bold]{result.data_class}[/bold]; detector findings: {found};"
+        f" strategy {result.strategy}"
+    )
+    table = Table("order", "alias", "deployment", "jurisdiction", "admitted", "why", "circuit")
+    for row in result.candidates:
+        table.add_row(
+            str(row.order or "—"),
+            row.alias,
+            row.deployment,
+            row.jurisdiction,
+            "yes" if row.admitted else "no",
+            row.reason,
+            row.circuit,
+        )
+    console.print(table)
 
 
 @app.command()

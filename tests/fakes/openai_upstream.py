@@ -57,6 +57,8 @@ def _usage(body: dict[str, Any], answer: str, reasoning: str = "") -> dict[str, 
 
 
 async def _fault(model: str, request: web.Request) -> web.StreamResponse | None:
+    if model == "toggle" and request.app.get("toggle_failing"):
+        return web.json_response({"error": {"message": "toggled off"}}, status=503)
     if model == "fail-500":
         return web.json_response({"error": {"message": "upstream exploded"}}, status=500)
     if model == "rate-limited":
@@ -214,6 +216,12 @@ async def last_request(request: web.Request) -> web.Response:
     return web.json_response(request.app.get("last"))
 
 
+async def control(request: web.Request) -> web.Response:
+    """Tests switch the `toggle` model between failing and healthy."""
+    request.app["toggle_failing"] = bool((await request.json())["failing"])
+    return web.json_response({"ok": True})
+
+
 async def models(_request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": []})
 
@@ -225,6 +233,7 @@ def build_app() -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/last-request", last_request)
+    app.router.add_post("/control", control)
     return app
 
 

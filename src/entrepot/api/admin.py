@@ -13,6 +13,7 @@ from entrepot.api.gateway import Gateway
 from entrepot.api.inference import read_json
 from entrepot.exceptions import InvalidRequestError
 from entrepot.ledger.pricing import nanos_to_amount
+from entrepot.routing.explain import explain_route
 from entrepot.store.usage import summarise
 
 
@@ -51,12 +52,27 @@ async def create_key(request: Request) -> Response:
         amount = Decimal(str(budget["amount"])) if "amount" in budget else None
     except InvalidOperation:
         raise InvalidRequestError("budget.amount must be a number", param="budget.amount") from None
+    extras: dict[str, Any] = {}
+    for field in ("requests_per_minute", "tokens_per_minute", "cache_ttl_seconds"):
+        value = body.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidRequestError(f"{field} must be an integer", param=field)
+        extras[field] = value
+    for field in ("team", "data_class"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequestError(f"{field} must be a string", param=field)
+        extras[field] = value
+    classes = gateway.config.policy.classes
+    if extras["data_class"] is not None and extras["data_class"] not in classes:
+        raise InvalidRequestError(f"data_class must be one of {classes}", param="data_class")
     key, secret = gateway.keys.store.create(
         body["name"],
         allowed_models=allowed,
         budget_amount=amount,
         budget_currency=str(budget.get("currency", "USD")),
         budget_period=str(budget.get("period", "month")),
+        **extras,
     )
     await gateway.keys.reload()
     return _json({**key.public(), "key": secret}, status=201)
@@ -93,3 +109,28 @@ async def usage_summary(request: Request) -> Response:
             ],
         }
     )
+
+
+async def explain(request: Request) -> Response:
+    """The route a request would take, for a key (by name), without sending it anywhere."""
+    gateway = _admin(request)
+    body = await read_json(request, 1024 * 1024)
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise InvalidRequestError("model is required", param="model")
+    key = None
+    if isinstance(body.get("key"), str):
+        key = next((k for k in gateway.keys.store.list() if k.name == body["key"]), None)
+        if key is None:
+            raise InvalidRequestError(f"no active key named {body['key']!r}", param="key")
+    sample = body.get("request") or {"messages": [{"role": "user", "content": "Hello"}]}
+    result = explain_route(
+        config=gateway.config,
+        table=gateway.routing,
+        router=gateway.router,
+        key=key,
+        alias=body["model"],
+        body=sample if isinstance(sample, dict) else {},
+        class_header=body.get("data_class"),
+        offline=gateway.offline,
+    )
+    return _json(result.as_json())

@@ -26,7 +26,7 @@ def _json(data: object) -> Response:
 
 
 def _model_entry(gateway: Gateway, alias: str) -> dict[str, object]:
-    config = gateway.routing.resolve(alias).config
+    config = gateway.routing.resolve(alias)[0].config
     return {
         "id": alias,
         "object": "model",
@@ -81,6 +81,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/admin/keys", admin.create_key, methods=["POST"]),
         Route("/admin/keys/{ref}", admin.revoke_key, methods=["DELETE"]),
         Route("/admin/usage", admin.usage_summary, methods=["GET"]),
+        Route("/admin/route/explain", admin.explain, methods=["POST"]),
     ]
     middleware = []
     if gateway.config.server.cors_origins:

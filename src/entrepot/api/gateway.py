@@ -6,26 +6,67 @@ serves before what it depends on is ready; shutdown flushes the ledger last.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+
 from sqlalchemy import Engine
 
 from entrepot.api.auth import KeyRing
 from entrepot.config import Config
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.writer import LedgerWriter
+from entrepot.limits.counters import MemoryCounters
+from entrepot.limits.limiter import Limiter, Subject
+from entrepot.policy.detector import PiiDetector
+from entrepot.policy.egress import EgressPolicy
+from entrepot.routing.cache import ResponseCache
+from entrepot.routing.router import Router
 from entrepot.routing.table import RoutingTable
 from entrepot.store.db import open_engine
+from entrepot.store.keys import ApiKey
+from entrepot.store.usage import spend_since
 
 
 class Gateway:
     def __init__(self, config: Config, engine: Engine | None = None) -> None:
         self.config = config
+        self.offline = config.policy.offline
         self.engine = engine or open_engine(config.store)
         self.metrics = GatewayMetrics()
         self.ledger = LedgerWriter(self.engine, config.store, self.metrics)
         self.keys = KeyRing(
             self.engine, config.server.admin_key(), config.server.require_client_keys
         )
+        self.detector = PiiDetector(config.policy.detector)
+        self.egress = EgressPolicy(config.policy, config.teams)
         self.routing = RoutingTable(config)
+        self.router = Router(config)
+        self.cache = ResponseCache(config.cache)
+        self.limiter = Limiter(MemoryCounters(), self._spend_since)
+
+    def subjects(self, key: ApiKey | None) -> list[Subject]:
+        """Whose limits a request counts against: its key, and the key's team."""
+        if key is None:
+            return []
+        subjects = [Subject(f"key:{key.id}", key.limits)]
+        team = self.config.teams.get(key.team) if key.team else None
+        if team is not None:
+            subjects.append(Subject(f"team:{key.team}", team.limits))
+        return subjects
+
+    async def _spend_since(self, subject: Subject, since: dt.datetime) -> int:
+        budget = subject.limits.budget
+        if budget is None:
+            return 0
+        kind, _, ident = subject.name.partition(":")
+        return await asyncio.to_thread(
+            spend_since,
+            self.engine,
+            since=since,
+            currency=budget.currency,
+            key_id=int(ident) if kind == "key" else None,
+            team=ident if kind == "team" else None,
+        )
 
     async def start(self) -> None:
         await self.ledger.start()

@@ -1,14 +1,15 @@
-"""The inference endpoints — chat, completions, embeddings — and the one path they share:
-authenticate → validate → resolve the model → check the key may use it → call the provider →
-bill. Every request leaves exactly one usage record, whichever step it stopped at.
+"""The inference endpoints — chat, completions, embeddings — and the one path they share, in the
+order of the package layout: authenticate and validate (api) → data class and eligible
+deployments (policy) → cache, limits and budget → pick and call a deployment with fallbacks
+(routing, providers) → bill (ledger). Every request leaves exactly one usage record, whichever
+step it stopped at.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from entrepot.api.errors import error_body, error_response
+from entrepot.api.errors import error_response
 from entrepot.api.gateway import Gateway
 from entrepot.api.sse import SSEResponse
+from entrepot.api.streaming import OpenedStream, open_stream, stream_events
 from entrepot.api.validation import validate_chat, validate_completion, validate_embedding
 from entrepot.exceptions import (
     GatewayError,
@@ -26,13 +28,18 @@ from entrepot.exceptions import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from entrepot.ledger.pricing import cost_nanos, hardware_cost_nanos
+from entrepot.ledger.billing import estimated_tokens, settle, worst_case_cost_nanos
 from entrepot.ledger.records import UsageRecord
+from entrepot.limits.limiter import Admission
 from entrepot.policy.access import authorize_model
-from entrepot.providers.base import JSON, TokenUsage
+from entrepot.policy.eligibility import eligible_deployments
+from entrepot.providers.base import JSON
+from entrepot.routing import cache
+from entrepot.routing.router import Attempt
 from entrepot.routing.table import Deployment
+from entrepot.store.keys import ApiKey
 
-DONE = b"data: [DONE]\n\n"
+DATA_CLASS_HEADER = "x-entrepot-data-class"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +75,138 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
     record = UsageRecord(request_id=f"req_{uuid.uuid4().hex}", endpoint=endpoint.name)
     started = time.perf_counter()
     headers = {"x-request-id": record.request_id}
+    attempts: list[Attempt] = []
+    admission: Admission | None = None
     handed_to_stream = False
+
+    async def finish() -> None:
+        """Write the request's record and release what it held; runs exactly once."""
+        record.attempts = [a.as_json() for a in attempts] or None
+        if admission is not None:
+            tokens = record.prompt_tokens + record.completion_tokens
+            await gateway.limiter.settle(
+                admission, actual_tokens=tokens, actual_cost_nanos=record.cost_nanos
+            )
+        record.latency_ms = int((time.perf_counter() - started) * 1000)
+        gateway.ledger.record(record)
+
     try:
         key = await gateway.keys.authenticate(request)
         if key is not None:
-            record.key_id, record.key_name = key.id, key.name
-        body = endpoint.validate(await read_json(request, gateway.config.server.max_body_bytes))
+            record.key_id, record.key_name, record.team = key.id, key.name, key.team
+        raw = await read_body(request, gateway.config.server.max_body_bytes)
+        body = endpoint.validate(parse_json(raw))
         alias: str = body["model"]
         record.model_alias = alias[:256]
         authorize_model(key, alias)
-        deployment = gateway.routing.resolve(alias)
-        record.deployment = deployment.config.deployment
-        record.provider = deployment.config.provider
-        record.jurisdiction = deployment.config.jurisdiction
-        headers["x-entrepot-deployment"] = deployment.config.deployment
-        upstream = {**body, "model": deployment.config.target}
-        if endpoint.stream_call and body.get("stream"):
-            response = await open_stream(
-                gateway, endpoint, deployment, upstream, record, started, headers
+        eligible = eligible_deployments(
+            table=gateway.routing,
+            detector=gateway.detector,
+            egress=gateway.egress,
+            key=key,
+            alias=alias,
+            body=body,
+            class_header=request.headers.get(DATA_CLASS_HEADER),
+            offline=gateway.offline,
+            reroute_alias=gateway.config.policy.reroute_alias,
+        )
+        attempts += eligible.skipped
+        record.data_class, record.findings = eligible.data_class, eligible.findings or None
+        streaming = bool(endpoint.stream_call and body.get("stream"))
+
+        ttl = None if streaming else _cache_ttl(gateway, request, key)
+        fingerprint = ""
+        if ttl is not None:
+            fingerprint = cache.ResponseCache.fingerprint(
+                f"key:{key.id}" if key else "anonymous", endpoint.name, body
+            )
+            hit = gateway.cache.get(fingerprint)
+            headers[cache.HEADER] = "hit" if hit is not None else "miss"
+            if hit is not None:
+                record.cache_hit = True
+                return Response(hit, media_type="application/json", headers=headers)
+
+        admission = await gateway.limiter.admit(
+            gateway.subjects(key),
+            estimated_tokens=estimated_tokens(len(raw), body, eligible.deployments),
+            worst_cost_nanos=worst_case_cost_nanos(len(raw), body, eligible.deployments),
+        )
+        headers.update(admission.headers)
+
+        def note(deployment: Deployment) -> None:
+            record.deployment = deployment.name
+            record.provider = deployment.config.provider
+            record.jurisdiction = deployment.config.jurisdiction
+            headers["x-entrepot-deployment"] = deployment.name
+
+        if streaming:
+            assert endpoint.stream_call is not None
+            method = endpoint.stream_call
+            options = body.get("stream_options") or {}
+
+            async def start(deployment: Deployment) -> OpenedStream:
+                note(deployment)
+                upstream = {
+                    **body,
+                    "model": deployment.config.target,
+                    "stream_options": {**options, "include_usage": True},
+                }
+                return await open_stream(deployment, method, upstream)
+
+            opened, deployment = await gateway.router.call(
+                eligible.alias, eligible.deployments, start, attempts
+            )
+            note(deployment)
+            record.stream = True
+
+            async def end_stream() -> None:
+                gateway.router.finished(deployment)
+                await finish()
+
+            events = stream_events(
+                deployment,
+                opened,
+                record,
+                started,
+                bool(options.get("include_usage")),
+                end_stream,
             )
             handed_to_stream = True
-            return response
-        result = await getattr(deployment.provider, endpoint.call)(upstream)
+            return SSEResponse(events, headers)
+
+        async def call(deployment: Deployment) -> JSON:
+            note(deployment)
+            upstream = {**body, "model": deployment.config.target}
+            result: JSON = await getattr(deployment.provider, endpoint.call)(upstream)
+            return result
+
+        result, deployment = await gateway.router.call(
+            eligible.alias, eligible.deployments, call, attempts
+        )
+        gateway.router.finished(deployment)
+        note(deployment)
         normalise(result, alias, endpoint)
         settle(record, deployment, result.get("usage"), started)
-        return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+        payload = orjson.dumps(result)
+        if ttl is not None:
+            gateway.cache.put(fingerprint, payload, ttl)
+        return Response(payload, media_type="application/json", headers=headers)
     except GatewayError as exc:
-        fail(record, exc)
-        return error_response(exc, headers)
+        record.status = exc.status_code
+        record.error_type = exc.code or exc.error_type
+        return error_response(exc, {**headers, **getattr(exc, "headers", {})})
     finally:
         if not handed_to_stream:
-            record.latency_ms = _ms_since(started)
-            gateway.ledger.record(record)
+            await finish()
 
 
-async def read_json(request: Request, limit: int) -> Any:
+def _cache_ttl(gateway: Gateway, request: Request, key: ApiKey | None) -> float | None:
+    return gateway.cache.ttl_for(
+        request.headers.get(cache.HEADER), key.cache_ttl_seconds if key else None
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
         raise UnsupportedMediaTypeError(
@@ -118,80 +222,18 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
 
 
-async def open_stream(
-    gateway: Gateway,
-    endpoint: Endpoint,
-    deployment: Deployment,
-    upstream: JSON,
-    record: UsageRecord,
-    started: float,
-    headers: dict[str, str],
-) -> SSEResponse:
-    """Wait for the upstream's first chunk before answering, so a failure to start is a proper
-    HTTP error; after that, failures can only be reported inside the stream."""
-    record.stream = True
-    client_options = upstream.get("stream_options") or {}
-    include_usage = bool(client_options.get("include_usage"))
-    upstream["stream_options"] = {**client_options, "include_usage": True}
-    assert endpoint.stream_call is not None
-    chunks: AsyncIterator[JSON] = getattr(deployment.provider, endpoint.stream_call)(upstream)
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await _close(chunks)
-        raise
-    events = stream_events(gateway, deployment, chunks, first, record, started, include_usage)
-    return SSEResponse(events, headers)
-
-
-async def stream_events(
-    gateway: Gateway,
-    deployment: Deployment,
-    chunks: AsyncIterator[JSON],
-    first: JSON | None,
-    record: UsageRecord,
-    started: float,
-    include_usage: bool,
-) -> AsyncGenerator[bytes, None]:
-    alias = deployment.alias
-    usage: JSON | None = None
-    finished = False
-    record.status, record.error_type = 499, "client_closed"
-    try:
-        chunk = first
-        while chunk is not None:
-            if chunk.get("usage") is not None:
-                usage = chunk["usage"]
-                if not include_usage:
-                    del chunk["usage"]
-            if record.ttft_ms is None and _has_output(chunk):
-                record.ttft_ms = _ms_since(started)
-            if chunk.get("choices") or include_usage:
-                chunk["model"] = alias
-                for choice in chunk.get("choices") or ():
-                    choice.setdefault("finish_reason", None)
-                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-            chunk = await anext(chunks, None)
-        yield DONE
-        finished = True
-        record.status, record.error_type = 200, None
-    except GatewayError as exc:
-        fail(record, exc)
-        yield b"data: " + orjson.dumps(error_body(exc)) + b"\n\n"
-    finally:
-        await _close(chunks)
-        if finished or usage is not None:
-            settle(record, deployment, usage, started)
-        record.latency_ms = _ms_since(started)
-        gateway.ledger.record(record)
+async def read_json(request: Request, limit: int) -> Any:
+    return parse_json(await read_body(request, limit))
 
 
 def normalise(result: JSON, alias: str, endpoint: Endpoint) -> None:
@@ -207,46 +249,3 @@ def normalise(result: JSON, alias: str, endpoint: Endpoint) -> None:
         if isinstance(message, dict):
             message.setdefault("content", None)
             message.setdefault("refusal", None)
-
-
-def settle(record: UsageRecord, deployment: Deployment, usage: Any, started: float) -> None:
-    tokens = TokenUsage.from_openai(usage)
-    if tokens is not None:
-        record.usage_reported = True
-        record.prompt_tokens = tokens.prompt_tokens
-        record.completion_tokens = tokens.completion_tokens
-        record.reasoning_tokens = tokens.reasoning_tokens
-        record.cached_tokens = tokens.cached_tokens
-    price = deployment.price
-    per_hour = deployment.config.hardware_cost_per_hour
-    if price is not None and tokens is not None:
-        record.cost_nanos = cost_nanos(tokens, price)
-        record.currency, record.price_date = price.currency, price.as_of.isoformat()
-    elif per_hour is not None:
-        record.cost_nanos = hardware_cost_nanos(time.perf_counter() - started, per_hour)
-        record.currency = "USD"
-
-
-def fail(record: UsageRecord, exc: GatewayError) -> None:
-    record.status = exc.status_code
-    record.error_type = exc.code or exc.error_type
-
-
-def _has_output(chunk: JSON) -> bool:
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
-            return True
-        if choice.get("text"):
-            return True
-    return False
-
-
-async def _close(chunks: AsyncIterator[JSON]) -> None:
-    close = getattr(chunks, "aclose", None)
-    if close is not None:
-        await asyncio.shield(close())
-
-
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)

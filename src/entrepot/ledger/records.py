@@ -31,6 +31,11 @@ class UsageRecord:
     ttft_ms: int | None = None
     status: int = 200
     error_type: str | None = None
+    team: str | None = None
+    data_class: str | None = None
+    findings: dict[str, int] | None = None
+    attempts: list[dict[str, Any]] | None = None
+    cache_hit: bool = False
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)

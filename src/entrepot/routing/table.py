@@ -1,56 +1,77 @@
-"""The routing table: built once at config load, so resolving a model is one dict lookup."""
+"""The routing table: built once at config load, so resolving a model is one dict lookup.
+
+An alias maps to one or more deployments; each keeps the live state the strategies read
+(in-flight requests, a latency average, its circuit breaker)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from entrepot.config import Config, ModelConfig, Price
 from entrepot.exceptions import ModelNotFoundError
 from entrepot.ledger.pricing import price_for
 from entrepot.providers.base import Provider
 from entrepot.providers.registry import create_provider
+from entrepot.routing.breaker import CircuitBreaker
+
+LATENCY_SMOOTHING = 0.2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deployment:
     config: ModelConfig
     provider: Provider
     price: Price | None
+    breaker: CircuitBreaker
+    in_flight: int = 0
+    latency_ewma: float | None = field(default=None)
 
     @property
     def alias(self) -> str:
         return self.config.alias
 
+    @property
+    def name(self) -> str:
+        return self.config.deployment
+
+    def observe_latency(self, seconds: float) -> None:
+        if self.latency_ewma is None:
+            self.latency_ewma = seconds
+        else:
+            self.latency_ewma += LATENCY_SMOOTHING * (seconds - self.latency_ewma)
+
 
 class RoutingTable:
     def __init__(self, config: Config) -> None:
         self.created = int(time.time())
-        self._by_alias = {
-            model.alias: Deployment(model, create_provider(model), price_for(model))
-            for model in config.models
-        }
+        self._by_alias: dict[str, list[Deployment]] = {}
+        for model in config.models:
+            deployment = Deployment(
+                model, create_provider(model), price_for(model), CircuitBreaker(config.breaker)
+            )
+            self._by_alias.setdefault(model.alias, []).append(deployment)
 
     @property
     def deployments(self) -> list[Deployment]:
-        return list(self._by_alias.values())
+        return [d for group in self._by_alias.values() for d in group]
 
     @property
     def aliases(self) -> list[str]:
         return list(self._by_alias)
 
-    def resolve(self, alias: str) -> Deployment:
-        deployment = self._by_alias.get(alias)
-        if deployment is None:
+    def resolve(self, alias: str) -> list[Deployment]:
+        deployments = self._by_alias.get(alias)
+        if deployments is None:
             raise ModelNotFoundError(
                 f"the model {alias[:200]!r} does not exist or is not configured", param="model"
             )
-        return deployment
+        return deployments
 
     async def start(self) -> None:
-        for deployment in self._by_alias.values():
+        for deployment in self.deployments:
             await deployment.provider.start()
 
     async def close(self) -> None:
-        for deployment in self._by_alias.values():
+        for deployment in self.deployments:
             await deployment.provider.close()

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from entrepot.config import Budget, Limits
 from entrepot.exceptions import InvalidRequestError, NotFoundError
 from entrepot.store.tables import api_keys
 
@@ -32,6 +33,26 @@ class ApiKey:
     budget_period: str | None
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    team: str | None = None
+    data_class: str | None = None
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    cache_ttl_seconds: int | None = None
+
+    @property
+    def limits(self) -> Limits:
+        budget = None
+        if self.budget_amount is not None:
+            budget = Budget(
+                amount=self.budget_amount,
+                currency=self.budget_currency or "USD",
+                period=self.budget_period or "month",
+            )
+        return Limits(
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            budget=budget,
+        )
 
     def may_use(self, alias: str) -> bool:
         return self.allowed_models is None or alias in self.allowed_models
@@ -51,6 +72,11 @@ class ApiKey:
                 if self.budget_amount is not None
                 else None
             ),
+            "team": self.team,
+            "data_class": self.data_class,
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+            "cache_ttl_seconds": self.cache_ttl_seconds,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
         }
@@ -71,6 +97,12 @@ class KeyStore:
         budget_amount: Decimal | None = None,
         budget_currency: str = "USD",
         budget_period: str = "month",
+        *,
+        team: str | None = None,
+        data_class: str | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        cache_ttl_seconds: int | None = None,
     ) -> tuple[ApiKey, str]:
         """Returns the key record and the secret, which is shown once and never stored."""
         name = name.strip()
@@ -89,6 +121,13 @@ class KeyStore:
                 "allowed_models must name at least one model; omit it to allow every model",
                 param="allowed_models",
             )
+        for field, value in (
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+            ("cache_ttl_seconds", cache_ttl_seconds),
+        ):
+            if value is not None and value < 1:
+                raise InvalidRequestError(f"{field} must be at least 1", param=field)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         values = {
             "name": name,
@@ -99,6 +138,11 @@ class KeyStore:
             "budget_currency": budget_currency if budget_amount is not None else None,
             "budget_period": budget_period if budget_amount is not None else None,
             "created_at": dt.datetime.now(dt.UTC),
+            "team": team,
+            "data_class": data_class,
+            "requests_per_minute": requests_per_minute,
+            "tokens_per_minute": tokens_per_minute,
+            "cache_ttl_seconds": cache_ttl_seconds,
         }
         try:
             with self.engine.begin() as conn:
@@ -160,4 +204,9 @@ def _from_row(row: Any) -> ApiKey:
         budget_period=row["budget_period"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        team=row["team"],
+        data_class=row["data_class"],
+        requests_per_minute=row["requests_per_minute"],
+        tokens_per_minute=row["tokens_per_minute"],
+        cache_ttl_seconds=row["cache_ttl_seconds"],
     )

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    false,
 )
 
 metadata = MetaData()
@@ -35,6 +36,11 @@ api_keys = Table(
     Column("budget_period", String(16), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("team", String(200), nullable=True),
+    Column("data_class", String(64), nullable=True),
+    Column("requests_per_minute", Integer, nullable=True),
+    Column("tokens_per_minute", Integer, nullable=True),
+    Column("cache_ttl_seconds", Integer, nullable=True),
 )
 
 usage_records = Table(
@@ -65,6 +71,11 @@ usage_records = Table(
     Column("ttft_ms", Integer, nullable=True),
     Column("status", Integer, nullable=False),
     Column("error_type", String(64), nullable=True),
+    Column("team", String(200), nullable=True),
+    Column("data_class", String(64), nullable=True),
+    Column("findings", JSON, nullable=True),
+    Column("attempts", JSON, nullable=True),
+    Column("cache_hit", Boolean, nullable=False, server_default=false()),
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_key_id", "key_id"),
     Index("ix_usage_model_alias", "model_alias"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -64,3 +65,25 @@ def summarise(engine: Engine, by: Grouping) -> list[UsageSummaryRow]:
             if result.currency is not None:
                 row.cost_nanos[result.currency] = int(result.cost)
     return list(rows.values())
+
+
+def spend_since(
+    engine: Engine,
+    *,
+    since: dt.datetime,
+    currency: str,
+    key_id: int | None = None,
+    team: str | None = None,
+) -> int:
+    """What a key or a team has spent since a moment, in nanos of one currency: the starting
+    point of a budget period for a process that did not see the earlier requests."""
+    t = usage_records
+    query = select(func.coalesce(func.sum(t.c.cost_nanos), 0)).where(
+        t.c.created_at >= since, t.c.currency == currency
+    )
+    if key_id is not None:
+        query = query.where(t.c.key_id == key_id)
+    if team is not None:
+        query = query.where(t.c.team == team)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -1,0 +1,61 @@
+"""What a request costs: the worst case reserved before calling an upstream, and the real cost
+settled onto its usage record afterwards."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from entrepot.ledger.pricing import cost_nanos, hardware_cost_nanos
+from entrepot.ledger.records import UsageRecord
+from entrepot.providers.base import JSON, TokenUsage
+from entrepot.routing.table import Deployment
+
+BYTES_PER_TOKEN_ESTIMATE = 4
+
+
+def requested_output(body: JSON, deployment: Deployment) -> int:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    per_choice = int(limit) if limit else deployment.config.max_output_tokens
+    return per_choice * int(body.get("n") or 1)
+
+
+def estimated_tokens(body_size: int, body: JSON, deployments: list[Deployment]) -> int:
+    """For tokens-per-minute admission: a typical ~4 bytes per token plus the output asked for."""
+    output = max(requested_output(body, d) for d in deployments)
+    return body_size // BYTES_PER_TOKEN_ESTIMATE + output
+
+
+def worst_case_cost_nanos(body_size: int, body: JSON, deployments: list[Deployment]) -> int | None:
+    """An upper bound on what the request can cost on any eligible deployment.
+
+    No tokenizer produces more tokens than the request has bytes, so the body's size bounds the
+    prompt; the output is bounded by max_tokens (or the deployment's cap) times n. None when no
+    eligible deployment has a token price (local models are billed by time, not reserved)."""
+    bounds = [
+        cost_nanos(
+            TokenUsage(prompt_tokens=body_size, completion_tokens=requested_output(body, d)),
+            d.price,
+        )
+        for d in deployments
+        if d.price is not None
+    ]
+    return max(bounds) if bounds else None
+
+
+def settle(record: UsageRecord, deployment: Deployment, usage: Any, started: float) -> None:
+    tokens = TokenUsage.from_openai(usage)
+    if tokens is not None:
+        record.usage_reported = True
+        record.prompt_tokens = tokens.prompt_tokens
+        record.completion_tokens = tokens.completion_tokens
+        record.reasoning_tokens = tokens.reasoning_tokens
+        record.cached_tokens = tokens.cached_tokens
+    price = deployment.price
+    per_hour = deployment.config.hardware_cost_per_hour
+    if price is not None and tokens is not None:
+        record.cost_nanos = cost_nanos(tokens, price)
+        record.currency, record.price_date = price.currency, price.as_of.isoformat()
+    elif per_hour is not None:
+        record.cost_nanos = hardware_cost_nanos(time.perf_counter() - started, per_hour)
+        record.currency = "USD"

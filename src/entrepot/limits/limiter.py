@@ -1,0 +1,290 @@
+"""Admission control for every request: requests and tokens per minute, and spending budgets, for
+each subject a request is charged to (its key, its team).
+
+A request is admitted against all its subjects or none: a refusal takes back whatever this request
+had already counted, so being refused costs nothing. Budgets reserve the worst-case cost before the
+request runs and settle at the real cost after, which keeps concurrent requests from spending past
+a limit together. The ledger is read once per subject and period, to seed the counter; after that
+no request touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+from entrepot.config import Budget, Limits
+from entrepot.exceptions import GatewayError
+from entrepot.ledger.pricing import NANOS, nanos_to_amount
+from entrepot.limits.counters import Counters, WindowState
+
+WINDOW_SECONDS = 60.0
+# A budget counter outlives its period by this much, so requests admitted just before the period
+# ended can still settle against it.
+SETTLE_GRACE = dt.timedelta(days=1)
+BEGINNING = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PERIOD_WORDS = {"day": "daily", "month": "monthly", "total": "total"}
+
+Kind = Literal["requests", "tokens"]
+
+
+class RateLimitedError(GatewayError):
+    """`error_type` names the limit ("requests" or "tokens"), as OpenAI's 429s do."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: Kind, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.error_type = kind
+        self.headers = headers
+
+
+class BudgetExceededError(GatewayError):
+    status_code = 402
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """`name` is "kind:id" and keys the counters; `label` is what people call it, for messages."""
+
+    name: str
+    limits: Limits
+    label: str | None = None
+
+    @property
+    def who(self) -> str:
+        kind, _, ident = self.name.partition(":")
+        return f"{kind} {(self.label or ident)!r}"
+
+
+class Reservation(NamedTuple):
+    counter: str
+    amount: int
+
+
+@dataclass(slots=True)
+class Admission:
+    headers: dict[str, str]
+    estimated_tokens: int
+    token_windows: tuple[str, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    settled: bool = field(default=False, repr=False)
+
+
+@dataclass(slots=True)
+class _Hit:
+    kind: Kind
+    counter: str
+    recorded: int
+    state: WindowState
+
+
+@dataclass(slots=True)
+class _Taken:
+    hits: list[_Hit] = field(default_factory=list)
+    reservations: list[Reservation] = field(default_factory=list)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Limiter:
+    def __init__(
+        self,
+        counters: Counters,
+        load_spend: Callable[[Subject, dt.datetime], Awaitable[int]],
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        """`load_spend(subject, start)` is the ledger's spend in the budget's currency since
+        `start`, in nanos."""
+        self._counters = counters
+        self._load_spend = load_spend
+        self._clock = clock
+        self._seeded: dict[str, str] = {}
+        self._seeding: dict[str, asyncio.Lock] = {}
+
+    async def admit(
+        self,
+        subjects: Sequence[Subject],
+        *,
+        estimated_tokens: int,
+        worst_cost_nanos: int | None,
+        cost_currency: str | None = None,
+    ) -> Admission:
+        """`worst_cost_nanos` is None for an unpriced model. A budget in a currency other than
+        `cost_currency` (when given) treats the request as unpriced and is not charged for it."""
+        taken = _Taken()
+        try:
+            for subject in subjects:
+                await self._hit_windows(subject, estimated_tokens, taken)
+            now = self._clock().astimezone(dt.UTC)
+            for subject in subjects:
+                budget = subject.limits.budget
+                if budget is not None:
+                    priced = cost_currency in (None, budget.currency)
+                    worst = worst_cost_nanos if priced else None
+                    await self._reserve(subject, budget, now, worst, priced, taken)
+        except BaseException:
+            await self._roll_back(taken)
+            raise
+        return Admission(
+            headers=_rate_headers(taken.hits, rolled_back=False),
+            estimated_tokens=estimated_tokens,
+            token_windows=tuple(h.counter for h in taken.hits if h.kind == "tokens"),
+            reservations=tuple(taken.reservations),
+        )
+
+    async def settle(
+        self, admission: Admission, *, actual_tokens: int, actual_cost_nanos: int | None
+    ) -> None:
+        """Safe to call more than once: only the first call counts."""
+        if admission.settled:
+            return
+        admission.settled = True
+        actual = actual_cost_nanos or 0
+        for reservation in admission.reservations:
+            if reservation.amount or actual:
+                await self._counters.settle(reservation.counter, reservation.amount, actual)
+        correction = actual_tokens - admission.estimated_tokens
+        if correction:
+            for counter in admission.token_windows:
+                await self._counters.add(counter, correction, WINDOW_SECONDS)
+
+    async def _hit_windows(self, subject: Subject, estimated_tokens: int, taken: _Taken) -> None:
+        checks: tuple[tuple[Kind, int | None, int], ...] = (
+            ("requests", subject.limits.requests_per_minute, 1),
+            ("tokens", subject.limits.tokens_per_minute, estimated_tokens),
+        )
+        for kind, limit, amount in checks:
+            if limit is None:
+                continue
+            counter = f"{subject.name}:{kind}"
+            state = await self._counters.hit(counter, amount, limit, WINDOW_SECONDS)
+            if not state.admitted:
+                refused = _Hit(kind, counter, 0, state)
+                headers = _rate_headers([*taken.hits, refused], rolled_back=True)
+                headers["retry-after"] = str(max(1, math.ceil(state.reset_seconds)))
+                raise RateLimitedError(
+                    _rate_message(subject, kind, amount, limit), kind=kind, headers=headers
+                )
+            taken.hits.append(_Hit(kind, counter, amount, state))
+
+    async def _reserve(
+        self,
+        subject: Subject,
+        budget: Budget,
+        now: dt.datetime,
+        worst: int | None,
+        priced: bool,
+        taken: _Taken,
+    ) -> None:
+        period, start, end = _period(budget, now)
+        counter = f"{subject.name}:budget:{budget.currency}:{period}"
+        ttl = (end + SETTLE_GRACE - now).total_seconds() if end else None
+        await self._seed(subject, counter, start, ttl)
+        limit = int(budget.amount * NANOS)
+        if worst is None:
+            spent, reserved = await self._counters.spent(counter)
+            admitted = spent + reserved < limit
+        else:
+            admitted = await self._counters.reserve(counter, worst, limit)
+        if not admitted:
+            spent, reserved = await self._counters.spent(counter)
+            message = _budget_message(subject, budget, spent, reserved, worst)
+            raise BudgetExceededError(message, headers=_rate_headers(taken.hits, rolled_back=True))
+        if priced:
+            taken.reservations.append(Reservation(counter, worst or 0))
+
+    async def _seed(
+        self, subject: Subject, counter: str, start: dt.datetime, ttl: float | None
+    ) -> None:
+        """Read the ledger once per subject and period, however many requests arrive at once."""
+        if self._seeded.get(subject.name) == counter:
+            return
+        lock = self._seeding.setdefault(counter, asyncio.Lock())
+        async with lock:
+            if self._seeded.get(subject.name) != counter:
+                spent = await self._load_spend(subject, start)
+                await self._counters.seed(counter, spent, ttl_seconds=ttl)
+                self._seeded[subject.name] = counter
+        self._seeding.pop(counter, None)
+
+    async def _roll_back(self, taken: _Taken) -> None:
+        for reservation in taken.reservations:
+            await self._counters.settle(reservation.counter, reservation.amount, 0)
+        for hit in taken.hits:
+            await self._counters.add(hit.counter, -hit.recorded, WINDOW_SECONDS)
+
+
+def _period(budget: Budget, now: dt.datetime) -> tuple[str, dt.datetime, dt.datetime | None]:
+    """The period's counter suffix, its start (UTC) and its end (None: it never ends)."""
+    if budget.period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.strftime("%Y-%m-%d"), start, start + dt.timedelta(days=1)
+    if budget.period == "month":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (start + dt.timedelta(days=32)).replace(day=1)
+        return start.strftime("%Y-%m"), start, end
+    return "total", BEGINNING, None
+
+
+def _rate_headers(hits: Sequence[_Hit], *, rolled_back: bool) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, per kind from the subject with the least room left; when
+    the request was refused, as they stand after its counts were taken back."""
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        rows = [
+            (max(0, h.state.limit - h.state.used + (h.recorded if rolled_back else 0)), h.state)
+            for h in hits
+            if h.kind == kind
+        ]
+        if rows:
+            remaining, state = min(rows, key=lambda row: (row[0], -row[1].reset_seconds))
+            headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = _duration(state.reset_seconds)
+    return headers
+
+
+def _duration(seconds: float) -> str:
+    """Rounded up, in OpenAI's style: "250ms", "12s", "1m0s"."""
+    if 0 < seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def _rate_message(subject: Subject, kind: Kind, amount: int, limit: int) -> str:
+    if amount > limit:
+        return (
+            f"{subject.who} allows {limit} {kind} per minute; this request alone is estimated "
+            f"at {amount}"
+        )
+    return f"{subject.who} exceeded {limit} {kind} per minute"
+
+
+def _budget_message(
+    subject: Subject, budget: Budget, spent: int, reserved: int, worst: int | None
+) -> str:
+    amount = nanos_to_amount(int(budget.amount * NANOS))
+    message = (
+        f"{subject.who} has used {nanos_to_amount(spent):.6f} of its {amount:.6f} "
+        f"{budget.currency} {PERIOD_WORDS[budget.period]} budget"
+    )
+    if reserved:
+        message += f", with {nanos_to_amount(reserved):.6f} reserved by requests in flight"
+    if worst is not None:
+        message += f"; this request may cost up to {nanos_to_amount(worst):.6f}"
+    return message

@@ -1,0 +1,237 @@
+"""Finds personal data and secrets in what a request would send upstream, so its data class can
+be raised before a deployment is chosen.
+
+Only counts per kind leave this module — never the matched values — so findings can be logged,
+stored and shown without becoming a leak themselves. The scan runs on every request: patterns are
+compiled once, digit runs are matched possessively (no catastrophic backtracking on long inputs),
+and structured kinds are confirmed by their checksums rather than by shape alone, since a false
+positive here silently reroutes a request to a weaker model.
+
+Phones are the loosest kind and deliberately conservative: a number counts only when it starts
+with `+` (international), has the North American `(555) 123-4567` / `555-123-4567` shape, or is a
+trunk-prefixed national number (`020 7946 0958`, `01 23 45 67 89`) with one consistent separator;
+and it must hold 9–15 digits and not follow another digit group. Bare digit runs (`order
+1234567890123`), dates, versions, IP addresses and `1 050 000 000` are therefore not phones — at
+the price of missing numbers written without any separator or prefix, and of counting
+`+`-numbers that are not phones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from entrepot.config import DetectorConfig
+from entrepot.exceptions import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    kind: str
+    regex: re.Pattern[str]
+    confirm: Callable[[str], bool] | None = None
+    hint: str | None = None  # a substring every match contains: skips the regex when absent
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def _phone(match: str) -> bool:
+    return 9 <= len(_digits(match)) <= 15
+
+
+def _mod97(number: str) -> int:
+    return int("".join(str(int(c, 36)) for c in number)) % 97
+
+
+def _iban(match: str) -> bool:
+    """Grouped IBANs can run into a following capitalised word, so shorter groupings are tried."""
+    return any(15 <= len(c) <= 34 and _mod97(c[4:] + c[:4]) == 1 for c in _truncations(match, " "))
+
+
+def _luhn(number: str) -> bool:
+    total = 0
+    for i, c in enumerate(reversed(number)):
+        d = int(c) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def _card(match: str) -> bool:
+    """Luhn alone passes one random number in ten, so the issuer prefix must be a real one too."""
+    for number in _truncations(match, " -"):
+        issuer = number[0] in "3456" or 2221 <= int(number[:4]) <= 2720
+        if 13 <= len(number) <= 19 and issuer and _luhn(number):
+            return True
+    return False
+
+
+def _truncations(match: str, separators: str) -> Iterator[str]:
+    """The match without separators, then cut back one separated group at a time."""
+    groups = re.split(f"[{re.escape(separators)}]", match)
+    for end in range(len(groups), 0, -1):
+        yield "".join(groups[:end])
+
+
+_CN_WEIGHTS = [pow(2, 17 - i, 11) for i in range(17)]
+
+
+def _cn_resident_id(match: str) -> bool:
+    """ISO 7064 MOD 11-2 check character."""
+    total = sum(int(c) * w for c, w in zip(match[:17], _CN_WEIGHTS, strict=True))
+    return "10X98765432"[total % 11] == match[17].upper()
+
+
+def _french_nir(match: str) -> bool:
+    """Key = 97 − (first 13 digits mod 97); Corsica's 2A/2B count as 19/18 for the key."""
+    compact = match.replace(" ", "").upper()
+    number = compact[:13].replace("2A", "19", 1).replace("2B", "18", 1)
+    return 97 - int(number) % 97 == int(compact[13:])
+
+
+_NOT_WORD_BEFORE = r"(?<![A-Za-z0-9_])"
+_NOT_WORD_AFTER = r"(?![A-Za-z0-9_])"
+_NOT_NUMBER_BEFORE = r"(?<![\w+./-])(?<!\d[ .,])"
+_NOT_NUMBER_AFTER = r"(?![\w-]|[.,/:]\d)"
+
+_BUILTIN: tuple[_Pattern, ...] = (
+    _Pattern(
+        "email",
+        re.compile(
+            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}"
+            + _NOT_WORD_AFTER
+        ),
+        hint="@",
+    ),
+    _Pattern(
+        "phone",
+        re.compile(
+            _NOT_NUMBER_BEFORE
+            + r"(?:\+\d++(?:[ .-]?\(\d++\)[ .-]?\d++|[ .-]\d++)*"
+            + r"|(?:1[ .-])?(?:\(\d{3}\)[ .-]?\d{3}[ .-]|\d{3}([ .-])\d{3}\1)\d{4}"
+            + r"|0[1-9]\d*+([ .-])\d{2,}+(?:\2\d{2,}+)*)"
+            + _NOT_NUMBER_AFTER
+        ),
+        _phone,
+    ),
+    _Pattern(
+        "iban",
+        re.compile(_NOT_WORD_BEFORE + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}" + _NOT_WORD_AFTER),
+        _iban,
+    ),
+    _Pattern("card", re.compile(r"(?<![\w+-])[2-6]\d(?:[ -]?\d){11,17}(?![\w-])"), _card),
+    _Pattern(  # US SSN; never-issued areas, groups and serials excluded
+        "national_id",
+        re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
+        hint="-",
+    ),
+    _Pattern(  # UK National Insurance number; unallocated prefixes excluded
+        "national_id",
+        re.compile(
+            _NOT_WORD_BEFORE
+            + r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+            + r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]"
+            + _NOT_WORD_AFTER
+        ),
+    ),
+    _Pattern(  # Chinese resident identity card: region, birth date, sequence, check
+        "national_id",
+        re.compile(
+            _NOT_WORD_BEFORE
+            + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
+            + _NOT_WORD_AFTER
+        ),
+        _cn_resident_id,
+    ),
+    _Pattern(  # French NIR (numéro de sécurité sociale)
+        "national_id",
+        re.compile(
+            _NOT_WORD_BEFORE
+            + r"[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}"
+            + _NOT_WORD_AFTER
+        ),
+        _french_nir,
+    ),
+    _Pattern(  # `sk-` must contain a digit, or `sk-learn-compatible-estimators` would count
+        "api_key",
+        re.compile(
+            r"(?<![\w-])(?:sk-(?=[A-Za-z_-]*\d)[\w-]{20,}|ek-[\w-]{40,}|AKIA[0-9A-Z]{16}"
+            r"|gh[opsur]_[A-Za-z0-9]{36,255}|github_pat_\w{22,255}|xox[abprs]-[A-Za-z0-9-]{10,}"
+            r"|AIza[\w-]{35})(?![\w-])",
+            re.ASCII,
+        ),
+    ),
+    _Pattern(
+        "private_key",
+        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+        hint="-----BEGIN ",
+    ),
+)
+
+
+class PiiDetector:
+    def __init__(self, config: DetectorConfig) -> None:
+        self._enabled = config.enabled
+        kinds = set(config.kinds)
+        self._patterns = [p for p in _BUILTIN if p.kind in kinds]
+        for name, source in config.custom.items():
+            try:
+                regex = re.compile(source)
+            except re.error as exc:
+                raise ConfigError(
+                    f"policy.detector.custom.{name}: invalid regular expression: {exc}"
+                ) from None
+            self._patterns.append(_Pattern(f"custom:{name}", regex))
+
+    def scan(self, body: dict[str, Any]) -> dict[str, int]:
+        """Counts per kind, for kinds found at least once; the values themselves are dropped."""
+        if not self._enabled or not self._patterns:
+            return {}
+        # Newlines stop every pattern, so joining cannot forge a match across two texts.
+        text = "\n".join(_outbound_texts(body))
+        counts: dict[str, int] = {}
+        for pattern in self._patterns:
+            if pattern.hint is not None and pattern.hint not in text:
+                continue
+            found = sum(
+                1
+                for m in pattern.regex.finditer(text)
+                if pattern.confirm is None or pattern.confirm(m.group())
+            )
+            if found:
+                counts[pattern.kind] = counts.get(pattern.kind, 0) + found
+        return counts
+
+
+def _outbound_texts(body: dict[str, Any]) -> Iterator[str]:
+    """Every free-text field of a chat, completion or embeddings request."""
+    for message in _list(body.get("messages")):
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        for part in _list(content):
+            if isinstance(part, dict) and part.get("type") == "text":
+                yield from _strings(part.get("text"))
+        calls = [c.get("function") for c in _list(message.get("tool_calls")) if isinstance(c, dict)]
+        for function in [*calls, message.get("function_call")]:
+            if isinstance(function, dict):
+                yield from _strings(function.get("arguments"))
+    for field in ("prompt", "input"):
+        value = body.get(field)
+        yield from _strings(value)
+        for item in _list(value):
+            yield from _strings(item)
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value

@@ -1,0 +1,67 @@
+"""Which deployments of an alias may receive this request, and why the others may not.
+
+The request's data class is settled first (key, team, header, and what the detector found), then
+each deployment is checked against the egress rules. When none of the alias's deployments is
+allowed because the detector found sensitive data, the request is rerouted to the configured
+fallback alias (usually a local model) — sensitive data changes where a request goes rather than
+whether it is served. A refusal by the key's or team's own rules is a 403 naming the rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from entrepot.policy.detector import PiiDetector
+from entrepot.policy.egress import EgressPolicy, Verdict
+from entrepot.providers.base import JSON
+from entrepot.routing.router import Attempt
+from entrepot.routing.table import Deployment, RoutingTable
+from entrepot.store.keys import ApiKey
+
+
+@dataclass(slots=True)
+class Eligibility:
+    data_class: str
+    findings: dict[str, int]
+    deployments: list[Deployment]
+    alias: str
+    skipped: list[Attempt] = field(default_factory=list)
+
+
+def eligible_deployments(
+    *,
+    table: RoutingTable,
+    detector: PiiDetector,
+    egress: EgressPolicy,
+    key: ApiKey | None,
+    alias: str,
+    body: JSON,
+    class_header: str | None,
+    offline: bool,
+    reroute_alias: str | None,
+) -> Eligibility:
+    findings = detector.scan(body)
+    team = key.team if key else None
+    data_class = egress.classify(
+        key_class=key.data_class if key else None,
+        team=team,
+        header=class_header,
+        findings=findings,
+    )
+    result = Eligibility(data_class, findings, [], alias)
+    refused: list[tuple[str, Verdict]] = []
+    # Only a class the detector raised reroutes; a key's or team's own rules fail loudly.
+    fallback = reroute_alias if findings else None
+    for candidate_alias in dict.fromkeys(a for a in (alias, fallback) if a):
+        for deployment in table.resolve(candidate_alias):
+            verdict = egress.check(
+                data_class=data_class, team=team, deployment=deployment.config, offline=offline
+            )
+            if verdict.allowed:
+                result.deployments.append(deployment)
+            else:
+                refused.append((deployment.name, verdict))
+                result.skipped.append(Attempt(deployment.name, "skipped", verdict.reason))
+        if result.deployments:
+            result.alias = candidate_alias
+            return result
+    raise egress.blocked_error(alias, data_class, refused)
