@@ -36,7 +36,7 @@ def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> 
 
 async def gateway_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc)
+    return error_response(exc, getattr(exc, "headers", None))
 
 
 async def not_found_handler(request: Request, _exc: Exception) -> Response:

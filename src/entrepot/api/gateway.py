@@ -48,10 +48,10 @@ class Gateway:
         """Whose limits a request counts against: its key, and the key's team."""
         if key is None:
             return []
-        subjects = [Subject(f"key:{key.id}", key.limits)]
+        subjects = [Subject(f"key:{key.id}", key.limits, key.name)]
         team = self.config.teams.get(key.team) if key.team else None
         if team is not None:
-            subjects.append(Subject(f"team:{key.team}", team.limits))
+            subjects.append(Subject(f"team:{key.team}", team.limits, key.team))
         return subjects
 
     async def _spend_since(self, subject: Subject, since: dt.datetime) -> int:

@@ -130,6 +130,9 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
             gateway.subjects(key),
             estimated_tokens=estimated_tokens(len(raw), body, eligible.deployments),
             worst_cost_nanos=worst_case_cost_nanos(len(raw), body, eligible.deployments),
+            cost_currency=next(
+                (d.price.currency for d in eligible.deployments if d.price is not None), None
+            ),
         )
         headers.update(admission.headers)
 
