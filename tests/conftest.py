@@ -146,6 +146,10 @@ def gateway_config(fake_openai: Server, fake_anthropic: Server, zero: Server) ->
     return {
         "server": {"require_client_keys": True},
         "store": {"ledger_flush_seconds": 0.05},
+        # One try per request and no circuit breaking: these tests check how each single
+        # upstream failure is reported; routing has its own tests.
+        "default_route": {"max_attempts": 1},
+        "breaker": {"failure_threshold": 1000},
         "models": [
             {
                 "alias": LOCAL,

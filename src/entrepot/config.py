@@ -224,6 +224,7 @@ class Config(_Strict):
         ]
     )
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    default_route: RouteConfig = RouteConfig()
     breaker: BreakerConfig = BreakerConfig()
     policy: PolicyConfig = PolicyConfig()
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
@@ -257,7 +258,7 @@ class Config(_Strict):
         return next((m for m in self.models if m.alias == alias), None)
 
     def route(self, alias: str) -> RouteConfig:
-        return self.routes.get(alias) or RouteConfig()
+        return self.routes.get(alias) or self.default_route
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -80,6 +80,13 @@ def routed(tmp_path_factory: pytest.TempPathFactory, fake_openai: Server) -> Ite
             _fake(fake_openai, "flaky", "toggle", "toggle"),
             _fake(fake_openai, "cloud/echo", "echo-model", "us-echo"),
             _fake(fake_openai, "cn/echo", "echo-model", "cn-echo", jurisdiction="CN"),
+            _fake(
+                fake_openai,
+                "budget/echo",
+                "echo-model",
+                "budget-echo",
+                price={"input_per_1m": "0", "output_per_1m": "1", "as_of": "2026-11-01"},
+            ),
         ],
     }
     env = {"ENTREPOT_ADMIN_KEY": ADMIN_KEY, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY}
@@ -182,7 +189,7 @@ def test_personal_data_is_rerouted_to_the_local_model(routed: Server, key: str) 
     text = "Pay it to GB82 WEST 1234 5698 7654 32 and mail jane.doe@example.org"
     sensitive = _chat(routed, key, "cloud/echo", text, max_tokens=8)
     assert sensitive.status_code == 200, sensitive.text
-    assert sensitive.headers["x-entrepot-deployment"] == LOCAL
+    assert sensitive.headers["x-entrepot-deployment"] == f"llama_cpp:{LOCAL}"
     record = usage_record(routed, sensitive.headers["x-request-id"])
     assert record["data_class"] == "confidential"
     assert "GB82" not in (record["findings"] or "") and '"iban": 1' in (record["findings"] or "")
@@ -204,32 +211,26 @@ def test_deny_rule_is_a_403_naming_the_rule(routed: Server, key: str) -> None:
 
 
 def test_budget_never_overshoots_under_64_concurrent_requests(routed: Server) -> None:
-    # Worst case per request: body bytes + 10 output tokens at $1/1M each; the budget fits ten.
-    probe = _chat(routed, create_key(routed, "probe"), "cloud/echo", "budget probe", max_tokens=10)
-    body_bytes = int(probe.request.headers["content-length"])
-    worst_nanos = (body_bytes + 10) * 1000
-    budget = 10 * worst_nanos / 1e9
-    spender = create_key(routed, "spender", budget={"amount": f"{budget:.9f}", "period": "day"})
+    # Output-only pricing ($1/1M) and an echo of exactly max_tokens=10 words: each request's
+    # worst case (10,000 nanos) is also its real cost, so the budget of 100,000 fits exactly ten.
+    spender = create_key(routed, "spender", budget={"amount": "0.0001", "period": "day"})
+    nine_words = "one two three four five six seven eight nine"
     with ThreadPoolExecutor(max_workers=64) as pool:
         responses = list(
             pool.map(
-                lambda _: _chat(routed, spender, "cloud/echo", "budget probe", max_tokens=10),
+                lambda _: _chat(routed, spender, "budget/echo", nine_words, max_tokens=10),
                 range(64),
             )
         )
     statuses = [r.status_code for r in responses]
-    assert set(statuses) <= {200, 402}, statuses
-    assert statuses.count(200) >= 10 and 402 in statuses
+    assert statuses.count(200) == 10 and statuses.count(402) == 54, statuses
     refused = next(r for r in responses if r.status_code == 402)
     assert refused.json()["error"]["code"] == "budget_exceeded"
-    spent = sum(
-        usage_record(routed, r.headers["x-request-id"])["cost_nanos"] or 0 for r in responses
-    )
-    assert spent <= budget * 1e9
-    billed = sum(
-        r.json()["usage"]["total_tokens"] * 1000 for r in responses if r.status_code == 200
-    )
-    assert spent == billed
+    assert refused.json()["error"]["type"] == "insufficient_quota"
+    records = [usage_record(routed, r.headers["x-request-id"]) for r in responses]
+    spent = sum(record["cost_nanos"] or 0 for record in records)
+    assert spent == 100_000
+    assert all(r["completion_tokens"] == 10 for r in records if r["status"] == 200)
 
 
 def test_requests_per_minute(routed: Server) -> None:

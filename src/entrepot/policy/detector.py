@@ -92,83 +92,108 @@ def _french_nir(match: str) -> bool:
     return 97 - int(number) % 97 == int(compact[13:])
 
 
-_NOT_WORD_BEFORE = r"(?<![A-Za-z0-9_])"
-_NOT_WORD_AFTER = r"(?![A-Za-z0-9_])"
-_NOT_NUMBER_BEFORE = r"(?<![\w+./-])(?<!\d[ .,])"
-_NOT_NUMBER_AFTER = r"(?![\w-]|[.,/:]\d)"
+def _rx(lead: str, rest: str, *, left: tuple[str, ...] = (), right: str = "") -> re.Pattern[str]:
+    """`lead + rest`, preceded by none of `left` (one character each) and not followed by `right`.
+
+    `lead` — one character class or a literal — comes first so that sre jumps between candidate
+    positions in C instead of attempting the pattern at every character, which is most of what a
+    scan costs; that is why the left boundary is checked after it, not before.
+    """
+    is_class = lead.startswith("[")
+    width = 1 if is_class else len(lead)
+    behind = "".join(f"(?<!{before}.{{{width}}})" for before in left)
+    ahead = f"(?!{right})" if right else ""
+    head = lead if is_class else re.escape(lead)
+    return re.compile(f"{head}{behind}(?:{rest}){ahead}", re.ASCII)
+
+
+def _number(lead: str, rest: str) -> re.Pattern[str]:
+    """Not inside a word, a decimal, a date or a path, nor after another group of digits."""
+    return _rx(lead, rest, left=(r"[\w+./-]", r"\d[ .,]"), right=r"[\w-]|[.,/:]\d")
+
+
+_WORD = (r"\w",)
+_LOCAL_PART = "[A-Za-z0-9._%+-]"
+_API_KEYS = {  # prefix → rest; `sk-` needs a digit, or `sk-learn-compatible-estimators` counts
+    "sk-": r"(?=[A-Za-z_-]*\d)[\w-]{20,}",
+    "ek-": r"[\w-]{40,}",
+    "AKIA": r"[0-9A-Z]{16}",
+    "gh": r"[opsur]_[A-Za-z0-9]{36,255}",
+    "github_pat_": r"\w{22,255}",
+    "xox": r"[abprs]-[A-Za-z0-9-]{10,}",
+    "AIza": r"[\w-]{35}",
+}
 
 _BUILTIN: tuple[_Pattern, ...] = (
     _Pattern(
         "email",
-        re.compile(
-            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}"
-            + _NOT_WORD_AFTER
+        _rx(
+            _LOCAL_PART,
+            _LOCAL_PART + r"{0,63}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}",
+            left=(_LOCAL_PART,),
+            right=r"\w",
         ),
         hint="@",
     ),
+    # Phones: international; North American with area code in brackets, plain, or after `1`;
+    # trunk-prefixed national numbers with one consistent separator.
+    _Pattern("phone", _number("+", r"\d++(?:[ .-]?\(\d++\)[ .-]?\d++|[ .-]\d++)*"), _phone),
+    _Pattern("phone", _number("(", r"[2-9]\d{2}\)[ .-]?\d{3}[ .-]\d{4}")),
+    _Pattern("phone", _number("[2-9]", r"\d{2}([ .-])\d{3}\1\d{4}")),
     _Pattern(
         "phone",
-        re.compile(
-            _NOT_NUMBER_BEFORE
-            + r"(?:\+\d++(?:[ .-]?\(\d++\)[ .-]?\d++|[ .-]\d++)*"
-            + r"|(?:1[ .-])?(?:\(\d{3}\)[ .-]?\d{3}[ .-]|\d{3}([ .-])\d{3}\1)\d{4}"
-            + r"|0[1-9]\d*+([ .-])\d{2,}+(?:\2\d{2,}+)*)"
-            + _NOT_NUMBER_AFTER
-        ),
-        _phone,
+        _number("1", r"([ .-])[2-9]\d{2}\1\d{3}\1\d{4}|[ .-]?\([2-9]\d{2}\)[ .-]?\d{3}[ .-]\d{4}"),
+    ),
+    _Pattern("phone", _number("0", r"[1-9]\d*+([ .-])\d{2,}+(?:\1\d{2,}+)*"), _phone),
+    _Pattern(
+        "iban", _rx("[A-Z]", r"[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}", left=_WORD, right=r"\w"), _iban
     ),
     _Pattern(
-        "iban",
-        re.compile(_NOT_WORD_BEFORE + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}" + _NOT_WORD_AFTER),
-        _iban,
+        "card", _rx("[2-6]", r"\d(?:[ -]?\d){11,17}", left=(r"[\w+-]",), right=r"[\w-]"), _card
     ),
-    _Pattern("card", re.compile(r"(?<![\w+-])[2-6]\d(?:[ -]?\d){11,17}(?![\w-])"), _card),
-    _Pattern(  # US SSN; never-issued areas, groups and serials excluded
+    _Pattern(  # US SSN; never-issued areas (000, 666, 9xx), groups and serials excluded
         "national_id",
-        re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
-        hint="-",
+        _rx(
+            "[0-8]",
+            r"\d{2}(?<!000|666)-(?!00)\d{2}-(?!0000)\d{4}",
+            left=(r"[\w-]",),
+            right=r"[\w-]",
+        ),
     ),
     _Pattern(  # UK National Insurance number; unallocated prefixes excluded
         "national_id",
-        re.compile(
-            _NOT_WORD_BEFORE
-            + r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
-            + r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]"
-            + _NOT_WORD_AFTER
+        _rx(
+            "[A-CEGHJ-PR-TW-Z]",
+            r"[A-CEGHJ-NPR-TW-Z](?<!BG|GB|KN|NK|NT|TN|ZZ) ?\d{2} ?\d{2} ?\d{2} ?[A-D]",
+            left=_WORD,
+            right=r"\w",
         ),
     ),
     _Pattern(  # Chinese resident identity card: region, birth date, sequence, check
         "national_id",
-        re.compile(
-            _NOT_WORD_BEFORE
-            + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
-            + _NOT_WORD_AFTER
+        _rx(
+            "[1-9]",
+            r"\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]",
+            left=_WORD,
+            right=r"\w",
         ),
         _cn_resident_id,
     ),
     _Pattern(  # French NIR (numéro de sécurité sociale)
         "national_id",
-        re.compile(
-            _NOT_WORD_BEFORE
-            + r"[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}"
-            + _NOT_WORD_AFTER
+        _rx(
+            "[12]",
+            r" ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}",
+            left=_WORD,
+            right=r"\w",
         ),
         _french_nir,
     ),
-    _Pattern(  # `sk-` must contain a digit, or `sk-learn-compatible-estimators` would count
-        "api_key",
-        re.compile(
-            r"(?<![\w-])(?:sk-(?=[A-Za-z_-]*\d)[\w-]{20,}|ek-[\w-]{40,}|AKIA[0-9A-Z]{16}"
-            r"|gh[opsur]_[A-Za-z0-9]{36,255}|github_pat_\w{22,255}|xox[abprs]-[A-Za-z0-9-]{10,}"
-            r"|AIza[\w-]{35})(?![\w-])",
-            re.ASCII,
-        ),
+    *(
+        _Pattern("api_key", _rx(prefix, rest, left=(r"[\w-]",), right=r"[\w-]"))
+        for prefix, rest in _API_KEYS.items()
     ),
-    _Pattern(
-        "private_key",
-        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-        hint="-----BEGIN ",
-    ),
+    _Pattern("private_key", _rx("-----BEGIN ", r"(?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
 )
 
 

@@ -110,15 +110,21 @@ def _breach(rule: JurisdictionRule, deployment: ModelConfig) -> str | None:
 
 
 def _matches(jurisdiction: str, deployment: ModelConfig) -> bool:
-    """`local` means processed on this machine, whatever the deployment's label says: a remote
-    deployment left at the default jurisdiction (`local`) must not pass a local-only rule."""
+    """The declared jurisdiction is the truth, with one safeguard: a remote deployment left at
+    the default (`local`) without saying so must not pass a local-only rule."""
     wanted = jurisdiction.casefold()
     if wanted == LOCAL:
-        return deployment.is_local
+        return _declared_local(deployment)
     return wanted == deployment.jurisdiction.casefold()
+
+
+def _declared_local(deployment: ModelConfig) -> bool:
+    if deployment.jurisdiction.casefold() != LOCAL:
+        return False
+    return deployment.is_local or "jurisdiction" in deployment.model_fields_set
 
 
 def _whereabouts(deployment: ModelConfig) -> str:
     if deployment.jurisdiction.casefold() != LOCAL:
         return f"is in {deployment.jurisdiction}"
-    return "is local" if deployment.is_local else "is remote, with no jurisdiction set"
+    return "is local" if _declared_local(deployment) else "is remote, with no jurisdiction set"
