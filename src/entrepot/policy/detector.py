@@ -107,12 +107,20 @@ def _rx(lead: str, rest: str, *, left: tuple[str, ...] = (), right: str = "") ->
     return re.compile(f"{head}{behind}(?:{rest}){ahead}", re.ASCII)
 
 
+def _word(lead: str, rest: str) -> re.Pattern[str]:
+    return _rx(lead, rest, left=(r"\w",), right=r"\w")
+
+
+def _token(lead: str, rest: str) -> re.Pattern[str]:
+    """Not part of a longer hyphenated or underscored token either."""
+    return _rx(lead, rest, left=(r"[\w-]",), right=r"[\w-]")
+
+
 def _number(lead: str, rest: str) -> re.Pattern[str]:
     """Not inside a word, a decimal, a date or a path, nor after another group of digits."""
     return _rx(lead, rest, left=(r"[\w+./-]", r"\d[ .,]"), right=r"[\w-]|[.,/:]\d")
 
 
-_WORD = (r"\w",)
 _LOCAL_PART = "[A-Za-z0-9._%+-]"
 _API_KEYS = {  # prefix → rest; `sk-` needs a digit, or `sk-learn-compatible-estimators` counts
     "sk-": r"(?=[A-Za-z_-]*\d)[\w-]{20,}",
@@ -145,54 +153,35 @@ _BUILTIN: tuple[_Pattern, ...] = (
         _number("1", r"([ .-])[2-9]\d{2}\1\d{3}\1\d{4}|[ .-]?\([2-9]\d{2}\)[ .-]?\d{3}[ .-]\d{4}"),
     ),
     _Pattern("phone", _number("0", r"[1-9]\d*+([ .-])\d{2,}+(?:\1\d{2,}+)*"), _phone),
-    _Pattern(
-        "iban", _rx("[A-Z]", r"[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}", left=_WORD, right=r"\w"), _iban
-    ),
+    _Pattern("iban", _word("[A-Z]", r"[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}"), _iban),
     _Pattern(
         "card", _rx("[2-6]", r"\d(?:[ -]?\d){11,17}", left=(r"[\w+-]",), right=r"[\w-]"), _card
     ),
     _Pattern(  # US SSN; never-issued areas (000, 666, 9xx), groups and serials excluded
-        "national_id",
-        _rx(
-            "[0-8]",
-            r"\d{2}(?<!000|666)-(?!00)\d{2}-(?!0000)\d{4}",
-            left=(r"[\w-]",),
-            right=r"[\w-]",
-        ),
+        "national_id", _token("[0-8]", r"\d{2}(?<!000|666)-(?!00)\d{2}-(?!0000)\d{4}")
     ),
     _Pattern(  # UK National Insurance number; unallocated prefixes excluded
         "national_id",
-        _rx(
+        _word(
             "[A-CEGHJ-PR-TW-Z]",
             r"[A-CEGHJ-NPR-TW-Z](?<!BG|GB|KN|NK|NT|TN|ZZ) ?\d{2} ?\d{2} ?\d{2} ?[A-D]",
-            left=_WORD,
-            right=r"\w",
         ),
     ),
     _Pattern(  # Chinese resident identity card: region, birth date, sequence, check
         "national_id",
-        _rx(
-            "[1-9]",
-            r"\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]",
-            left=_WORD,
-            right=r"\w",
+        _word(
+            "[1-9]", r"\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
         ),
         _cn_resident_id,
     ),
     _Pattern(  # French NIR (numéro de sécurité sociale)
         "national_id",
-        _rx(
-            "[12]",
-            r" ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}",
-            left=_WORD,
-            right=r"\w",
+        _word(
+            "[12]", r" ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[ABab]) ?\d{3} ?\d{3} ?\d{2}"
         ),
         _french_nir,
     ),
-    *(
-        _Pattern("api_key", _rx(prefix, rest, left=(r"[\w-]",), right=r"[\w-]"))
-        for prefix, rest in _API_KEYS.items()
-    ),
+    *(_Pattern("api_key", _token(prefix, rest)) for prefix, rest in _API_KEYS.items()),
     _Pattern("private_key", _rx("-----BEGIN ", r"(?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
 )
 
