@@ -27,6 +27,24 @@ class Eligibility:
     skipped: list[Attempt] = field(default_factory=list)
 
 
+def classify_request(
+    detector: PiiDetector,
+    egress: EgressPolicy,
+    key: ApiKey | None,
+    body: JSON,
+    class_header: str | None,
+) -> tuple[str, dict[str, int]]:
+    """The request's data class, and what the detector found that may have raised it."""
+    findings = detector.scan(body)
+    data_class = egress.classify(
+        key_class=key.data_class if key else None,
+        team=key.team if key else None,
+        header=class_header,
+        findings=findings,
+    )
+    return data_class, findings
+
+
 def eligible_deployments(
     *,
     table: RoutingTable,
@@ -39,14 +57,8 @@ def eligible_deployments(
     offline: bool,
     reroute_alias: str | None,
 ) -> Eligibility:
-    findings = detector.scan(body)
+    data_class, findings = classify_request(detector, egress, key, body, class_header)
     team = key.team if key else None
-    data_class = egress.classify(
-        key_class=key.data_class if key else None,
-        team=team,
-        header=class_header,
-        findings=findings,
-    )
     result = Eligibility(data_class, findings, [], alias)
     refused: list[tuple[str, Verdict]] = []
     # Only a class the detector raised reroutes; a key's or team's own rules fail loudly.

@@ -10,6 +10,7 @@ from typing import Any
 from entrepot.config import Config
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
+from entrepot.policy.eligibility import classify_request
 from entrepot.providers.base import JSON
 from entrepot.routing.router import Router
 from entrepot.routing.table import RoutingTable
@@ -53,14 +54,8 @@ def explain_route(
 ) -> RouteExplanation:
     detector = PiiDetector(config.policy.detector)
     egress = EgressPolicy(config.policy, config.teams)
-    findings = detector.scan(body)
+    data_class, findings = classify_request(detector, egress, key, body, class_header)
     team = key.team if key else None
-    data_class = egress.classify(
-        key_class=key.data_class if key else None,
-        team=team,
-        header=class_header,
-        findings=findings,
-    )
     rows: list[CandidateExplanation] = []
     served_by: str | None = None
     fallback = config.policy.reroute_alias if findings else None
