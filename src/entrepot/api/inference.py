@@ -113,6 +113,7 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
         attempts += eligible.skipped
         record.data_class, record.findings = eligible.data_class, eligible.findings or None
         streaming = bool(endpoint.stream_call and body.get("stream"))
+        record.stream = streaming
 
         ttl = None if streaming else _cache_ttl(gateway, request, key)
         fingerprint = ""
@@ -160,7 +161,6 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
                 eligible.alias, eligible.deployments, start, attempts
             )
             note(deployment)
-            record.stream = True
 
             async def end_stream() -> None:
                 gateway.router.finished(deployment)
