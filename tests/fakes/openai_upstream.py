@@ -1,6 +1,7 @@
 """A deterministic OpenAI-compatible upstream for exact-number checks and fault injection.
 
-The upstream model name picks the behaviour: `echo-model` answers "echo: <last user text>";
+The upstream model name picks the behaviour: `echo-model` answers "echo: <last user text>"
+(as does `sleep-N`, after N milliseconds);
 `reasoner` adds `reasoning_content` and DeepSeek-style cache counts; `fail-500`, `hang`, `reset`,
 `rate-limited` and `midstream-drop` fail in the way their names say. Token counts are word counts,
 so tests can compute the expected bill by hand.
@@ -57,6 +58,8 @@ def _usage(body: dict[str, Any], answer: str, reasoning: str = "") -> dict[str, 
 
 
 async def _fault(model: str, request: web.Request) -> web.StreamResponse | None:
+    if model.startswith("sleep-"):
+        await asyncio.sleep(int(model.removeprefix("sleep-")) / 1000)
     if model == "toggle" and request.app.get("toggle_failing"):
         return web.json_response({"error": {"message": "toggled off"}}, status=503)
     if model == "fail-500":

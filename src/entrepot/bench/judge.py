@@ -1,0 +1,65 @@
+"""Model-backed grading helpers: an LLM judge with a published rubric, and embeddings for
+semantic similarity. Both run through the same provider layer as the models under test, and
+the judge's cost is counted separately so it never inflates a candidate's bill."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from entrepot.bench.graders import EmbedFn, JudgeFn
+from entrepot.bench.runner import BenchModel
+from entrepot.ledger.pricing import cost_nanos
+from entrepot.providers.base import TokenUsage
+
+JUDGE_PROMPT = """You are grading an answer against a rubric. Reply with a one-line reason, then
+a last line of the form "Score: N" where N is an integer from 0 (fails the rubric) to 10 (fully
+meets it).
+
+Rubric:
+{rubric}
+
+Question:
+{question}
+
+Reference answer (may be empty):
+{expected}
+
+Answer to grade:
+{answer}
+"""
+SCORE = re.compile(r"score\s*[:=]\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def make_judge(model: BenchModel) -> JudgeFn:
+    async def judge(
+        rubric: str, answer: str, question: str | None, expected: Any
+    ) -> tuple[float, int]:
+        prompt = JUDGE_PROMPT.format(
+            rubric=rubric, question=question or "", expected=expected or "", answer=answer
+        )
+        response = await model.provider.chat(
+            {
+                "model": model.config.target,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0,
+                "max_tokens": 200,
+            }
+        )
+        usage = TokenUsage.from_openai(response.get("usage")) or TokenUsage()
+        cost = cost_nanos(usage, model.price) if model.price is not None else 0
+        text = str(((response.get("choices") or [{}])[0].get("message") or {}).get("content") or "")
+        found = SCORE.findall(text)
+        score = min(max(float(found[-1]) / 10, 0.0), 1.0) if found else 0.0
+        return score, cost
+
+    return judge
+
+
+def make_embed(model: BenchModel) -> EmbedFn:
+    async def embed(texts: list[str]) -> list[list[float]]:
+        response = await model.provider.embed({"model": model.config.target, "input": texts})
+        ordered = sorted(response.get("data") or [], key=lambda d: d["index"])
+        return [list(map(float, d["embedding"])) for d in ordered]
+
+    return embed

@@ -1,0 +1,190 @@
+"""From per-item results to the report: per-model summaries with intervals, comparisons with a
+reference, the cost–quality frontier; written as versioned JSON, a terminal table, and one
+self-contained HTML file (inline SVG, no external assets, opens offline)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from pathlib import Path
+
+import jinja2
+from rich.console import Console
+from rich.table import Table
+
+from entrepot.bench.charts import scatter_svg, task_bars_svg
+from entrepot.bench.schema import BenchReport, Comparison, ItemResult, ModelSummary
+from entrepot.bench.stats import bootstrap_mean, headline, paired_ratio, pareto_frontier, percentile
+
+NANOS = 1e9
+
+
+def _item_scores(results: list[ItemResult], model: str) -> dict[str, float]:
+    """Mean score per item over repeats, so repeats sharpen an item rather than add items."""
+    per_item: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        if r.model == model and r.score is not None:
+            per_item[r.item_id].append(r.score)
+    return {item: sum(s) / len(s) for item, s in per_item.items()}
+
+
+def summarise(
+    results: list[ItemResult],
+    *,
+    reference: str | None,
+    price_dates: dict[str, str | None],
+    currencies: dict[str, str],
+    cost_basis: dict[str, str],
+    tasks: list[str],
+    repeats: int,
+) -> BenchReport:
+    models = list(dict.fromkeys(r.model for r in results))
+    summaries = []
+    for model in models:
+        own = [r for r in results if r.model == model]
+        scores = _item_scores(results, model)
+        total = sum(r.cost_nanos or 0 for r in own) / NANOS
+        correct = sum(scores.values())
+        latencies = [r.latency_ms for r in own if r.error is None]
+        task_of = {r.item_id: r.task for r in own}
+        per_task: dict[str, list[float]] = defaultdict(list)
+        for item, score in scores.items():
+            per_task[task_of[item]].append(score)
+        summaries.append(
+            ModelSummary(
+                model=model,
+                items=len({r.item_id for r in own}),
+                graded=sum(1 for r in own if r.score is not None),
+                errors=sum(1 for r in own if r.error is not None),
+                score=bootstrap_mean(list(scores.values()) or [0.0]),
+                total_cost=total,
+                cost_per_item=total / len(own) if own else 0.0,
+                cost_per_correct=total / correct if correct else None,
+                currency=currencies.get(model, "USD"),
+                price_date=price_dates.get(model),
+                cost_basis=cost_basis.get(model, "unpriced"),
+                latency_p50_ms=percentile(latencies, 50),
+                latency_p95_ms=percentile(latencies, 95),
+                prompt_tokens=sum(r.prompt_tokens for r in own),
+                completion_tokens=sum(r.completion_tokens for r in own),
+                judge_cost=sum(r.judge_cost_nanos for r in own) / NANOS,
+                per_task={t: bootstrap_mean(s) for t, s in sorted(per_task.items())},
+            )
+        )
+    frontier = pareto_frontier([(s.model, s.total_cost, s.score.estimate) for s in summaries])
+    for summary in summaries:
+        summary.on_frontier = summary.model in frontier
+    return BenchReport(
+        created_at=dt.datetime.now(dt.UTC),
+        tasks=tasks,
+        items=len({r.item_id for r in results}),
+        repeats=repeats,
+        reference=reference,
+        models=summaries,
+        comparisons=_compare(results, summaries, reference),
+        results=results,
+    )
+
+
+def _compare(
+    results: list[ItemResult], summaries: list[ModelSummary], reference: str | None
+) -> list[Comparison]:
+    by_model = {s.model: s for s in summaries}
+    if reference not in by_model:
+        return []
+    assert reference is not None
+    base = _item_scores(results, reference)
+    comparisons = []
+    for summary in summaries:
+        if summary.model == reference:
+            continue
+        theirs = _item_scores(results, summary.model)
+        shared = sorted(set(base) & set(theirs))
+        if not shared or not sum(base[i] for i in shared):
+            continue
+        quality = paired_ratio([base[i] for i in shared], [theirs[i] for i in shared])
+        ref_cost = by_model[reference].total_cost
+        priced = summary.cost_basis != "unpriced" and by_model[reference].cost_basis != "unpriced"
+        ratio = summary.total_cost / ref_cost if priced and ref_cost else None
+        comparisons.append(
+            Comparison(
+                model=summary.model,
+                reference=reference,
+                quality_ratio=quality,
+                cost_ratio=ratio,
+                headline=headline(
+                    summary.model, reference, quality, ratio, len(shared), summary.price_date
+                ),
+            )
+        )
+    return comparisons
+
+
+def write_json(report: BenchReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.model_dump_json(indent=2, by_alias=True))
+
+
+def render_table(report: BenchReport) -> Table:
+    table = Table(
+        "model", "score (95% CI)", "items", "errors", "total", "per item", "per correct",
+        "p50/p95 ms", "tokens in/out", "frontier",
+        title=f"{report.items} items × {report.repeats} repeat(s): {', '.join(report.tasks)}",
+    )  # fmt: skip
+    for s in report.models:
+        table.add_row(
+            s.model,
+            f"{s.score.estimate:.3f} ({s.score.low:.3f}–{s.score.high:.3f})",
+            str(s.items),
+            str(s.errors),
+            f"{s.total_cost:.6f} {s.currency}"
+            + ("" if s.cost_basis == "tokens" else f" ({s.cost_basis})"),
+            f"{s.cost_per_item:.6f}",
+            f"{s.cost_per_correct:.6f}" if s.cost_per_correct is not None else "—",
+            f"{s.latency_p50_ms:.0f}/{s.latency_p95_ms:.0f}",
+            f"{s.prompt_tokens}/{s.completion_tokens}",
+            "★" if s.on_frontier else "",
+        )
+    return table
+
+
+def print_report(report: BenchReport, console: Console) -> None:
+    console.print(render_table(report))
+    for comparison in report.comparisons:
+        console.print(f"• {comparison.headline}")
+    judged = [s for s in report.models if s.judge_cost]
+    for s in judged:
+        console.print(f"  judge cost for {s.model}: {s.judge_cost:.6f} {s.currency}")
+
+
+HTML = jinja2.Environment(autoescape=True).from_string(
+    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt bench</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}
+.headline{font-size:1.1em;margin:.4em 0}</style></head><body>
+<h1>Bench report</h1>
+<p>{{ r.items }} items × {{ r.repeats }} repeat(s) · tasks: {{ r.tasks|join(", ") }} ·
+created {{ r.created_at.strftime("%Y-%m-%d %H:%M UTC") }} · report format v{{ r.version }}</p>
+{% for c in r.comparisons %}<p class="headline">{{ c.headline }}</p>{% endfor %}
+<table><tr><th>model</th><th>score</th><th>95% CI</th><th>items</th><th>errors</th>
+<th>total cost</th><th>per correct</th><th>p50 ms</th><th>p95 ms</th><th>price date</th></tr>
+{% for s in r.models %}<tr><td>{{ s.model }}{% if s.on_frontier %} ★{% endif %}</td>
+<td>{{ "%.3f"|format(s.score.estimate) }}</td>
+<td>{{ "%.3f"|format(s.score.low) }}–{{ "%.3f"|format(s.score.high) }}</td>
+<td>{{ s.items }}</td><td>{{ s.errors }}</td>
+<td>{{ "%.6f"|format(s.total_cost) }} {{ s.currency }} ({{ s.cost_basis }})</td>
+<td>{% if s.cost_per_correct is not none %}{{ "%.6f"|format(s.cost_per_correct) }}
+{%- else %}—{% endif %}</td>
+<td>{{ "%.0f"|format(s.latency_p50_ms) }}</td><td>{{ "%.0f"|format(s.latency_p95_ms) }}</td>
+<td>{{ s.price_date or "undated" }}</td></tr>{% endfor %}</table>
+<h2>Cost and quality (★ = Pareto frontier)</h2>{{ scatter }}
+<h2>Score by task</h2>{{ bars }}
+</body></html>"""
+)
+
+
+def write_html(report: BenchReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        HTML.render(r=report, scatter=scatter_svg(report.models), bars=task_bars_svg(report.models))
+    )

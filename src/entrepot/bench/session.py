@@ -1,0 +1,113 @@
+"""One `entrepot bench` invocation: load tasks, run them on the models with a live progress
+display, then write the JSON and HTML reports and print the table and headlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from entrepot.bench.judge import make_judge
+from entrepot.bench.report import print_report, summarise, write_html, write_json
+from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions, bench_models
+from entrepot.bench.schema import BenchReport, ItemResult
+from entrepot.bench.tasks import load_tasks
+from entrepot.config import Config
+
+
+@dataclass(slots=True)
+class BenchRequest:
+    tasks: list[str]
+    models: list[str]
+    reference: str | None
+    options: RunOptions
+    limit: int | None = None
+    gateway_url: str | None = None
+    api_key_env: str | None = None
+    judge: str | None = None
+    hardware_costs: dict[str, Decimal] | None = None
+
+
+def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchReport:
+    items = load_tasks(request.tasks)
+    if request.limit is not None:
+        items = items[: request.limit]
+    models = bench_models(
+        config,
+        request.models,
+        gateway_url=request.gateway_url,
+        api_key_env=request.api_key_env,
+        hardware_costs=request.hardware_costs,
+    )
+    judge_model = (
+        bench_models(config, [request.judge], gateway_url=request.gateway_url)[0]
+        if request.judge
+        else None
+    )
+    progress = Progress(
+        TextColumn("{task.fields[model]:<28}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    per_model = len(items) * request.options.repeat
+    bars = {
+        m.alias: progress.add_task("", total=per_model, model=m.alias, status="") for m in models
+    }
+    scores: dict[str, list[float]] = defaultdict(list)
+    costs: dict[str, int] = defaultdict(int)
+
+    def on_result(result: ItemResult) -> None:
+        if result.score is not None:
+            scores[result.model].append(result.score)
+        costs[result.model] += result.cost_nanos or 0
+        done = scores[result.model]
+        mean = sum(done) / len(done) if done else 0.0
+        status = f"score {mean:.2f} · ${costs[result.model] / 1e9:.4f}"
+        progress.update(bars[result.model], advance=1, status=status)
+
+    runner = BenchRunner(
+        models,
+        items,
+        request.options,
+        judge=make_judge(judge_model) if judge_model else None,
+        on_result=on_result,
+    )
+    with progress:
+        results = asyncio.run(_run(runner, judge_model))
+    report = summarise(
+        results,
+        reference=request.reference,
+        price_dates={m.alias: _price_date(m) for m in models},
+        currencies={m.alias: m.price.currency if m.price else "USD" for m in models},
+        cost_basis={m.alias: m.cost_basis for m in models},
+        tasks=sorted({item.task for item in items}),
+        repeats=request.options.repeat,
+    )
+    out: Path = request.options.out
+    write_json(report, out / "report.json")
+    write_html(report, out / "report.html")
+    print_report(report, console)
+    console.print(f"reports: {out / 'report.json'} · {out / 'report.html'}")
+    return report
+
+
+async def _run(runner: BenchRunner, judge: BenchModel | None) -> list[ItemResult]:
+    if judge is not None:
+        await judge.provider.start()
+    try:
+        return await runner.run()
+    finally:
+        if judge is not None:
+            await judge.provider.close()
+
+
+def _price_date(model: BenchModel) -> str | None:
+    return model.price.as_of.isoformat() if model.price else None
