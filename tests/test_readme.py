@@ -35,3 +35,17 @@ def test_readme_quickstart_runs(zero_config_gateway: Server) -> None:
     assert result.returncode == 0, result.stderr
     assert "local/smollm2-135m-instruct" in result.stdout
     assert "completion_tokens=" in result.stdout
+
+
+def test_readme_task_file_loads_and_grades(tmp_path: Path) -> None:
+    import asyncio
+
+    from entrepot.bench.graders import grade
+    from entrepot.bench.tasks import load_tasks
+
+    path = tmp_path / "invoices.yaml"
+    path.write_text(_block("tasks"))
+    (item,) = load_tasks([path])
+    assert "EUR 1,028.20" in item.chat_messages()[0]["content"]
+    right = asyncio.run(grade(item, '{"total": 1028.2, "currency": "EUR"}'))
+    assert right.score == 1.0

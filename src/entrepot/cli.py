@@ -283,6 +283,9 @@ def bench(
         "ENTREPOT_API_KEY"
     ),
     judge: Annotated[str | None, typer.Option(help="Model alias for LLM-as-judge.")] = None,
+    embed_model: Annotated[
+        str | None, typer.Option(help="Embedding model alias for similarity grading.")
+    ] = None,
     rpm: Annotated[float | None, typer.Option(help="Requests per minute per model.")] = None,
     hardware_cost: Annotated[
         list[str] | None, typer.Option(help="MODEL=USD_PER_HOUR for local models.")
@@ -290,6 +293,9 @@ def bench(
     seed: Annotated[int, typer.Option()] = 0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Default answer length cap.")] = 512,
     list_packs: Annotated[bool, typer.Option("--list", help="List built-in packs.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the report's JSON Schema.")
+    ] = False,
     config_path: ConfigOption = None,
 ) -> None:
     """Run tasks on several models: quality with confidence intervals, and cost."""
@@ -297,6 +303,14 @@ def bench(
     from entrepot.bench.runner import RunOptions
     from entrepot.bench.session import BenchRequest, run_bench
 
+    if schema:
+        import orjson
+
+        from entrepot.bench.schema import BenchReport
+
+        schema_json = BenchReport.model_json_schema(by_alias=True)
+        typer.echo(orjson.dumps(schema_json, option=orjson.OPT_INDENT_2).decode())
+        return
     if list_packs:
         table = Table("pack", "items", "what it tests")
         for pack in packs():
@@ -327,6 +341,7 @@ def bench(
         gateway_url=gateway,
         api_key_env=api_key_env if gateway else None,
         judge=judge,
+        embed_model=embed_model,
         hardware_costs=costs,
     )
     try:

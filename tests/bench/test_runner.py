@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from rich.console import Console
 
@@ -108,8 +109,6 @@ def test_report_numbers(fake_openai: Server, tmp_path: Path) -> None:
 
 
 def _write_items(tmp_path: Path) -> Path:
-    import orjson
-
     path = tmp_path / "tasks.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(i.model_dump(by_alias=True)) for i in _items()))
     return path
@@ -159,3 +158,26 @@ def test_builtin_pack_end_to_end_on_the_bundled_model(tmp_path: Path) -> None:
     assert summary.items == 4 and summary.errors == 0
     assert summary.cost_basis == "hardware" and summary.total_cost > 0
     assert all(r.answer for r in report.results)
+
+
+def test_cli_gate_and_outputs(fake_openai: Server, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from entrepot.cli import app
+
+    config = tmp_path / "entrepot.yaml"
+    models = [m.model_dump(mode="json", exclude_none=True) for m in _config(fake_openai).models[:2]]
+    config.write_bytes(orjson.dumps({"models": models}))
+    tasks = _write_items(tmp_path)
+    common = ["bench", str(tasks), "--models", "big,small", "--config", str(config)]
+    failing = CliRunner().invoke(
+        app, [*common, "--out", str(tmp_path / "a"), "--fail-under", "0.9"]
+    )
+    assert failing.exit_code == 1, failing.output
+    assert "scored below 0.9" in failing.output
+    passing = CliRunner().invoke(
+        app, [*common, "--out", str(tmp_path / "b"), "--fail-under", "0.5"]
+    )
+    assert passing.exit_code == 0, passing.output
+    report = orjson.loads((tmp_path / "b" / "report.json").read_bytes())
+    assert report["version"] == "1" and [m["model"] for m in report["models"]] == ["big", "small"]

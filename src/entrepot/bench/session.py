@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from entrepot.bench.judge import make_judge
+from entrepot.bench.judge import make_embed, make_judge
 from entrepot.bench.report import print_report, summarise, write_html, write_json
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions, bench_models
 from entrepot.bench.schema import BenchReport, ItemResult
@@ -30,6 +30,7 @@ class BenchRequest:
     gateway_url: str | None = None
     api_key_env: str | None = None
     judge: str | None = None
+    embed_model: str | None = None
     hardware_costs: dict[str, Decimal] | None = None
 
 
@@ -44,11 +45,15 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
         api_key_env=request.api_key_env,
         hardware_costs=request.hardware_costs,
     )
-    judge_model = (
-        bench_models(config, [request.judge], gateway_url=request.gateway_url)[0]
-        if request.judge
-        else None
-    )
+    helpers = [a for a in (request.judge, request.embed_model) if a]
+    helper_models = {
+        m.alias: m
+        for m in bench_models(
+            config, helpers, gateway_url=request.gateway_url, api_key_env=request.api_key_env
+        )
+    }
+    judge_model = helper_models.get(request.judge or "")
+    embed_model = helper_models.get(request.embed_model or "")
     progress = Progress(
         TextColumn("{task.fields[model]:<28}"),
         BarColumn(),
@@ -78,10 +83,11 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
         items,
         request.options,
         judge=make_judge(judge_model) if judge_model else None,
+        embed=make_embed(embed_model) if embed_model else None,
         on_result=on_result,
     )
     with progress:
-        results = asyncio.run(_run(runner, judge_model))
+        results = asyncio.run(_run(runner, list(helper_models.values())))
     report = summarise(
         results,
         reference=request.reference,
@@ -99,14 +105,15 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     return report
 
 
-async def _run(runner: BenchRunner, judge: BenchModel | None) -> list[ItemResult]:
-    if judge is not None:
-        await judge.provider.start()
+async def _run(runner: BenchRunner, helpers: list[BenchModel]) -> list[ItemResult]:
+    """The judge and embedding models serve the graders, outside the models under test."""
+    for helper in helpers:
+        await helper.provider.start()
     try:
         return await runner.run()
     finally:
-        if judge is not None:
-            await judge.provider.close()
+        for helper in helpers:
+            await helper.provider.close()
 
 
 def _price_date(model: BenchModel) -> str | None:
