@@ -271,7 +271,9 @@ def bench(
     reference: Annotated[str | None, typer.Option(help="The model others are compared to.")] = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 8,
     repeat: Annotated[int, typer.Option(min=1)] = 1,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N items.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="The first N items of each task.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Directory for results and reports.")] = Path(
         "bench-out"
     ),

@@ -37,7 +37,13 @@ class BenchRequest:
 def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchReport:
     items = load_tasks(request.tasks)
     if request.limit is not None:
-        items = items[: request.limit]
+        taken: dict[str, int] = defaultdict(int)
+        kept = []
+        for item in items:
+            if taken[item.task] < request.limit:
+                kept.append(item)
+                taken[item.task] += 1
+        items = kept
     models = bench_models(
         config,
         request.models,
