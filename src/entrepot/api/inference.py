@@ -175,7 +175,7 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
                 end_stream,
             )
             handed_to_stream = True
-            return SSEResponse(events, headers)
+            return SSEResponse(await anext(events), events, headers)
 
         async def call(deployment: Deployment) -> JSON:
             note(deployment)
