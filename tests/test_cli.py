@@ -297,3 +297,12 @@ def test_route_explain_shows_each_candidate_and_why(tmp_path: Path) -> None:
         "route", "--model", "ds", "--offline", "--config", str(config), "--data-class", "public"
     )
     assert "offline" in offline
+
+
+def test_keys_carry_team_class_and_limits() -> None:
+    ok("keys", "create", "analysts", "--team", "research", "--data-class", "confidential",
+       "--rpm", "30", "--tpm", "9000", "--cache-ttl", "60")  # fmt: skip
+    listed = ok("keys", "list")
+    assert "research" in listed and "confidential" in listed and "30/9000" in listed
+    refused = run("keys", "create", "bad-class", "--data-class", "top-secret")
+    assert refused.exit_code == 2 and "unknown data class" in refused.output

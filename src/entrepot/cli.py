@@ -162,7 +162,9 @@ def keys_list(
 ) -> None:
     """List keys (never their secrets)."""
     store = KeyStore(open_engine(_load(config_path).store))
-    table = Table("id", "name", "prefix", "models", "budget", "created", "revoked")
+    table = Table(
+        "id", "name", "prefix", "models", "budget", "team", "class", "rpm/tpm", "created", "revoked"
+    )
     for key in store.list(include_revoked):
         budget = (
             f"{key.budget_amount} {key.budget_currency}/{key.budget_period}"
@@ -175,6 +177,9 @@ def keys_list(
             key.key_prefix + "…",
             ",".join(key.allowed_models) if key.allowed_models else "all",
             budget,
+            key.team or "",
+            key.data_class or "",
+            f"{key.requests_per_minute or '—'}/{key.tokens_per_minute or '—'}",
             key.created_at.strftime("%Y-%m-%d %H:%M"),
             key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
         )
