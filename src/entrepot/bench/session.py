@@ -74,6 +74,7 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     }
     scores: dict[str, list[float]] = defaultdict(list)
     costs: dict[str, int] = defaultdict(int)
+    basis = {m.alias: m.cost_basis for m in models}
 
     def on_result(result: ItemResult) -> None:
         if result.score is not None:
@@ -81,7 +82,12 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
         costs[result.model] += result.cost_nanos or 0
         done = scores[result.model]
         mean = sum(done) / len(done) if done else 0.0
-        status = f"score {mean:.2f} · ${costs[result.model] / 1e9:.4f}"
+        cost = (
+            "cost from busy time at the end"
+            if basis[result.model] == "hardware"
+            else f"${costs[result.model] / 1e9:.4f}"
+        )
+        status = f"score {mean:.2f} · {cost}"
         progress.update(bars[result.model], advance=1, status=status)
 
     runner = BenchRunner(
