@@ -37,7 +37,7 @@ _WHOLE_LETTER = re.compile(r"^[\W_]*([A-Za-z])[\W_]*$")
 _LEADING_LETTER = re.compile(r"^[*(\[\s]*([A-Z])[).:\]*]")
 _LONE_CAPITAL = re.compile(r"(?<![\w'’])([A-Z])(?![\w'’])")
 
-# Lower-case phrases (straight apostrophes) that open a refusal, in English and Chinese.
+# Lower-case phrases (straight apostrophes) that open a refusal, in English, Chinese and Russian.
 REFUSAL_PATTERNS: tuple[str, ...] = (
     "i can't",
     "i cannot",
@@ -66,6 +66,13 @@ REFUSAL_PATTERNS: tuple[str, ...] = (
     "不便回答",
     "无法回答",
     "无法提供",
+    "я не могу",
+    "не могу ответить",
+    "извините, но",
+    "к сожалению, я не",
+    "как ии",
+    "как искусственный интеллект",
+    "я не буду",
 )
 # Refusals say so up front; a phrase deep in a helpful answer ("…I can't stress enough") is not
 # one, so only the opening is searched.

@@ -31,6 +31,22 @@ Answer to grade:
 SCORE = re.compile(r"score\s*[:=]\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
+async def ask(model: BenchModel, prompt: str, max_tokens: int = 200) -> tuple[str, int]:
+    """One deterministic question to a helper model: (its answer, the call's cost in nanos)."""
+    response = await model.provider.chat(
+        {
+            "model": model.config.target,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": max_tokens,
+        }
+    )
+    usage = TokenUsage.from_openai(response.get("usage")) or TokenUsage()
+    cost = cost_nanos(usage, model.price) if model.price is not None else 0
+    text = str(((response.get("choices") or [{}])[0].get("message") or {}).get("content") or "")
+    return text, cost
+
+
 def make_judge(model: BenchModel) -> JudgeFn:
     async def judge(
         rubric: str, answer: str, question: str | None, expected: Any
@@ -38,17 +54,7 @@ def make_judge(model: BenchModel) -> JudgeFn:
         prompt = JUDGE_PROMPT.format(
             rubric=rubric, question=question or "", expected=expected or "", answer=answer
         )
-        response = await model.provider.chat(
-            {
-                "model": model.config.target,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0,
-                "max_tokens": 200,
-            }
-        )
-        usage = TokenUsage.from_openai(response.get("usage")) or TokenUsage()
-        cost = cost_nanos(usage, model.price) if model.price is not None else 0
-        text = str(((response.get("choices") or [{}])[0].get("message") or {}).get("content") or "")
+        text, cost = await ask(model, prompt)
         found = SCORE.findall(text)
         score = min(max(float(found[-1]) / 10, 0.0), 1.0) if found else 0.0
         return score, cost

@@ -9,6 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -120,7 +122,8 @@ def _compare(
     return comparisons
 
 
-def write_json(report: BenchReport, path: Path) -> None:
+def write_json(report: BaseModel, path: Path) -> None:
+    """Any versioned report (bench, audit, audit diff) as indented JSON, by field alias."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.model_dump_json(indent=2, by_alias=True))
 
@@ -157,11 +160,15 @@ def print_report(report: BenchReport, console: Console) -> None:
         console.print(f"  judge cost for {s.model}: {s.judge_cost:.6f} {s.currency}")
 
 
-HTML = jinja2.Environment(autoescape=True).from_string(
-    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt bench</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
+# One look for every HTML report: inline, so a report opens offline from a mail attachment.
+STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}
-.headline{font-size:1.1em;margin:.4em 0}</style></head><body>
+.headline{font-size:1.1em;margin:.4em 0}</style>"""
+TEMPLATES = jinja2.Environment(autoescape=True)
+HTML = TEMPLATES.from_string(
+    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt bench</title>
+{{ style }}</head><body>
 <h1>Bench report</h1>
 <p>{{ r.items }} items × {{ r.repeats }} repeat(s) · tasks: {{ r.tasks|join(", ") }} ·
 created {{ r.created_at.strftime("%Y-%m-%d %H:%M UTC") }} · report format v{{ r.version }}</p>
@@ -186,5 +193,10 @@ created {{ r.created_at.strftime("%Y-%m-%d %H:%M UTC") }} · report format v{{ r
 def write_html(report: BenchReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        HTML.render(r=report, scatter=scatter_svg(report.models), bars=task_bars_svg(report.models))
+        HTML.render(
+            r=report,
+            style=Markup(STYLE),
+            scatter=scatter_svg(report.models),
+            bars=task_bars_svg(report.models),
+        )
     )

@@ -113,6 +113,12 @@ class Pacer:
 
 
 class BenchRunner:
+    """Asks every model every item (× repeats) and grades the answers as they arrive.
+
+    `grade_answers=False` only collects the answers: the audit classifies them afterwards, as a
+    whole run, with rules and an optional judge.
+    """
+
     def __init__(
         self,
         models: list[BenchModel],
@@ -122,6 +128,7 @@ class BenchRunner:
         judge: JudgeFn | None = None,
         embed: EmbedFn | None = None,
         on_result: Callable[[ItemResult], object] | None = None,
+        grade_answers: bool = True,
     ) -> None:
         self.models = models
         self.items = items
@@ -129,6 +136,7 @@ class BenchRunner:
         self._judge = judge
         self._embed = embed
         self._on_result = on_result
+        self._grade_answers = grade_answers
         self._results_path = options.out / "results.jsonl"
         self._store = ResponseStore(options.out / "responses.sqlite")
 
@@ -213,8 +221,14 @@ class BenchRunner:
         )
         if model.price is not None:
             result.cost_nanos = cost_nanos(usage, model.price)
-        choices = response.get("choices") or [{}]
-        result.answer = str((choices[0].get("message") or {}).get("content") or "")
+        choice = (response.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        result.answer = str(message.get("content") or "")
+        reasoning = message.get("reasoning_content")
+        result.reasoning = str(reasoning) if reasoning else None
+        result.finish_reason = choice.get("finish_reason")
+        if not self._grade_answers:
+            return result
         try:
             graded = await grade(item, result.answer, judge=self._judge, embed=self._embed)
         except GatewayError as exc:

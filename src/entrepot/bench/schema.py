@@ -103,6 +103,8 @@ class ItemResult(_Strict):
     model: str
     repeat: int = 0
     answer: str | None = None
+    reasoning: str | None = None
+    finish_reason: str | None = None
     score: float | None = None
     detail: str | None = None
     error: str | None = None

@@ -2,10 +2,15 @@
 
 Percentile bootstrap (numpy, seeded so a report is reproducible); the quality ratio resamples
 items *paired* — both models' scores on the same resampled items — because the question is how
-the two compare on the same work, not on two independent samples."""
+the two compare on the same work, not on two independent samples.
+
+Rates (how often a model refuses) use Wilson score intervals instead: a bootstrap of 0 out of 30
+collapses to [0, 0], while Wilson still says the true rate could be up to 11%. The difference of
+two rates (a topic against its controls) uses Newcombe's hybrid score interval built on them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -55,6 +60,46 @@ def paired_ratio(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return Interval(estimate=estimate, low=float(low), high=float(high))
+
+
+Z95 = 1.959963984540054
+
+
+def wilson(count: int, n: int, z: float = Z95) -> Interval:
+    """Interval for a proportion `count / n`; an empty sample is the whole range [0, 1]."""
+    if not 0 <= count <= n:
+        raise ValueError(f"a count of {count} out of {n} is not a proportion")
+    if n == 0:
+        return Interval(estimate=0.0, low=0.0, high=1.0)
+    p = count / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if count == 0 else max(0.0, centre - half)
+    high = 1.0 if count == n else min(1.0, centre + half)
+    return Interval(estimate=p, low=low, high=high)
+
+
+def rate_difference(first: tuple[int, int], second: tuple[int, int]) -> Interval:
+    """Newcombe's interval (method 10) for `first` rate minus `second`, each (count, n)."""
+    a, b = wilson(*first), wilson(*second)
+    d = a.estimate - b.estimate
+    low = d - math.sqrt((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2)
+    high = d + math.sqrt((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2)
+    return Interval(estimate=d, low=max(-1.0, low), high=min(1.0, high))
+
+
+def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """Agreement of two raters beyond chance; None when chance agreement is already total."""
+    if not pairs:
+        return None
+    n = len(pairs)
+    observed = sum(1 for a, b in pairs if a == b) / n
+    labels = {label for pair in pairs for label in pair}
+    expected = sum(
+        (sum(1 for a, _ in pairs if a == label) / n) * (sum(1 for _, b in pairs if b == label) / n)
+        for label in labels
+    )
+    return None if expected == 1 else (observed - expected) / (1 - expected)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

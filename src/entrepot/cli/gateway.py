@@ -1,4 +1,4 @@
-"""The `entrepot` command. Thin: it parses arguments and calls the packages that do the work."""
+"""The gateway's commands: serve, models, keys, route and usage."""
 
 from __future__ import annotations
 
@@ -9,32 +9,17 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 
-from entrepot.config import Config, is_loopback, load_config
+from entrepot.cli.common import ConfigOption, console, load
+from entrepot.config import Config, is_loopback
 from entrepot.exceptions import ConfigError, GatewayError
 from entrepot.ledger.pricing import nanos_to_amount, price_for
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
 from entrepot.store.usage import summarise
 
-app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke client API keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-console = Console()
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Path to entrepot.yaml.", show_default=False)
-]
-
-
-def _load(config_path: Path | None) -> Config:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        console.print(f"[red]configuration error[/red]\n{exc}")
-        raise typer.Exit(2) from None
 
 
 def check_bind(config: Config, host: str) -> None:
@@ -47,7 +32,6 @@ def check_bind(config: Config, host: str) -> None:
         )
 
 
-@app.command()
 def serve(
     config_path: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
@@ -61,7 +45,7 @@ def serve(
     from entrepot.api.app import create_app
     from entrepot.api.gateway import Gateway
 
-    config = _load(config_path)
+    config = load(config_path)
     if offline:
         policy = config.policy.model_copy(update={"offline": True})
         config = config.model_copy(update={"policy": policy})
@@ -88,10 +72,9 @@ def serve(
     )
 
 
-@app.command()
 def models(config_path: ConfigOption = None) -> None:
     """Show the configured models."""
-    config = _load(config_path)
+    config = load(config_path)
     table = Table("alias", "provider", "target", "jurisdiction", "licence", "price / 1M in·out")
     for model in config.models:
         price = price_for(model)
@@ -129,7 +112,7 @@ def keys_create(
     config_path: ConfigOption = None,
 ) -> None:
     """Create a key; the secret is printed once and stored only as a hash."""
-    config = _load(config_path)
+    config = load(config_path)
     if data_class is not None and data_class not in config.policy.classes:
         console.print(f"[red]unknown data class {data_class!r}: {config.policy.classes}[/red]")
         raise typer.Exit(2)
@@ -161,7 +144,7 @@ def keys_list(
     config_path: ConfigOption = None,
 ) -> None:
     """List keys (never their secrets)."""
-    store = KeyStore(open_engine(_load(config_path).store))
+    store = KeyStore(open_engine(load(config_path).store))
     table = Table(
         "id", "name", "prefix", "models", "budget", "team", "class", "rpm/tpm", "created", "revoked"
     )
@@ -192,7 +175,7 @@ def keys_revoke(
     config_path: ConfigOption = None,
 ) -> None:
     """Revoke a key; a running gateway stops accepting it within seconds."""
-    store = KeyStore(open_engine(_load(config_path).store))
+    store = KeyStore(open_engine(load(config_path).store))
     try:
         key = store.revoke(ref)
     except GatewayError as exc:
@@ -201,7 +184,6 @@ def keys_revoke(
     console.print(f"revoked key {key.name} (id {key.id})")
 
 
-@app.command()
 def route(
     model: Annotated[str, typer.Option("--model", "-m", help="The alias to route.")],
     explain: Annotated[bool, typer.Option("--explain", help="Show every candidate.")] = True,
@@ -221,7 +203,7 @@ def route(
     from entrepot.routing.router import Router
     from entrepot.routing.table import RoutingTable
 
-    config = _load(config_path)
+    config = load(config_path)
     key = None
     if key_name is not None:
         store = KeyStore(open_engine(config.store))
@@ -267,101 +249,6 @@ def route(
     console.print(table)
 
 
-@app.command()
-def bench(
-    tasks: Annotated[
-        list[str] | None, typer.Argument(help="Task files (YAML/JSONL) or pack:NAME.")
-    ] = None,
-    models: Annotated[str | None, typer.Option(help="Comma-separated model aliases.")] = None,
-    reference: Annotated[str | None, typer.Option(help="The model others are compared to.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 8,
-    repeat: Annotated[int, typer.Option(min=1)] = 1,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="The first N items of each task.")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Directory for results and reports.")] = Path(
-        "bench-out"
-    ),
-    fail_under: Annotated[
-        float | None, typer.Option(help="Exit 1 if any model scores below this.")
-    ] = None,
-    gateway: Annotated[str | None, typer.Option(help="Run through a gateway at this URL.")] = None,
-    api_key_env: Annotated[str, typer.Option(help="Env var with the gateway key.")] = (
-        "ENTREPOT_API_KEY"
-    ),
-    judge: Annotated[str | None, typer.Option(help="Model alias for LLM-as-judge.")] = None,
-    embed_model: Annotated[
-        str | None, typer.Option(help="Embedding model alias for similarity grading.")
-    ] = None,
-    rpm: Annotated[float | None, typer.Option(help="Requests per minute per model.")] = None,
-    hardware_cost: Annotated[
-        list[str] | None, typer.Option(help="MODEL=USD_PER_HOUR for local models.")
-    ] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    max_tokens: Annotated[int, typer.Option(min=1, help="Default answer length cap.")] = 512,
-    list_packs: Annotated[bool, typer.Option("--list", help="List built-in packs.")] = False,
-    schema: Annotated[
-        bool, typer.Option("--schema", help="Print the report's JSON Schema.")
-    ] = False,
-    config_path: ConfigOption = None,
-) -> None:
-    """Run tasks on several models: quality with confidence intervals, and cost."""
-    from entrepot.bench.packs import list_packs as packs
-    from entrepot.bench.runner import RunOptions
-    from entrepot.bench.session import BenchRequest, run_bench
-
-    if schema:
-        import orjson
-
-        from entrepot.bench.schema import BenchReport
-
-        schema_json = BenchReport.model_json_schema(by_alias=True)
-        typer.echo(orjson.dumps(schema_json, option=orjson.OPT_INDENT_2).decode())
-        return
-    if list_packs:
-        table = Table("pack", "items", "what it tests")
-        for pack in packs():
-            table.add_row(f"pack:{pack.name}", str(pack.items), pack.description)
-        console.print(table)
-        return
-    if not tasks or not models:
-        console.print("[red]give task files (or pack:NAME) and --models[/red]")
-        raise typer.Exit(2)
-    costs = {}
-    for entry in hardware_cost or []:
-        alias, _, rate = entry.partition("=")
-        costs[alias] = Decimal(rate)
-    aliases = [m.strip() for m in models.split(",") if m.strip()]
-    request = BenchRequest(
-        tasks=tasks,
-        models=aliases,
-        reference=reference or aliases[0],
-        options=RunOptions(
-            out=out,
-            concurrency=concurrency,
-            repeat=repeat,
-            requests_per_minute=rpm,
-            seed=seed,
-            max_tokens=max_tokens,
-        ),
-        limit=limit,
-        gateway_url=gateway,
-        api_key_env=api_key_env if gateway else None,
-        judge=judge,
-        embed_model=embed_model,
-        hardware_costs=costs,
-    )
-    try:
-        report = run_bench(_load(config_path), request, console)
-    except (ConfigError, GatewayError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    if fail_under is not None and any(m.score.estimate < fail_under for m in report.models):
-        console.print(f"[red]a model scored below {fail_under}[/red]")
-        raise typer.Exit(1)
-
-
-@app.command()
 def usage(
     by: Annotated[str, typer.Option("--by", help="Group by key, model or day.")] = "model",
     config_path: ConfigOption = None,
@@ -370,7 +257,7 @@ def usage(
     if by not in ("key", "model", "day"):
         console.print("[red]--by must be key, model or day[/red]")
         raise typer.Exit(2)
-    rows = summarise(open_engine(_load(config_path).store), by)  # type: ignore[arg-type]
+    rows = summarise(open_engine(load(config_path).store), by)  # type: ignore[arg-type]
     table = Table(by, "requests", "failed", "prompt tokens", "completion tokens", "cost")
     for row in rows:
         costs = [f"{nanos_to_amount(n):.6f} {c}" for c, n in sorted(row.cost_nanos.items())]

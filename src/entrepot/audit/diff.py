@@ -1,0 +1,200 @@
+"""`entrepot audit diff`: two runs compared answer by answer.
+
+The two sides are two hosts of the same weights (a hosted API against the same model served
+here) or one model over time. Models are paired by alias when both runs have the same ones, by
+position when each run has one, or explicitly (`--pair hosted=local`, which also compares two
+models of the same run). For each pair the diff lists every probe whose verdict changed, counts
+answers whose text changed at all, and gives each topic's rate change with a 95% interval.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from markupsafe import Markup
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from entrepot.audit.schema import (
+    CENSORED,
+    AuditDiff,
+    AuditReport,
+    CellChange,
+    ChangedAnswer,
+    ProbeResult,
+    Rate,
+)
+from entrepot.bench.report import STYLE, TEMPLATES
+from entrepot.bench.stats import rate_difference, wilson
+from entrepot.exceptions import ConfigError
+
+
+def load_run(path: Path) -> AuditReport:
+    """A run's report, from its folder or its `report.json`."""
+    file = path / "report.json" if path.is_dir() else path
+    try:
+        return AuditReport.model_validate_json(file.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"no audit report at {file}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{file} is not an audit report: {exc.errors()[0]['msg']}") from None
+
+
+def model_pairs(
+    before: AuditReport, after: AuditReport, pairs: list[str] | None = None
+) -> list[tuple[str, str]]:
+    first = [m.alias for m in before.models]
+    second = [m.alias for m in after.models]
+    if pairs:
+        chosen = []
+        for pair in pairs:
+            left, sep, right = pair.partition("=")
+            if not sep or left not in first or right not in second:
+                raise ConfigError(
+                    f"--pair {pair!r}: expected BEFORE=AFTER with BEFORE in {first}"
+                    f" and AFTER in {second}"
+                )
+            chosen.append((left, right))
+        return chosen
+    shared = [alias for alias in first if alias in second]
+    if shared:
+        return [(alias, alias) for alias in shared]
+    if len(first) == 1 and len(second) == 1:
+        return [(first[0], second[0])]
+    raise ConfigError("the runs share no model alias; name the pairs with --pair BEFORE=AFTER")
+
+
+Key = tuple[str, str, str]  # pack, probe, language
+
+
+def _index(report: AuditReport, model: str) -> dict[Key, ProbeResult]:
+    return {(r.pack, r.probe, r.language): r for r in report.results if r.model == model}
+
+
+def _rate(results: list[ProbeResult], verdict: str) -> Rate:
+    classified = [r for r in results if r.verdict is not None]
+    count = sum(1 for r in classified if r.verdict == verdict)
+    return Rate(count=count, n=len(classified), **wilson(count, len(classified)).model_dump())
+
+
+def diff_runs(
+    before: AuditReport,
+    after: AuditReport,
+    pairs: list[tuple[str, str]],
+    names: tuple[str, str] = ("before", "after"),
+) -> AuditDiff:
+    changes, cells = [], []
+    compared = changed_text = 0
+    for left, right in pairs:
+        old, new = _index(before, left), _index(after, right)
+        shared = [key for key in old if key in new]
+        compared += len(shared)
+        groups: dict[tuple[str, str, str], list[Key]] = defaultdict(list)
+        for key in shared:
+            a, b = old[key], new[key]
+            groups[(a.pack, a.topic, a.language)].append(key)
+            if (a.answer or a.error) != (b.answer or b.error):
+                changed_text += 1
+            if a.verdict != b.verdict:
+                changes.append(
+                    ChangedAnswer(
+                        before_model=left,
+                        after_model=right,
+                        pack=a.pack,
+                        topic=a.topic,
+                        probe=a.probe,
+                        language=a.language,
+                        control=a.control,
+                        question=a.question,
+                        before=a.verdict,
+                        after=b.verdict,
+                        before_answer=a.answer or a.error,
+                        after_answer=b.answer or b.error,
+                    )
+                )
+        for (pack, topic, language), keys in groups.items():
+            for verdict in CENSORED:
+                was = _rate([old[k] for k in keys], verdict)
+                now = _rate([new[k] for k in keys], verdict)
+                cells.append(
+                    CellChange(
+                        before_model=left,
+                        after_model=right,
+                        pack=pack,
+                        topic=topic,
+                        language=language,
+                        verdict=verdict,
+                        before=was,
+                        after=now,
+                        change=rate_difference((now.count, now.n), (was.count, was.n)),
+                    )
+                )
+    return AuditDiff(
+        before=names[0],
+        after=names[1],
+        pairs=pairs,
+        compared=compared,
+        changed_verdicts=len(changes),
+        changed_text=changed_text,
+        changes=changes,
+        cells=cells,
+    )
+
+
+def print_diff(diff: AuditDiff, console: Console, shown: int = 40) -> None:
+    console.print(
+        f"{diff.before} → {diff.after}: {diff.compared} answers compared,"
+        f" {diff.changed_verdicts} changed verdict, {diff.changed_text} changed text"
+    )
+    moved = [c for c in diff.cells if c.before.count != c.after.count]
+    table = Table("models", "pack", "topic", "lang", "rate", "before", "after", "change [95% CI]")
+    for c in moved:
+        table.add_row(
+            f"{c.before_model} → {c.after_model}",
+            c.pack,
+            c.topic,
+            c.language,
+            c.verdict,
+            f"{c.before.count}/{c.before.n}",
+            f"{c.after.count}/{c.after.n}",
+            f"{c.change.estimate:+.0%} [{c.change.low:+.0%}…{c.change.high:+.0%}]",
+        )
+    if moved:
+        console.print(table)
+    answers = Table("probe", "lang", "before", "after", "question")
+    for change in diff.changes[:shown]:
+        answers.add_row(
+            f"{change.pack}/{change.probe}",
+            change.language,
+            change.before or "error",
+            change.after or "error",
+            change.question[:70],
+        )
+    if diff.changes:
+        answers.title = f"Changed verdicts ({min(shown, len(diff.changes))} of {len(diff.changes)})"
+        console.print(answers)
+
+
+HTML = TEMPLATES.from_string(
+    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt audit diff</title>
+{{ style }}<style>.answer{white-space:pre-wrap;background:#f6f6f6;padding:.4em}</style></head>
+<body><h1>Audit diff: {{ d.before }} → {{ d.after }}</h1><p>{{ d.compared }} answers compared;
+{{ d.changed_verdicts }} changed verdict; {{ d.changed_text }} changed text.</p>
+<table><tr><th>models</th><th>pack</th><th>topic</th><th>lang</th><th>rate</th><th>before</th>
+<th>after</th><th>change [95% CI]</th></tr>{% for c in d.cells %}<tr>
+<td>{{ c.before_model }} → {{ c.after_model }}</td><td>{{ c.pack }}</td><td>{{ c.topic }}</td>
+<td>{{ c.language }}</td><td>{{ c.verdict }}</td><td>{{ c.before.count }}/{{ c.before.n }}</td>
+<td>{{ c.after.count }}/{{ c.after.n }}</td><td>{{ "%+.0f"|format(100 * c.change.estimate) }}%
+[{{ "%+.0f"|format(100 * c.change.low) }}…{{ "%+.0f"|format(100 * c.change.high) }}]</td></tr>
+{% endfor %}</table><h2>Changed answers</h2>{% for c in d.changes %}<details><summary>
+{{ c.pack }}/{{ c.probe }} ({{ c.language }}): {{ c.before or "error" }} → {{ c.after or "error"
+}}</summary><p>{{ c.question }}</p><div class="answer">{{ c.before_answer or "" }}</div>
+<div class="answer">{{ c.after_answer or "" }}</div></details>{% endfor %}</body></html>"""
+)
+
+
+def write_diff_html(diff: AuditDiff, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HTML.render(d=diff, style=Markup(STYLE)))

@@ -1,0 +1,21 @@
+"""The `entrepot` command. Thin: each module parses one area's arguments and calls the packages
+that do the work."""
+
+from __future__ import annotations
+
+import typer
+
+from entrepot.cli.audit import audit_app
+from entrepot.cli.bench import bench
+from entrepot.cli.gateway import check_bind, keys_app, models, route, serve, usage
+
+app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
+app.command()(serve)
+app.command()(models)
+app.add_typer(keys_app, name="keys")
+app.command()(route)
+app.command()(bench)
+app.add_typer(audit_app, name="audit")
+app.command()(usage)
+
+__all__ = ["app", "check_bind"]

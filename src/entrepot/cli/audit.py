@@ -1,0 +1,173 @@
+"""`entrepot audit`: probe models and hosts for refusals, deflection and slant; `audit diff`
+compares two runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from entrepot.cli.common import ConfigOption, console, load
+from entrepot.exceptions import ConfigError, GatewayError
+
+audit_app = typer.Typer(help="Measure censorship and refusals of models and hosts.")
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit(
+    ctx: typer.Context,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model aliases.")] = None,
+    packs: Annotated[
+        str | None, typer.Option(help="Comma-separated packs (names or .yaml files); default all.")
+    ] = None,
+    languages: Annotated[
+        str | None, typer.Option(help="Comma-separated languages, e.g. en,zh; default all.")
+    ] = None,
+    judge: Annotated[str | None, typer.Option(help="Model alias for the LLM judge.")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for results and reports.")] = Path(
+        "audit-out"
+    ),
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="First N probes per topic and N controls per pack.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute per model.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Answer length cap.")] = 400,
+    seed: Annotated[int, typer.Option()] = 0,
+    gateway: Annotated[str | None, typer.Option(help="Run through a gateway at this URL.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Env var with the gateway key.")] = (
+        "ENTREPOT_API_KEY"
+    ),
+    list_packs: Annotated[bool, typer.Option("--list", help="List the shipped packs.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the report's JSON Schema.")
+    ] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Ask every model neutral factual questions on topics sensitive in each jurisdiction, and
+    matched controls; report refusal, deflection and slant rates with 95% intervals."""
+    from entrepot.audit.packs import load_pack, shipped_packs
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if schema:
+        import orjson
+
+        from entrepot.audit.schema import AuditReport
+
+        document = AuditReport.model_json_schema()
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    if list_packs:
+        table = Table(
+            "pack", "jurisdiction", "version", "languages", "topics", "probes", "controls"
+        )
+        for name in shipped_packs():
+            pack = load_pack(name)
+            table.add_row(
+                name,
+                pack.jurisdiction,
+                pack.version,
+                ",".join(pack.languages),
+                ", ".join(t.id for t in pack.topics),
+                str(sum(len(t.probes) for t in pack.topics)),
+                str(len(pack.controls)),
+            )
+        console.print(table)
+        return
+    if not models:
+        console.print("[red]give --models (comma-separated aliases)[/red]")
+        raise typer.Exit(2)
+    _run(
+        models=_split(models),
+        packs=_split(packs) or shipped_packs(),
+        languages=_split(languages) or None,
+        judge=judge,
+        out=out,
+        limit=limit,
+        concurrency=concurrency,
+        rpm=rpm,
+        max_tokens=max_tokens,
+        seed=seed,
+        gateway=gateway,
+        api_key_env=api_key_env,
+        config_path=config_path,
+    )
+
+
+def _run(
+    *,
+    models: list[str],
+    packs: list[str],
+    languages: list[str] | None,
+    judge: str | None,
+    out: Path,
+    limit: int | None,
+    concurrency: int,
+    rpm: float | None,
+    max_tokens: int,
+    seed: int,
+    gateway: str | None,
+    api_key_env: str,
+    config_path: Path | None,
+) -> None:
+    from entrepot.audit.session import AuditRequest, run_audit
+    from entrepot.bench.runner import RunOptions
+
+    request = AuditRequest(
+        models=models,
+        packs=packs,
+        languages=languages,
+        limit=limit,
+        judge=judge,
+        gateway_url=gateway,
+        api_key_env=api_key_env if gateway else None,
+        options=RunOptions(
+            out=out,
+            concurrency=concurrency,
+            requests_per_minute=rpm,
+            seed=seed,
+            max_tokens=max_tokens,
+        ),
+    )
+    try:
+        run_audit(load(config_path), request, console)
+    except (ConfigError, GatewayError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@audit_app.command("diff")
+def diff(
+    before: Annotated[Path, typer.Argument(help="The first run's folder or report.json.")],
+    after: Annotated[Path, typer.Argument(help="The second run's folder or report.json.")],
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(help="BEFORE_ALIAS=AFTER_ALIAS; repeatable. Default: same aliases."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for diff.json and diff.html.")] = Path(
+        "audit-diff"
+    ),
+) -> None:
+    """Which answers changed between two runs: two hosts of the same weights, or one model over
+    time."""
+    from entrepot.audit.diff import diff_runs, load_run, model_pairs, print_diff, write_diff_html
+    from entrepot.bench.report import write_json
+
+    try:
+        first, second = load_run(before), load_run(after)
+        pairs = model_pairs(first, second, pair)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    result = diff_runs(first, second, pairs, (str(before), str(after)))
+    write_json(result, out / "diff.json")
+    write_diff_html(result, out / "diff.html")
+    print_diff(result, console)
+    console.print(f"diff: {out / 'diff.json'} · {out / 'diff.html'}")

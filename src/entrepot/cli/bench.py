@@ -1,0 +1,106 @@
+"""`entrepot bench`: run tasks on several models, then report quality with intervals and cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from entrepot.cli.common import ConfigOption, console, load
+from entrepot.exceptions import ConfigError, GatewayError
+
+
+def bench(
+    tasks: Annotated[
+        list[str] | None, typer.Argument(help="Task files (YAML/JSONL) or pack:NAME.")
+    ] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model aliases.")] = None,
+    reference: Annotated[str | None, typer.Option(help="The model others are compared to.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    repeat: Annotated[int, typer.Option(min=1)] = 1,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="The first N items of each task.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for results and reports.")] = Path(
+        "bench-out"
+    ),
+    fail_under: Annotated[
+        float | None, typer.Option(help="Exit 1 if any model scores below this.")
+    ] = None,
+    gateway: Annotated[str | None, typer.Option(help="Run through a gateway at this URL.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Env var with the gateway key.")] = (
+        "ENTREPOT_API_KEY"
+    ),
+    judge: Annotated[str | None, typer.Option(help="Model alias for LLM-as-judge.")] = None,
+    embed_model: Annotated[
+        str | None, typer.Option(help="Embedding model alias for similarity grading.")
+    ] = None,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute per model.")] = None,
+    hardware_cost: Annotated[
+        list[str] | None, typer.Option(help="MODEL=USD_PER_HOUR for local models.")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Default answer length cap.")] = 512,
+    list_packs: Annotated[bool, typer.Option("--list", help="List built-in packs.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the report's JSON Schema.")
+    ] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Run tasks on several models: quality with confidence intervals, and cost."""
+    from entrepot.bench.packs import list_packs as packs
+    from entrepot.bench.runner import RunOptions
+    from entrepot.bench.session import BenchRequest, run_bench
+
+    if schema:
+        import orjson
+
+        from entrepot.bench.schema import BenchReport
+
+        schema_json = BenchReport.model_json_schema(by_alias=True)
+        typer.echo(orjson.dumps(schema_json, option=orjson.OPT_INDENT_2).decode())
+        return
+    if list_packs:
+        table = Table("pack", "items", "what it tests")
+        for pack in packs():
+            table.add_row(f"pack:{pack.name}", str(pack.items), pack.description)
+        console.print(table)
+        return
+    if not tasks or not models:
+        console.print("[red]give task files (or pack:NAME) and --models[/red]")
+        raise typer.Exit(2)
+    costs = {}
+    for entry in hardware_cost or []:
+        alias, _, rate = entry.partition("=")
+        costs[alias] = Decimal(rate)
+    aliases = [m.strip() for m in models.split(",") if m.strip()]
+    request = BenchRequest(
+        tasks=tasks,
+        models=aliases,
+        reference=reference or aliases[0],
+        options=RunOptions(
+            out=out,
+            concurrency=concurrency,
+            repeat=repeat,
+            requests_per_minute=rpm,
+            seed=seed,
+            max_tokens=max_tokens,
+        ),
+        limit=limit,
+        gateway_url=gateway,
+        api_key_env=api_key_env if gateway else None,
+        judge=judge,
+        embed_model=embed_model,
+        hardware_costs=costs,
+    )
+    try:
+        report = run_bench(load(config_path), request, console)
+    except (ConfigError, GatewayError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if fail_under is not None and any(m.score.estimate < fail_under for m in report.models):
+        console.print(f"[red]a model scored below {fail_under}[/red]")
+        raise typer.Exit(1)
