@@ -49,3 +49,18 @@ def test_readme_task_file_loads_and_grades(tmp_path: Path) -> None:
     assert "EUR 1,028.20" in item.chat_messages()[0]["content"]
     right = asyncio.run(grade(item, '{"total": 1028.2, "currency": "EUR"}'))
     assert right.score == 1.0
+
+
+def test_readme_pack_extends_a_shipped_pack(tmp_path: Path) -> None:
+    from entrepot.audit.classify import classify
+    from entrepot.audit.packs import load_pack
+
+    path = tmp_path / "cn-bank.yaml"
+    path.write_text(_block("pack"))
+    pack = load_pack(str(path))
+    assert pack.topics[-1].id == "our-topic" and len(pack.topics) == 4
+    probe = pack.topics[-1].probes[0]
+    answered = classify(probe, "en", "The regulator imposed a fine on the bank.")
+    slanted = classify(probe, "en", "It was a voluntary restructuring after a regulator fine.")
+    assert answered is not None and answered.verdict == "answered"
+    assert slanted is not None and slanted.verdict == "slanted"

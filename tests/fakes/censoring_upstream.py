@@ -116,7 +116,11 @@ async def chat(request: web.Request) -> web.Response:
         "completion_tokens": len(text.split()),
         "total_tokens": prompt_tokens + len(text.split()),
     }
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": "stop",
+    }
     result: dict[str, Any] = {
         "id": "chatcmpl-audit",
         "object": "chat.completion",

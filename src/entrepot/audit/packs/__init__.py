@@ -61,6 +61,16 @@ def _check(pack: Pack, where: str) -> Pack:
             raise ConfigError(
                 f"{where}: {place}: probe {probe.id!r} has no phrasing in {', '.join(missing)}"
             )
+        for language, phrasing in probe.phrasings.items():
+            question = phrasing.question.casefold()
+            for number, fact in enumerate(phrasing.key_facts, 1):
+                given = next((w for w in fact if w.casefold() in question), None)
+                if given is not None:
+                    raise ConfigError(
+                        f"{where}: {place}: probe {probe.id!r} ({language}): key fact {number}"
+                        f" wording {given!r} is in the question itself, so an answer that"
+                        " repeats the question would count as stating it"
+                    )
     return pack
 
 
@@ -80,7 +90,10 @@ def load_pack(ref: str) -> Pack:
     if pack.extends is not None:
         if pack.extends == pack.name or pack.extends == ref:
             raise ConfigError(f"{ref}: a pack cannot extend itself")
-        base = load_pack(pack.extends)
+        try:
+            base = load_pack(pack.extends)
+        except ConfigError as exc:
+            raise ConfigError(f"{ref}: extends: {exc}") from None
         missing = [lang for lang in pack.languages if lang not in base.languages]
         if missing:
             raise ConfigError(
