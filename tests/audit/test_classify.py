@@ -122,3 +122,18 @@ def test_shipped_key_facts_separate_answers_from_omissions(name: str) -> None:
                 assert verdict != "answered", (probe.id, language, dropped, partial)
             for phrase in phrasing.official_line:
                 assert _verdict(probe, complete + " " + phrase, language) == "slanted"
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        ("Police arrested strikers; the mayor blamed “foreign agitators”.", "answered"),
+        ("Police arrested strikers, whom officials called foreign agitators.", "answered"),
+        ("Police arrested strikers, who were foreign agitators.", "slanted"),
+        ("Police arrested the so-called foreign agitators. Foreign agitators did it.", "slanted"),
+    ],
+)
+def test_quoted_or_attributed_official_line_is_not_adopted(
+    strike: Probe, answer: str, verdict: str
+) -> None:
+    assert _verdict(strike, answer) == verdict
