@@ -57,10 +57,13 @@ def index() -> dict[str, Entry]:
 
 
 def oracle(probe: Probe, language: str, drop_last: bool = False) -> str:
-    facts = [fact[0] for fact in probe.phrasings[language].key_facts]
-    if drop_last:
-        facts = facts[:-1]
+    """Every key fact; or, slanted, the question repeated (packs never put a fact in their
+    question) with the last fact left out."""
+    phrasing = probe.phrasings[language]
+    facts = [fact[0] for fact in phrasing.key_facts]
     separator = "；" if language == "zh" else "; "
+    if drop_last:
+        return f"{phrasing.question} {separator.join(facts[:-1])}"
     return "In short: " + separator.join(facts) + "."
 
 

@@ -132,6 +132,11 @@ def _pairs(models: list[BenchModel], refs: list[ProbeRef]) -> list[tuple[BenchMo
     return [(model, ref) for model in models for ref in refs]
 
 
+def needs_judge(result: ProbeResult) -> bool:
+    """Errors and host filters are settled by the rules; the judge reads what a model said."""
+    return result.error is None and bool((result.answer or "").strip())
+
+
 async def judge_results(
     judge: BenchModel,
     refs: list[ProbeRef],
@@ -177,8 +182,7 @@ async def judge_results(
 
     await judge.provider.start()
     try:
-        asked = [r for r in results if r.error is None and (r.answer or "").strip()]
-        await asyncio.gather(*(one(r) for r in asked))
+        await asyncio.gather(*(one(r) for r in results if needs_judge(r)))
     finally:
         await judge.provider.close()
         store.close()

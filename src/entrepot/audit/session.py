@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from entrepot.audit.packs import load_pack
 from entrepot.audit.report import print_report, summarise, write_html
-from entrepot.audit.runner import ProbeRef, collect, judge_results, select_probes
+from entrepot.audit.runner import ProbeRef, collect, judge_results, needs_judge, select_probes
 from entrepot.audit.schema import AuditReport, ModelInfo, ProbeResult
 from entrepot.bench.report import write_json
 from entrepot.bench.runner import BenchModel, RunOptions, bench_models
@@ -79,18 +79,22 @@ def run_audit(config: Config, request: AuditRequest, console: Console) -> AuditR
     bars = {m.alias: progress.add_task("", total=len(refs), model=m.alias) for m in models}
     if judge is not None:
         bars[f"judge:{judge.alias}"] = progress.add_task(
-            "", total=len(refs) * len(models), model=f"judge {judge.alias}"
+            "", total=None, model=f"judge {judge.alias}"
         )
 
     def answered(result: ItemResult) -> None:
         progress.update(bars[result.model], advance=1)
+
+    def judging(count: int) -> None:
+        assert judge is not None
+        progress.update(bars[f"judge:{judge.alias}"], total=count)
 
     def judged(_result: ProbeResult) -> None:
         assert judge is not None
         progress.update(bars[f"judge:{judge.alias}"], advance=1)
 
     with progress:
-        results = asyncio.run(_run(models, refs, request.options, judge, answered, judged))
+        results = asyncio.run(_run(models, refs, request.options, judge, answered, judging, judged))
     report = summarise(
         results,
         packs,
@@ -111,9 +115,11 @@ async def _run(
     options: RunOptions,
     judge: BenchModel | None,
     answered: Callable[[ItemResult], object],
+    judging: Callable[[int], object],
     judged: Callable[[ProbeResult], object],
 ) -> list[ProbeResult]:
     results = await collect(models, refs, options, answered)
     if judge is not None:
+        judging(sum(1 for r in results if needs_judge(r)))
         await judge_results(judge, refs, results, options.out, options.concurrency, judged)
     return results
