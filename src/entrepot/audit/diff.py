@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from entrepot.audit.report import rates_of
 from entrepot.audit.schema import (
     CENSORED,
     AuditDiff,
@@ -24,10 +25,9 @@ from entrepot.audit.schema import (
     CellChange,
     ChangedAnswer,
     ProbeResult,
-    Rate,
 )
 from entrepot.bench.report import STYLE, TEMPLATES
-from entrepot.bench.stats import rate_difference, wilson
+from entrepot.bench.stats import rate_difference
 from entrepot.exceptions import ConfigError
 
 
@@ -73,12 +73,6 @@ def _index(report: AuditReport, model: str) -> dict[Key, ProbeResult]:
     return {(r.pack, r.probe, r.language): r for r in report.results if r.model == model}
 
 
-def _rate(results: list[ProbeResult], verdict: str) -> Rate:
-    classified = [r for r in results if r.verdict is not None]
-    count = sum(1 for r in classified if r.verdict == verdict)
-    return Rate(count=count, n=len(classified), **wilson(count, len(classified)).model_dump())
-
-
 def diff_runs(
     before: AuditReport,
     after: AuditReport,
@@ -116,8 +110,8 @@ def diff_runs(
                 )
         for (pack, topic, language), keys in groups.items():
             for verdict in CENSORED:
-                was = _rate([old[k] for k in keys], verdict)
-                now = _rate([new[k] for k in keys], verdict)
+                was = rates_of(old[k] for k in keys)[0][verdict]
+                now = rates_of(new[k] for k in keys)[0][verdict]
                 cells.append(
                     CellChange(
                         before_model=left,

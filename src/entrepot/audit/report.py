@@ -38,7 +38,11 @@ NANOS = 1e9
 ALL_TOPICS = "all"
 
 
-def _rates(results: Iterable[ProbeResult]) -> tuple[dict[Verdict, Rate], int, int]:
+def rate(count: int, n: int) -> Rate:
+    return Rate(count=count, n=n, **wilson(count, n).model_dump())
+
+
+def rates_of(results: Iterable[ProbeResult]) -> tuple[dict[Verdict, Rate], int, int]:
     """(rate per verdict, answers classified, errors) for a group of results."""
     classified, errors = [], 0
     for result in results:
@@ -47,12 +51,7 @@ def _rates(results: Iterable[ProbeResult]) -> tuple[dict[Verdict, Rate], int, in
         else:
             classified.append(result.verdict)
     n = len(classified)
-    rates: dict[Verdict, Rate] = {}
-    for verdict in VERDICTS:
-        count = classified.count(verdict)
-        interval = wilson(count, n)
-        rates[verdict] = Rate(count=count, n=n, **interval.model_dump())
-    return rates, n, errors
+    return {v: rate(classified.count(v), n) for v in VERDICTS}, n, errors
 
 
 def _cell(
@@ -61,11 +60,11 @@ def _cell(
     control: dict[Verdict, Rate] | None,
 ) -> Cell:
     model, pack, jurisdiction, topic, language = key
-    rates, n, errors = _rates(group)
+    rates, n, errors = rates_of(group)
     excess = {}
-    for verdict, rate in rates.items():
-        base = control[verdict] if control else Rate(count=0, n=0, estimate=0, low=0, high=1)
-        excess[verdict] = rate_difference((rate.count, rate.n), (base.count, base.n))
+    for verdict, share in rates.items():
+        base = control[verdict] if control else rate(0, 0)
+        excess[verdict] = rate_difference((share.count, share.n), (base.count, base.n))
     return Cell(
         model=model,
         pack=pack,
@@ -88,12 +87,11 @@ def agreement(results: list[ProbeResult], judge: str) -> Agreement:
     for rule, judged in both:
         confusion[rule][judged] += 1
     same = sum(1 for rule, judged in both if rule == judged)
-    interval = wilson(same, len(both))
     return Agreement(
         judge=judge,
         rubric_version=RUBRIC_VERSION,
         n=len(both),
-        agreement=Rate(count=same, n=len(both), **interval.model_dump()),
+        agreement=rate(same, len(both)),
         kappa=cohen_kappa([(str(a), str(b)) for a, b in both]),
         confusion=confusion,
         judge_cost=sum(r.judge_cost_nanos for r in results) / NANOS,
@@ -119,7 +117,7 @@ def summarise(
     control_cells = []
     control_rates: dict[tuple[str, str, str], dict[Verdict, Rate]] = {}
     for key, group in controls.items():
-        rates, n, errors = _rates(group)
+        rates, n, errors = rates_of(group)
         control_rates[key] = rates
         model, pack, language = key
         control_cells.append(

@@ -120,16 +120,12 @@ async def collect(
         on_result=on_answer,
         grade_answers=False,
     )
-    by_id = {ref.item_id: ref for ref in refs}
-    answers = await runner.run()
-    order = {(m.alias, ref.item_id): i for i, (m, ref) in enumerate(_pairs(models, refs))}
-    kept = [a for a in answers if (a.model, a.item_id) in order]
-    kept.sort(key=lambda a: order[(a.model, a.item_id)])
-    return [to_result(by_id[a.item_id], a) for a in kept]
-
-
-def _pairs(models: list[BenchModel], refs: list[ProbeRef]) -> list[tuple[BenchModel, ProbeRef]]:
-    return [(model, ref) for model in models for ref in refs]
+    rank = {alias: i for i, alias in enumerate(m.alias for m in models)}
+    position = {ref.item_id: i for i, ref in enumerate(refs)}
+    # The run folder may hold answers of earlier audits; keep this one's, in asking order.
+    answers = [a for a in await runner.run() if a.model in rank and a.item_id in position]
+    answers.sort(key=lambda a: (rank[a.model], position[a.item_id]))
+    return [to_result(refs[position[a.item_id]], a) for a in answers]
 
 
 def needs_judge(result: ProbeResult) -> bool:

@@ -51,8 +51,8 @@ def model_info(config: Config, model: BenchModel, results: list[ProbeResult]) ->
         host=host,
         jurisdiction=deployment.jurisdiction,
         total_cost=sum(own) / 1e9,
-        currency=model.price.currency if model.price else "USD",
-        price_date=model.price.as_of.isoformat() if model.price else None,
+        currency=model.currency,
+        price_date=model.price_date,
         cost_basis=model.cost_basis,
     )
 

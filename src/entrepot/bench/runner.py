@@ -40,6 +40,14 @@ class BenchModel:
     busy: list[tuple[float, float]] = field(default_factory=list)
 
     @property
+    def price_date(self) -> str | None:
+        return self.price.as_of.isoformat() if self.price else None
+
+    @property
+    def currency(self) -> str:
+        return self.price.currency if self.price else "USD"
+
+    @property
     def cost_basis(self) -> str:
         if self.price is not None:
             return "tokens"

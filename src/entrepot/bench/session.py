@@ -103,8 +103,8 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     report = summarise(
         results,
         reference=request.reference,
-        price_dates={m.alias: _price_date(m) for m in models},
-        currencies={m.alias: m.price.currency if m.price else "USD" for m in models},
+        price_dates={m.alias: m.price_date for m in models},
+        currencies={m.alias: m.currency for m in models},
         cost_basis={m.alias: m.cost_basis for m in models},
         tasks=sorted({item.task for item in items}),
         repeats=request.options.repeat,
@@ -126,7 +126,3 @@ async def _run(runner: BenchRunner, helpers: list[BenchModel]) -> list[ItemResul
     finally:
         for helper in helpers:
             await helper.provider.close()
-
-
-def _price_date(model: BenchModel) -> str | None:
-    return model.price.as_of.isoformat() if model.price else None

@@ -84,46 +84,13 @@ def audit(
     if not models:
         console.print("[red]give --models (comma-separated aliases)[/red]")
         raise typer.Exit(2)
-    _run(
-        models=_split(models),
-        packs=_split(packs) or shipped_packs(),
-        languages=_split(languages) or None,
-        judge=judge,
-        out=out,
-        limit=limit,
-        concurrency=concurrency,
-        rpm=rpm,
-        max_tokens=max_tokens,
-        seed=seed,
-        gateway=gateway,
-        api_key_env=api_key_env,
-        config_path=config_path,
-    )
-
-
-def _run(
-    *,
-    models: list[str],
-    packs: list[str],
-    languages: list[str] | None,
-    judge: str | None,
-    out: Path,
-    limit: int | None,
-    concurrency: int,
-    rpm: float | None,
-    max_tokens: int,
-    seed: int,
-    gateway: str | None,
-    api_key_env: str,
-    config_path: Path | None,
-) -> None:
     from entrepot.audit.session import AuditRequest, run_audit
     from entrepot.bench.runner import RunOptions
 
     request = AuditRequest(
-        models=models,
-        packs=packs,
-        languages=languages,
+        models=_split(models),
+        packs=_split(packs) or shipped_packs(),
+        languages=_split(languages) or None,
         limit=limit,
         judge=judge,
         gateway_url=gateway,

@@ -103,7 +103,6 @@ def load_pack(ref: str) -> Pack:
             update={
                 "topics": base.topics + pack.topics,
                 "controls": base.controls + pack.controls,
-                "jurisdiction": pack.jurisdiction or base.jurisdiction,
             }
         )
     return _check(pack, ref)
