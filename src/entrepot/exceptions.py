@@ -54,6 +54,11 @@ class NotFoundError(GatewayError):
     code = "not_found"
 
 
+class MethodNotAllowedError(InvalidRequestError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
@@ -66,6 +71,13 @@ class PayloadTooLargeError(InvalidRequestError):
 class UnsupportedMediaTypeError(InvalidRequestError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+class ClientClosedError(InvalidRequestError):
+    """The client went away mid-request; nobody reads the answer, but the ledger records it."""
+
+    status_code = 499
+    code = "client_closed"
 
 
 class OverloadedError(GatewayError):

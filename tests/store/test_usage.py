@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -97,10 +98,12 @@ def test_insert_records_writes_every_field(engine: Engine) -> None:
     record.latency_ms = 42
     record.ttft_ms = 9
     record.error_type = None
+    record.findings = {"email": 2}
+    record.attempts = [{"deployment": "a", "outcome": "failed", "reason": "upstream_error"}]
     insert_records(engine, [record])
     with engine.connect() as conn:
         row = conn.execute(select(usage_records)).mappings().one()
-    expected = record.as_row()
+    expected = dataclasses.asdict(record)
     assert {k: row[k] for k in expected if k != "created_at"} == {
         k: v for k, v in expected.items() if k != "created_at"
     }

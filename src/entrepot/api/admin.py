@@ -9,8 +9,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from entrepot.api.asgi import parse_json, read_body
 from entrepot.api.gateway import Gateway
-from entrepot.api.inference import read_json
 from entrepot.exceptions import InvalidRequestError
 from entrepot.ledger.pricing import nanos_to_amount
 from entrepot.routing.explain import explain_route
@@ -35,7 +35,7 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     gateway = _admin(request)
-    body = await read_json(request, 64 * 1024)
+    body = parse_json(await read_body(request.receive, request.headers, 64 * 1024))
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise InvalidRequestError("name is required and must be a string", param="name")
     allowed = body.get("allowed_models")
@@ -114,7 +114,7 @@ async def usage_summary(request: Request) -> Response:
 async def explain(request: Request) -> Response:
     """The route a request would take, for a key (by name), without sending it anywhere."""
     gateway = _admin(request)
-    body = await read_json(request, 1024 * 1024)
+    body = parse_json(await read_body(request.receive, request.headers, 1024 * 1024))
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         raise InvalidRequestError("model is required", param="model")
     key = None

@@ -8,16 +8,17 @@ from contextlib import asynccontextmanager
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrepot import __version__
 from entrepot.api import admin, errors, inference
+from entrepot.api.asgi import send_error
 from entrepot.api.gateway import Gateway
-from entrepot.exceptions import GatewayError
+from entrepot.exceptions import GatewayError, MethodNotAllowedError
 from entrepot.policy.access import authorize_model, visible_models
 
 
@@ -37,14 +38,14 @@ def _model_entry(gateway: Gateway, alias: str) -> dict[str, object]:
 
 async def list_models(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    key = await gateway.keys.authenticate(request)
+    key = await gateway.keys.authenticate(request.headers)
     aliases = visible_models(key, gateway.routing.aliases)
     return _json({"object": "list", "data": [_model_entry(gateway, a) for a in aliases]})
 
 
 async def get_model(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    key = await gateway.keys.authenticate(request)
+    key = await gateway.keys.authenticate(request.headers)
     alias = request.path_params["model"]
     authorize_model(key, alias)
     return _json(_model_entry(gateway, alias))
@@ -60,7 +61,31 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(gateway: Gateway) -> Starlette:
+class GatewayApp:
+    """The ASGI entry point: inference requests go straight to their handler, everything else
+    through Starlette (see `api/asgi.py` for why the hot path has no framework)."""
+
+    def __init__(self, gateway: Gateway, routes: Starlette) -> None:
+        self.gateway = gateway
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = inference.ENDPOINTS.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.routes(scope, receive, send)
+        elif scope["method"] != "POST":
+            await send_error(
+                send,
+                MethodNotAllowedError(
+                    f"method {scope['method']} is not allowed on {scope['path']}"
+                ),
+                {"allow": "POST"},
+            )
+        else:
+            await inference.serve(self.gateway, endpoint, scope, receive, send)
+
+
+def create_app(gateway: Gateway) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -70,9 +95,6 @@ def create_app(gateway: Gateway) -> Starlette:
             await gateway.stop()
 
     routes = [
-        Route("/v1/chat/completions", inference.chat_completions, methods=["POST"]),
-        Route("/v1/completions", inference.completions, methods=["POST"]),
-        Route("/v1/embeddings", inference.embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
@@ -83,19 +105,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/admin/usage", admin.usage_summary, methods=["GET"]),
         Route("/admin/route/explain", admin.explain, methods=["POST"]),
     ]
-    middleware = []
-    if gateway.config.server.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=gateway.config.server.cors_origins,
-                allow_methods=["GET", "POST", "DELETE"],
-                allow_headers=["authorization", "content-type"],
-            )
-        )
-    app = Starlette(
+    starlette = Starlette(
         routes=routes,
-        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             GatewayError: errors.gateway_error_handler,
@@ -104,5 +115,13 @@ def create_app(gateway: Gateway) -> Starlette:
             Exception: errors.unexpected_error_handler,
         },
     )
-    app.state.gateway = gateway
+    starlette.state.gateway = gateway
+    app: ASGIApp = GatewayApp(gateway, starlette)
+    if gateway.config.server.cors_origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=gateway.config.server.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+        )
     return app

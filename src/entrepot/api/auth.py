@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Mapping
 
 from sqlalchemy import Engine
 from starlette.requests import Request
@@ -59,9 +60,9 @@ class KeyRing:
             secret.encode(), self.admin_key.encode()
         )
 
-    async def authenticate(self, request: Request) -> ApiKey | None:
+    async def authenticate(self, headers: Mapping[str, str]) -> ApiKey | None:
         """The calling key, or None for an anonymous caller where keys are not required."""
-        secret = bearer_token(request)
+        secret = bearer_token(headers)
         if secret is None:
             if self.require_keys:
                 raise AuthenticationError(
@@ -87,15 +88,15 @@ class KeyRing:
                 "the admin API is disabled: set the admin key environment variable",
                 code="admin_disabled",
             )
-        secret = bearer_token(request)
+        secret = bearer_token(request.headers)
         if secret is None or not self.is_admin(secret):
             raise AuthenticationError("the admin API needs the admin key")
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    header = headers.get("authorization")
     if not header:
-        return request.headers.get("x-api-key") or None
+        return headers.get("x-api-key") or None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None

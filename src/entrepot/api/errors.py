@@ -1,28 +1,17 @@
-"""OpenAI's error format, for every failure a client can see."""
+"""OpenAI-format error responses for the routes Starlette serves (admin, models, unknown paths)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from entrepot.exceptions import GatewayError, NotFoundError
+from entrepot.api.asgi import error_body
+from entrepot.exceptions import GatewayError, MethodNotAllowedError, NotFoundError
 
 log = logging.getLogger("entrepot.api")
-
-
-def error_body(exc: GatewayError) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": exc.message,
-            "type": exc.error_type,
-            "param": exc.param,
-            "code": exc.code,
-        }
-    }
 
 
 def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> Response:
@@ -44,9 +33,9 @@ async def not_found_handler(request: Request, _exc: Exception) -> Response:
 
 
 async def method_not_allowed_handler(request: Request, _exc: Exception) -> Response:
-    exc = GatewayError(f"method {request.method} is not allowed on {request.url.path}")
-    exc.status_code, exc.error_type, exc.code = 405, "invalid_request_error", "method_not_allowed"
-    return error_response(exc)
+    return error_response(
+        MethodNotAllowedError(f"method {request.method} is not allowed on {request.url.path}")
+    )
 
 
 async def unexpected_error_handler(_request: Request, exc: Exception) -> Response:

@@ -2,32 +2,27 @@
 order of the package layout: authenticate and validate (api) → data class and eligible
 deployments (policy) → cache, limits and budget → pick and call a deployment with fallbacks
 (routing, providers) → bill (ledger). Every request leaves exactly one usage record, whichever
-step it stopped at.
+step it stopped at. Served as plain ASGI (see `api/asgi.py` for why).
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from entrepot.api.errors import error_response
+from entrepot.api.asgi import parse_json, read_body, request_headers, send_error, send_json
 from entrepot.api.gateway import Gateway
 from entrepot.api.sse import SSEResponse
 from entrepot.api.streaming import OpenedStream, open_stream, stream_events
 from entrepot.api.validation import validate_chat, validate_completion, validate_embedding
-from entrepot.exceptions import (
-    GatewayError,
-    InvalidRequestError,
-    PayloadTooLargeError,
-    UnsupportedMediaTypeError,
-)
+from entrepot.exceptions import GatewayError
 from entrepot.ledger.billing import estimated_tokens, settle, worst_case_cost_nanos
 from entrepot.ledger.records import UsageRecord
 from entrepot.limits.limiter import Admission
@@ -40,6 +35,7 @@ from entrepot.routing.table import Deployment
 from entrepot.store.keys import ApiKey
 
 DATA_CLASS_HEADER = "x-entrepot-data-class"
+log = logging.getLogger("entrepot.api")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,24 +52,19 @@ COMPLETIONS = Endpoint(
     "completions", validate_completion, "complete", "stream_complete", "text_completion"
 )
 EMBEDDINGS = Endpoint("embeddings", validate_embedding, "embed", None, None)
+ENDPOINTS = {
+    "/v1/chat/completions": CHAT,
+    "/v1/completions": COMPLETIONS,
+    "/v1/embeddings": EMBEDDINGS,
+}
 
 
-async def chat_completions(request: Request) -> Any:
-    return await serve(request, CHAT)
-
-
-async def completions(request: Request) -> Any:
-    return await serve(request, COMPLETIONS)
-
-
-async def embeddings(request: Request) -> Any:
-    return await serve(request, EMBEDDINGS)
-
-
-async def serve(request: Request, endpoint: Endpoint) -> Any:
-    gateway: Gateway = request.app.state.gateway
-    record = UsageRecord(request_id=f"req_{uuid.uuid4().hex}", endpoint=endpoint.name)
+async def serve(
+    gateway: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
+) -> None:
+    record = UsageRecord(request_id=f"req_{secrets.token_hex(16)}", endpoint=endpoint.name)
     started = time.perf_counter()
+    request = request_headers(scope)
     headers = {"x-request-id": record.request_id}
     attempts: list[Attempt] = []
     admission: Admission | None = None
@@ -94,7 +85,7 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
         key = await gateway.keys.authenticate(request)
         if key is not None:
             record.key_id, record.key_name, record.team = key.id, key.name, key.team
-        raw = await read_body(request, gateway.config.server.max_body_bytes)
+        raw = await read_body(receive, request, gateway.config.server.max_body_bytes)
         body = endpoint.validate(parse_json(raw))
         alias: str = body["model"]
         record.model_alias = alias[:256]
@@ -106,7 +97,7 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
             key=key,
             alias=alias,
             body=body,
-            class_header=request.headers.get(DATA_CLASS_HEADER),
+            class_header=request.get(DATA_CLASS_HEADER),
             offline=gateway.offline,
             reroute_alias=gateway.config.policy.reroute_alias,
         )
@@ -125,7 +116,8 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
             headers[cache.HEADER] = "hit" if hit is not None else "miss"
             if hit is not None:
                 record.cache_hit = True
-                return Response(hit, media_type="application/json", headers=headers)
+                await send_json(send, 200, hit, headers)
+                return
 
         admission = await gateway.limiter.admit(
             gateway.subjects(key),
@@ -175,7 +167,8 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
                 end_stream,
             )
             handed_to_stream = True
-            return SSEResponse(await anext(events), events, headers)
+            await SSEResponse(await anext(events), events, headers)(scope, receive, send)
+            return
 
         async def call(deployment: Deployment) -> JSON:
             note(deployment)
@@ -193,50 +186,26 @@ async def serve(request: Request, endpoint: Endpoint) -> Any:
         payload = orjson.dumps(result)
         if ttl is not None:
             gateway.cache.put(fingerprint, payload, ttl)
-        return Response(payload, media_type="application/json", headers=headers)
+        await send_json(send, 200, payload, headers)
     except GatewayError as exc:
         record.status = exc.status_code
         record.error_type = exc.code or exc.error_type
-        return error_response(exc, {**headers, **getattr(exc, "headers", {})})
+        await send_error(send, exc, {**headers, **getattr(exc, "headers", {})})
+    except Exception as exc:
+        if handed_to_stream:
+            raise
+        # The type and traceback only: the request's content never reaches the logs.
+        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        internal = GatewayError("the gateway hit an internal error")
+        record.status, record.error_type = internal.status_code, internal.error_type
+        await send_error(send, internal, headers)
     finally:
         if not handed_to_stream:
             await finish()
 
 
-def _cache_ttl(gateway: Gateway, request: Request, key: ApiKey | None) -> float | None:
-    return gateway.cache.ttl_for(
-        request.headers.get(cache.HEADER), key.cache_ttl_seconds if key else None
-    )
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
-        raise UnsupportedMediaTypeError(
-            f"Content-Type must be application/json, got {content_type[:100] or 'none'!r}"
-        )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    return parse_json(await read_body(request, limit))
+def _cache_ttl(gateway: Gateway, request: dict[str, str], key: ApiKey | None) -> float | None:
+    return gateway.cache.ttl_for(request.get(cache.HEADER), key.cache_ttl_seconds if key else None)
 
 
 def normalise(result: JSON, alias: str, endpoint: Endpoint) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from entrepot.api.errors import error_body
+from entrepot.api.asgi import error_body
 from entrepot.exceptions import GatewayError, UpstreamTimeoutError
 from entrepot.ledger.billing import settle
 from entrepot.ledger.records import UsageRecord

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from entrepot.ledger.records import UsageRecord
 
@@ -36,18 +39,27 @@ class GatewayMetrics:
         self.cost = Counter(
             "entrepot_cost", "Cost of requests", ("model", "currency"), registry=self.registry
         )
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+    def _labelled(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """`metric.labels(...)`, remembered: the lookup and its lock cost more than the
+        increment itself, and it runs several times on every request."""
+        child = self._children.get((metric, values))
+        if child is None:
+            child = self._children[(metric, values)] = metric.labels(*values)
+        return child
 
     def observe(self, record: UsageRecord) -> None:
         # Only configured aliases become label values: a client sending random model names
         # must not be able to grow the metric set without bound.
         model = (record.model_alias or "-") if record.deployment else "-"
-        self.requests.labels(model, record.endpoint, str(record.status)).inc()
-        self.latency.labels(model, record.endpoint).observe(record.latency_ms / 1000)
+        self._labelled(self.requests, model, record.endpoint, str(record.status)).inc()
+        self._labelled(self.latency, model, record.endpoint).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
-            self.ttft.labels(model).observe(record.ttft_ms / 1000)
+            self._labelled(self.ttft, model).observe(record.ttft_ms / 1000)
         if record.prompt_tokens:
-            self.tokens.labels(model, "prompt").inc(record.prompt_tokens)
+            self._labelled(self.tokens, model, "prompt").inc(record.prompt_tokens)
         if record.completion_tokens:
-            self.tokens.labels(model, "completion").inc(record.completion_tokens)
+            self._labelled(self.tokens, model, "completion").inc(record.completion_tokens)
         if record.cost_nanos and record.currency:
-            self.cost.labels(model, record.currency).inc(record.cost_nanos / 1e9)
+            self._labelled(self.cost, model, record.currency).inc(record.cost_nanos / 1e9)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -37,5 +37,3 @@ class UsageRecord:
     attempts: list[dict[str, Any]] | None = None
     cache_hit: bool = False
 
-    def as_row(self) -> dict[str, Any]:
-        return asdict(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -230,11 +231,17 @@ class Limiter:
 
 def _period(budget: Budget, now: dt.datetime) -> tuple[str, dt.datetime, dt.datetime | None]:
     """The period's counter suffix, its start (UTC) and its end (None: it never ends)."""
-    if budget.period == "day":
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return _period_of(budget.period, now.date())
+
+
+@functools.lru_cache(maxsize=64)
+def _period_of(period: str, day: dt.date) -> tuple[str, dt.datetime, dt.datetime | None]:
+    """Remembered, as every request with a budget asks and the answer changes once a day."""
+    if period == "day":
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
         return start.strftime("%Y-%m-%d"), start, start + dt.timedelta(days=1)
-    if budget.period == "month":
-        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = dt.datetime(day.year, day.month, 1, tzinfo=dt.UTC)
         end = (start + dt.timedelta(days=32)).replace(day=1)
         return start.strftime("%Y-%m"), start, end
     return "total", BEGINNING, None

@@ -18,6 +18,7 @@ the price of missing numbers written without any separator or prefix, and of cou
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from typing import Any
 
 from entrepot.config import DetectorConfig
 from entrepot.exceptions import ConfigError
+
+# Scan results of recent texts, oldest evicted first. Short texts are their own key; longer ones
+# are keyed by a 128-bit digest so the cache never holds more than a few MB of prompts.
+CACHE_ENTRIES = 4096
+CACHE_KEY_MAX_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,13 +205,29 @@ class PiiDetector:
                     f"policy.detector.custom.{name}: invalid regular expression: {exc}"
                 ) from None
             self._patterns.append(_Pattern(f"custom:{name}", regex))
+        self._cache: dict[str | bytes, tuple[tuple[str, int], ...]] = {}
 
     def scan(self, body: dict[str, Any]) -> dict[str, int]:
-        """Counts per kind, for kinds found at least once; the values themselves are dropped."""
+        """Counts per kind, for kinds found at least once; the values themselves are dropped.
+
+        Texts are scanned one by one (newlines stop every pattern, so nothing matches across
+        two texts anyway) and each distinct text once while it stays in a bounded cache: a
+        system prompt and the conversation so far are re-sent on every turn of a chat."""
         if not self._enabled or not self._patterns:
             return {}
-        # Newlines stop every pattern, so joining cannot forge a match across two texts.
-        text = "\n".join(_outbound_texts(body))
+        counts: dict[str, int] = {}
+        for text in _outbound_texts(body):
+            for kind, found in self._scan_text(text):
+                counts[kind] = counts.get(kind, 0) + found
+        return counts
+
+    def _scan_text(self, text: str) -> tuple[tuple[str, int], ...]:
+        key: str | bytes = text
+        if len(text) > CACHE_KEY_MAX_CHARS:
+            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         counts: dict[str, int] = {}
         for pattern in self._patterns:
             if pattern.hint is not None and pattern.hint not in text:
@@ -217,7 +239,10 @@ class PiiDetector:
             )
             if found:
                 counts[pattern.kind] = counts.get(pattern.kind, 0) + found
-        return counts
+        if len(self._cache) >= CACHE_ENTRIES:
+            del self._cache[next(iter(self._cache))]
+        result = self._cache[key] = tuple(counts.items())
+        return result
 
 
 def _outbound_texts(body: dict[str, Any]) -> Iterator[str]:

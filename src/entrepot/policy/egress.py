@@ -34,6 +34,7 @@ class EgressPolicy:
         self._teams = teams
         self._rank = {name: i for i, name in enumerate(config.classes)}
         self._by_folded_name = {name.casefold(): name for name in config.classes}
+        self._verdicts: dict[tuple[str, str | None, str, bool], Verdict] = {}
 
     def classify(
         self,
@@ -66,7 +67,19 @@ class EgressPolicy:
     def check(
         self, *, data_class: str, team: str | None, deployment: ModelConfig, offline: bool
     ) -> Verdict:
-        """Offline mode first, then class rules from the most sensitive down, then the team's."""
+        """Offline mode first, then class rules from the most sensitive down, then the team's.
+
+        A verdict depends only on its four inputs, all from small configured sets, so each is
+        worked out once and remembered: this runs for every deployment on every request."""
+        memo_key = (data_class, team, deployment.deployment, offline)
+        verdict = self._verdicts.get(memo_key)
+        if verdict is None:
+            verdict = self._verdicts[memo_key] = self._decide(data_class, team, deployment, offline)
+        return verdict
+
+    def _decide(
+        self, data_class: str, team: str | None, deployment: ModelConfig, offline: bool
+    ) -> Verdict:
         name = deployment.deployment
         if (offline or self._config.offline) and not deployment.is_local:
             return Verdict(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -39,8 +39,10 @@ class ApiKey:
     tokens_per_minute: int | None = None
     cache_ttl_seconds: int | None = None
 
-    @property
-    def limits(self) -> Limits:
+    limits: Limits = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Built once per key load rather than on every request that checks the key's limits."""
         budget = None
         if self.budget_amount is not None:
             budget = Budget(
@@ -48,11 +50,12 @@ class ApiKey:
                 currency=self.budget_currency or "USD",
                 period=self.budget_period or "month",
             )
-        return Limits(
+        limits = Limits(
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             budget=budget,
         )
+        object.__setattr__(self, "limits", limits)
 
     def may_use(self, alias: str) -> bool:
         return self.allowed_models is None or alias in self.allowed_models

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import functools
+import itertools
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Engine, Integer, String, func, insert, select
+import orjson
+from sqlalchemy import JSON, Engine, Integer, String, func, select
 
 from entrepot.ledger.records import UsageRecord
 from entrepot.store.tables import usage_records
@@ -27,11 +31,69 @@ class UsageSummaryRow:
     cost_nanos: dict[str, int] = field(default_factory=dict)
 
 
+ROWS_PER_STATEMENT = 100
+
+
 def insert_records(engine: Engine, records: Sequence[UsageRecord]) -> None:
+    """Write a batch as multi-row INSERTs of values encoded here.
+
+    Two costs of the obvious `conn.execute(insert(t), dicts)` showed under load: Core converts
+    every value through its type processors (about 45 µs a row), and sqlite3's executemany
+    releases and retakes the GIL for every row, each time waiting on the event loop thread. Rows
+    are therefore encoded once, in the form the column types would have stored them, and sent a
+    hundred at a time in one statement: one GIL hand-over per hundred rows."""
     if not records:
         return
+    row_sql, encode = _row_encoding(engine.dialect.name, engine.dialect.paramstyle)
+    rows = [encode(r) for r in records]
     with engine.begin() as conn:
-        conn.execute(insert(usage_records), [r.as_row() for r in records])
+        for first in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[first : first + ROWS_PER_STATEMENT]
+            values = tuple(itertools.chain.from_iterable(chunk))
+            conn.exec_driver_sql(_insert_statement(row_sql, len(chunk)), values)
+
+
+RowEncoder = Callable[[UsageRecord], tuple[Any, ...]]
+_ROW_COLUMNS = tuple(c.name for c in usage_records.columns if c.name != "id")
+_JSON_POSITIONS = tuple(
+    i for i, name in enumerate(_ROW_COLUMNS) if isinstance(usage_records.c[name].type, JSON)
+)
+_CREATED_AT = _ROW_COLUMNS.index("created_at")
+
+
+@functools.cache
+def _insert_statement(row_sql: str, rows: int) -> str:
+    values = ", ".join([row_sql] * rows)
+    return f"INSERT INTO usage_records ({', '.join(_ROW_COLUMNS)}) VALUES {values}"
+
+
+@functools.cache
+def _row_encoding(dialect: str, paramstyle: str) -> tuple[str, RowEncoder]:
+    """One row's placeholders, and how a record becomes the values they take."""
+    placeholder = "?" if paramstyle == "qmark" else "%s"
+    json_cast = "::json" if dialect == "postgresql" else ""
+    row_sql = "({})".format(
+        ", ".join(
+            placeholder + (json_cast if i in _JSON_POSITIONS else "")
+            for i in range(len(_ROW_COLUMNS))
+        )
+    )
+    fields = operator.attrgetter(*_ROW_COLUMNS)
+    # SQLite has no datetime type: SQLAlchemy stores naive UTC text, which reads and compares
+    # (created_at >= :since) only if written in exactly its format.
+    naive_text = dialect == "sqlite"
+
+    def encode(record: UsageRecord) -> tuple[Any, ...]:
+        row = list(fields(record))
+        if naive_text:
+            created: dt.datetime = row[_CREATED_AT]
+            row[_CREATED_AT] = created.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        for i in _JSON_POSITIONS:
+            if row[i] is not None:
+                row[i] = orjson.dumps(row[i]).decode()
+        return tuple(row)
+
+    return row_sql, encode
 
 
 def summarise(engine: Engine, by: Grouping) -> list[UsageSummaryRow]:
