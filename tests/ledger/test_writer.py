@@ -53,9 +53,11 @@ def record(i: int, model: str = "m", status: int = 200) -> UsageRecord:
     )
 
 
-def writer(engine: Engine, batch_size: int, interval: float = NEVER) -> LedgerWriter:
+def writer(
+    engine: Engine, batch_size: int, interval: float = NEVER, in_thread: bool | None = None
+) -> LedgerWriter:
     config = StoreConfig(ledger_flush_seconds=interval, ledger_batch_size=batch_size)
-    return LedgerWriter(engine, config, GatewayMetrics())
+    return LedgerWriter(engine, config, GatewayMetrics(), in_thread=in_thread)
 
 
 def stored_ids(engine: Engine) -> list[str]:
@@ -229,7 +231,7 @@ def test_stop_waits_for_a_batch_already_being_written(
     monkeypatch.setattr(writer_module, "insert_records", slow)
 
     async def main() -> None:
-        w = writer(engine, batch_size=2)
+        w = writer(engine, batch_size=2, in_thread=True)
         await w.start()
         w.record(record(0))
         w.record(record(1))
@@ -260,3 +262,18 @@ def test_stop_right_after_a_batch_fills_returns(engine: Engine) -> None:
         assert w.written == 2
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(("in_thread", "sizes"), [(False, [100, 100, 50]), (True, [250])])
+def test_sqlite_is_written_inline_in_slices_and_other_databases_from_a_thread(
+    engine: Engine, batches: list[list[str]], in_thread: bool, sizes: list[int]
+) -> None:
+    async def main() -> None:
+        w = writer(engine, batch_size=250, in_thread=in_thread)
+        for i in range(250):
+            w.record(record(i))
+        await w.flush()
+
+    asyncio.run(main())
+    assert [len(batch) for batch in batches] == sizes
+    assert row_count(engine) == 250

@@ -43,15 +43,21 @@ class Gateway:
         self.router = Router(config)
         self.cache = ResponseCache(config.cache)
         self.limiter = Limiter(MemoryCounters(), self._spend_since)
+        self._subjects: dict[int, tuple[ApiKey, list[Subject]]] = {}
 
     def subjects(self, key: ApiKey | None) -> list[Subject]:
-        """Whose limits a request counts against: its key, and the key's team."""
+        """Whose limits a request counts against: its key, and the key's team. Remembered per
+        loaded key object, so a reloaded (possibly changed) key gets fresh subjects."""
         if key is None:
             return []
+        cached = self._subjects.get(key.id)
+        if cached is not None and cached[0] is key:
+            return cached[1]
         subjects = [Subject(f"key:{key.id}", key.limits, key.name)]
         team = self.config.teams.get(key.team) if key.team else None
         if team is not None:
             subjects.append(Subject(f"team:{key.team}", team.limits, key.team))
+        self._subjects[key.id] = (key, subjects)
         return subjects
 
     async def _spend_since(self, subject: Subject, since: dt.datetime) -> int:

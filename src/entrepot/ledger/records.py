@@ -36,4 +36,3 @@ class UsageRecord:
     findings: dict[str, int] | None = None
     attempts: list[dict[str, Any]] | None = None
     cache_hit: bool = False
-

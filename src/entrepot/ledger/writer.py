@@ -1,9 +1,15 @@
 """Batched, off-the-hot-path ledger writes.
 
-A request only appends its record to a queue; a background task writes batches in a worker thread
-every `ledger_flush_seconds` (or sooner when a batch fills), and shutdown drains the queue, so no
+A request only appends its record to a queue; a background task writes batches every
+`ledger_flush_seconds` (or sooner when a batch fills), and shutdown drains the queue, so no
 request waits on the database and no record is lost on a clean stop. A crash loses at most the
 records of one flush window.
+
+Where a batch is written depends on the database. A networked one is written from a worker
+thread, as blocking network I/O must not stall the event loop. SQLite is written on the loop
+itself, a hundred rows at a time with a yield between: a local insert costs about 15 µs a row,
+while the same writes from a thread cost the loop far more in GIL hand-overs (measured at 16
+connections: 115 µs more CPU per request than writing inline).
 """
 
 from __future__ import annotations
@@ -20,10 +26,19 @@ from entrepot.ledger.records import UsageRecord
 from entrepot.store.usage import insert_records
 
 log = logging.getLogger("entrepot.ledger")
+# Rows per inline write: about 1.5 ms of SQLite work before the loop runs again.
+INLINE_ROWS = 100
 
 
 class LedgerWriter:
-    def __init__(self, engine: Engine, config: StoreConfig, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: StoreConfig,
+        metrics: GatewayMetrics,
+        in_thread: bool | None = None,
+    ) -> None:
+        """`in_thread`: write from a worker thread; by default, for every database but SQLite."""
         self._engine = engine
         self._interval = config.ledger_flush_seconds
         self._batch_size = config.ledger_batch_size
@@ -32,6 +47,7 @@ class LedgerWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._in_thread = engine.dialect.name != "sqlite" if in_thread is None else in_thread
         self.written = 0
 
     def record(self, record: UsageRecord) -> None:
@@ -57,17 +73,20 @@ class LedgerWriter:
 
     async def flush(self) -> None:
         while self._pending:
-            batch, self._pending = (
-                self._pending[: self._batch_size],
-                self._pending[self._batch_size :],
-            )
+            size = self._batch_size if self._in_thread else min(self._batch_size, INLINE_ROWS)
+            batch, self._pending = self._pending[:size], self._pending[size:]
             try:
-                await asyncio.to_thread(insert_records, self._engine, batch)
+                if self._in_thread:
+                    await asyncio.to_thread(insert_records, self._engine, batch)
+                else:
+                    insert_records(self._engine, batch)
                 self.written += len(batch)
             except Exception:
                 log.exception("ledger write failed; %d records kept for retry", len(batch))
                 self._pending[:0] = batch
                 raise
+            if not self._in_thread:
+                await asyncio.sleep(0)
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -57,11 +57,22 @@ class BudgetExceededError(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """`name` is "kind:id" and keys the counters; `label` is what people call it, for messages."""
+    """`name` is "kind:id" and keys the counters; `label` is what people call it, for messages.
+
+    Counter names and the budget in nanos are derived once here, not on every admission."""
 
     name: str
     limits: Limits
     label: str | None = None
+    requests_counter: str = field(init=False, repr=False, compare=False)
+    tokens_counter: str = field(init=False, repr=False, compare=False)
+    budget_nanos: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        budget = self.limits.budget
+        object.__setattr__(self, "requests_counter", f"{self.name}:requests")
+        object.__setattr__(self, "tokens_counter", f"{self.name}:tokens")
+        object.__setattr__(self, "budget_nanos", int(budget.amount * NANOS) if budget else 0)
 
     @property
     def who(self) -> str:
@@ -164,23 +175,33 @@ class Limiter:
                 await self._counters.add(counter, correction, WINDOW_SECONDS)
 
     async def _hit_windows(self, subject: Subject, estimated_tokens: int, taken: _Taken) -> None:
-        checks: tuple[tuple[Kind, int | None, int], ...] = (
-            ("requests", subject.limits.requests_per_minute, 1),
-            ("tokens", subject.limits.tokens_per_minute, estimated_tokens),
-        )
-        for kind, limit, amount in checks:
-            if limit is None:
-                continue
-            counter = f"{subject.name}:{kind}"
-            state = await self._counters.hit(counter, amount, limit, WINDOW_SECONDS)
-            if not state.admitted:
-                refused = _Hit(kind, counter, 0, state)
-                headers = _rate_headers([*taken.hits, refused], rolled_back=True)
-                headers["retry-after"] = str(max(1, math.ceil(state.reset_seconds)))
-                raise RateLimitedError(
-                    _rate_message(subject, kind, amount, limit), kind=kind, headers=headers
-                )
-            taken.hits.append(_Hit(kind, counter, amount, state))
+        limits = subject.limits
+        if limits.requests_per_minute is not None:
+            await self._hit(
+                subject, "requests", subject.requests_counter, limits.requests_per_minute, 1, taken
+            )
+        if limits.tokens_per_minute is not None:
+            await self._hit(
+                subject,
+                "tokens",
+                subject.tokens_counter,
+                limits.tokens_per_minute,
+                estimated_tokens,
+                taken,
+            )
+
+    async def _hit(
+        self, subject: Subject, kind: Kind, counter: str, limit: int, amount: int, taken: _Taken
+    ) -> None:
+        state = await self._counters.hit(counter, amount, limit, WINDOW_SECONDS)
+        if not state.admitted:
+            refused = _Hit(kind, counter, 0, state)
+            headers = _rate_headers([*taken.hits, refused], rolled_back=True)
+            headers["retry-after"] = str(max(1, math.ceil(state.reset_seconds)))
+            raise RateLimitedError(
+                _rate_message(subject, kind, amount, limit), kind=kind, headers=headers
+            )
+        taken.hits.append(_Hit(kind, counter, amount, state))
 
     async def _reserve(
         self,
@@ -193,9 +214,10 @@ class Limiter:
     ) -> None:
         period, start, end = _period(budget, now)
         counter = f"{subject.name}:budget:{budget.currency}:{period}"
-        ttl = (end + SETTLE_GRACE - now).total_seconds() if end else None
-        await self._seed(subject, counter, start, ttl)
-        limit = int(budget.amount * NANOS)
+        if self._seeded.get(subject.name) != counter:
+            ttl = (end + SETTLE_GRACE - now).total_seconds() if end else None
+            await self._seed(subject, counter, start, ttl)
+        limit = subject.budget_nanos
         if worst is None:
             spent, reserved = await self._counters.spent(counter)
             admitted = spent + reserved < limit
@@ -250,18 +272,18 @@ def _period_of(period: str, day: dt.date) -> tuple[str, dt.datetime, dt.datetime
 def _rate_headers(hits: Sequence[_Hit], *, rolled_back: bool) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, per kind from the subject with the least room left; when
     the request was refused, as they stand after its counts were taken back."""
+    tightest: dict[Kind, tuple[int, float, WindowState]] = {}
+    for hit in hits:
+        state = hit.state
+        remaining = max(0, state.limit - state.used + (hit.recorded if rolled_back else 0))
+        best = tightest.get(hit.kind)
+        if best is None or (remaining, -state.reset_seconds) < (best[0], -best[1]):
+            tightest[hit.kind] = (remaining, state.reset_seconds, state)
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        rows = [
-            (max(0, h.state.limit - h.state.used + (h.recorded if rolled_back else 0)), h.state)
-            for h in hits
-            if h.kind == kind
-        ]
-        if rows:
-            remaining, state = min(rows, key=lambda row: (row[0], -row[1].reset_seconds))
-            headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = _duration(state.reset_seconds)
+    for kind, (remaining, reset_seconds, state) in sorted(tightest.items()):
+        headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = _duration(reset_seconds)
     return headers
 
 

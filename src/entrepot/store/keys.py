@@ -124,13 +124,13 @@ class KeyStore:
                 "allowed_models must name at least one model; omit it to allow every model",
                 param="allowed_models",
             )
-        for field, value in (
+        for param, value in (
             ("requests_per_minute", requests_per_minute),
             ("tokens_per_minute", tokens_per_minute),
             ("cache_ttl_seconds", cache_ttl_seconds),
         ):
             if value is not None and value < 1:
-                raise InvalidRequestError(f"{field} must be at least 1", param=field)
+                raise InvalidRequestError(f"{param} must be at least 1", param=param)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         values = {
             "name": name,
