@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck install clean bench
+.PHONY: serve test lint typecheck install clean bench bench-perf
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,16 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/gateway_overhead.py
+
+# Needs wrk and nginx (Debian packages) and LiteLLM in its own virtualenv; installs what is missing.
+LITELLM_VENV := $(VENV)/litellm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install 'litellm[proxy]'
+
+bench-perf: $(STAMP) $(LITELLM_VENV)/bin/litellm
+	command -v wrk >/dev/null && command -v nginx >/dev/null \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
+	$(BIN)/python -m benchmarks.perf

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,9 +161,3 @@ def targets(
         )
     )
     return pairs
-
-
-def rss_bytes(process: subprocess.Popen[bytes]) -> int:
-    import psutil
-
-    return int(psutil.Process(process.pid).memory_info().rss)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+import random
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pytest
@@ -91,6 +92,26 @@ def test_sub_nano_amounts_round_half_even(tokens: int, nanos: int) -> None:
     # $0.0025/1M = 2.5 nanos a token: 2.5 -> 2, 7.5 -> 8, 12.5 -> 12, 17.5 -> 18
     usage = TokenUsage(prompt_tokens=tokens)
     assert cost_nanos(usage, price("0.0025", "0")) == nanos
+
+
+def test_integer_arithmetic_equals_decimal_arithmetic() -> None:
+    """Costs are computed in integers for speed; they must equal the plain Decimal formula,
+    rounded half to even, for any rates and counts."""
+    rng = random.Random(7)
+    for _ in range(2_000):
+        rates = [Decimal(rng.randint(0, 10**7)) / Decimal(10 ** rng.randint(0, 6)) for _ in "ioc"]
+        usage = TokenUsage(
+            prompt_tokens=rng.randint(0, 10**7),
+            completion_tokens=rng.randint(0, 10**6),
+            cached_tokens=rng.randint(0, 10**7),
+        )
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        exact = (
+            (usage.prompt_tokens - cached) * rates[0] + cached * rates[2]
+        ) + usage.completion_tokens * rates[1]
+        expected = int((exact * 1000).to_integral_value(rounding=ROUND_HALF_EVEN))
+        priced = price(str(rates[0]), str(rates[1]), str(rates[2]))
+        assert cost_nanos(usage, priced) == expected
 
 
 def test_deepseek_chat_from_catalogue_with_cache_hits() -> None:

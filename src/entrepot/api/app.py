@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrepot import __version__
-from entrepot.api import admin, errors, inference
+from entrepot.api import admin, errors, inference, openapi
 from entrepot.api.asgi import send_error
 from entrepot.api.gateway import Gateway
 from entrepot.exceptions import GatewayError, MethodNotAllowedError
@@ -89,6 +90,10 @@ def create_app(gateway: Gateway) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        # Everything built so far (modules, config, routing tables) lives as long as the process:
+        # frozen, the collector stops re-walking it on every full collection under load.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -98,6 +103,7 @@ def create_app(gateway: Gateway) -> ASGIApp:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/keys", admin.list_keys, methods=["GET"]),
         Route("/admin/keys", admin.create_key, methods=["POST"]),

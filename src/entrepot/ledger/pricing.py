@@ -8,6 +8,7 @@ Qwen follow), so they are not billed twice; cached prompt tokens are billed at t
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from importlib import resources
@@ -18,7 +19,6 @@ from entrepot.config import ModelConfig, Price
 from entrepot.providers.base import TokenUsage
 
 NANOS = Decimal(1_000_000_000)
-MILLION = Decimal(1_000_000)
 
 
 @lru_cache(maxsize=1)
@@ -54,15 +54,35 @@ def price_for(model: ModelConfig) -> Price | None:
 
 def cost_nanos(usage: TokenUsage, price: Price) -> int:
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    cached_rate = price.cached_input_per_1m if price.cached_input_per_1m is not None else None
-    if cached_rate is None:
-        cached_rate = price.input_per_1m
-    amount = (
-        Decimal(usage.prompt_tokens - cached) * price.input_per_1m
-        + Decimal(cached) * cached_rate
-        + Decimal(usage.completion_tokens) * price.output_per_1m
-    ) / MILLION
-    return int((amount * NANOS).to_integral_value(rounding=ROUND_HALF_EVEN))
+    cached_rate = price.cached_input_per_1m
+    per_input, per_cached, per_output, denominator = _nanos_per_token(
+        price.input_per_1m,
+        price.input_per_1m if cached_rate is None else cached_rate,
+        price.output_per_1m,
+    )
+    exact = (
+        (usage.prompt_tokens - cached) * per_input
+        + cached * per_cached
+        + usage.completion_tokens * per_output
+    )
+    nanos, remainder = divmod(exact, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and nanos % 2):
+        nanos += 1
+    return nanos
+
+
+@lru_cache(maxsize=256)
+def _nanos_per_token(
+    input_per_1m: Decimal, cached_per_1m: Decimal, output_per_1m: Decimal
+) -> tuple[int, int, int, int]:
+    """Each rate in billionths per token as an integer over one shared denominator: a cost is then
+    exact integer arithmetic, rounded half to even once, with no Decimal work per request."""
+    ratios = [
+        (rate * 1000).as_integer_ratio() for rate in (input_per_1m, cached_per_1m, output_per_1m)
+    ]
+    denominator = math.lcm(*(q for _, q in ratios))
+    per_input, per_cached, per_output = (p * (denominator // q) for p, q in ratios)
+    return per_input, per_cached, per_output, denominator
 
 
 def hardware_cost_nanos(busy_seconds: float, per_hour: Decimal) -> int:
