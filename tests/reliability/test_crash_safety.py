@@ -38,7 +38,10 @@ def crash_config(fake_openai: Server) -> dict[str, Any]:
     return {
         "server": {"require_client_keys": True},
         "store": {"ledger_flush_seconds": FLUSH_SECONDS, "ledger_batch_size": BATCH_SIZE},
-        "models": [remote("fake/echo", "echo-model"), remote("fake/slow", f"sleep-{SLOW_MODEL_MS}")],
+        "models": [
+            remote("fake/echo", "echo-model"),
+            remote("fake/slow", f"sleep-{SLOW_MODEL_MS}"),
+        ],
     }
 
 
