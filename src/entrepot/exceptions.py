@@ -102,11 +102,21 @@ class UpstreamTimeoutError(UpstreamError):
 
 
 class UpstreamRejectedError(GatewayError):
-    """The upstream refused the request itself (a 4xx); its status is passed on."""
+    """The upstream refused the request itself (a 4xx); its status is passed on, and so is its
+    `Retry-After` (in seconds), which tells the client — and the router — when to ask again."""
 
     error_type = "invalid_request_error"
     code = "upstream_rejected"
 
-    def __init__(self, message: str, *, status_code: int, param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        param: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(message, param=param)
         self.status_code = status_code
+        self.retry_after = retry_after
+        self.headers = {"retry-after": retry_after} if retry_after is not None else {}

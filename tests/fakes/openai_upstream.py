@@ -1,10 +1,12 @@
 """A deterministic OpenAI-compatible upstream for exact-number checks and fault injection.
 
 The upstream model name picks the behaviour: `echo-model` answers "echo: <last user text>"
-(as does `sleep-N`, after N milliseconds);
+(as does `sleep-N`, after N milliseconds, and `slow-bytes`, one byte at a time);
 `reasoner` adds `reasoning_content` and DeepSeek-style cache counts; `fail-500`, `hang`, `reset`,
-`rate-limited` and `midstream-drop` fail in the way their names say. Token counts are word counts,
-so tests can compute the expected bill by hand.
+`rate-limited` (with a Retry-After), `malformed-json` and `empty-body` (both with status 200) fail
+in the way their names say; `midstream-drop` (connection reset) and `truncated-sse` (a clean close
+without a finish reason or `[DONE]`) break a stream after its second word and answer non-streaming
+requests normally. Token counts are word counts, so tests can compute the expected bill by hand.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import orjson
 from aiohttp import web
 
 EXPECTED_KEY = os.environ.get("FAKE_OPENAI_KEY", "test-upstream-key")
+RETRY_AFTER_SECONDS = "7"
+SLOW_BYTE_SECONDS = 0.001
+BROKEN_EVENT = b'data: {"id": "chatcmpl-fake", "choi\n\n'
+BROKEN_JSON = b'{"id": "chatcmpl-fake", "choi'
 
 
 def _words(text: str) -> int:
@@ -57,7 +63,7 @@ def _usage(body: dict[str, Any], answer: str, reasoning: str = "") -> dict[str, 
     return usage
 
 
-async def _fault(model: str, request: web.Request) -> web.StreamResponse | None:
+async def _fault(model: str, request: web.Request, stream: bool) -> web.StreamResponse | None:
     if model.startswith("sleep-"):
         await asyncio.sleep(int(model.removeprefix("sleep-")) / 1000)
     if model == "toggle" and request.app.get("toggle_failing"):
@@ -65,7 +71,16 @@ async def _fault(model: str, request: web.Request) -> web.StreamResponse | None:
     if model == "fail-500":
         return web.json_response({"error": {"message": "upstream exploded"}}, status=500)
     if model == "rate-limited":
-        return web.json_response({"error": {"message": "slow down"}}, status=429)
+        return web.json_response(
+            {"error": {"message": "slow down"}},
+            status=429,
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if model in ("malformed-json", "empty-body"):
+        body = (BROKEN_EVENT if stream else BROKEN_JSON) if model == "malformed-json" else b""
+        return web.Response(
+            body=body, content_type="text/event-stream" if stream else "application/json"
+        )
     if model == "hang":
         await asyncio.sleep(30)
     if model == "reset":
@@ -98,7 +113,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
     request.app["last"] = body
     model = body.get("model", "")
-    fault = await _fault(model, request)
+    fault = await _fault(model, request, bool(body.get("stream")))
     if fault is not None:
         return fault
     answer, reasoning, tool_calls = _answer(body)
@@ -116,10 +131,26 @@ async def chat(request: web.Request) -> web.StreamResponse:
         for i in range(int(body.get("n") or 1))
     ]
     usage = _usage(body, answer, reasoning)
-    return web.json_response(
-        {**base, "object": "chat.completion", "choices": choices, "usage": usage},
-        dumps=lambda o: orjson.dumps(o).decode(),
-    )
+    completion = {**base, "object": "chat.completion", "choices": choices, "usage": usage}
+    if model == "slow-bytes":
+        data = orjson.dumps(completion)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        await _write(response, data, slow=True)
+        await response.write_eof()
+        return response
+    return web.json_response(completion, dumps=lambda o: orjson.dumps(o).decode())
+
+
+async def _write(response: web.StreamResponse, data: bytes, slow: bool) -> None:
+    """Send `data` at once, or (`slow`) one byte at a time with a short pause after each."""
+    if not slow:
+        await response.write(data)
+        return
+    for offset in range(len(data)):
+        await response.write(data[offset : offset + 1])
+        await asyncio.sleep(SLOW_BYTE_SECONDS)
 
 
 async def _stream_chat(
@@ -133,6 +164,8 @@ async def _stream_chat(
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
+    model = body.get("model")
+    slow = model == "slow-bytes"
 
     async def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
         chunk = {
@@ -140,16 +173,19 @@ async def _stream_chat(
             "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
         }
-        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await _write(response, b"data: " + orjson.dumps(chunk) + b"\n\n", slow)
 
     await send({"role": "assistant", "content": ""})
     if reasoning:
         await send({"reasoning_content": reasoning})
     for i, word in enumerate(answer.split(" ")):
         await send({"content": word if i == 0 else " " + word})
-        if body.get("model") == "midstream-drop" and i == 1:
+        if model == "midstream-drop" and i == 1:
             assert request.transport is not None
             request.transport.abort()
+            return response
+        if model == "truncated-sse" and i == 1:
+            await response.write_eof()
             return response
     if tool_calls:
         await send({"tool_calls": [{"index": 0, **tool_calls[0]}]})
@@ -161,15 +197,15 @@ async def _stream_chat(
             "choices": [],
             "usage": _usage(body, answer, reasoning),
         }
-        await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
-    await response.write(b"data: [DONE]\n\n")
+        await _write(response, b"data: " + orjson.dumps(usage_chunk) + b"\n\n", slow)
+    await _write(response, b"data: [DONE]\n\n", slow)
     await response.write_eof()
     return response
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
-    fault = await _fault(body.get("model", ""), request)
+    fault = await _fault(body.get("model", ""), request, bool(body.get("stream")))
     if fault is not None:
         return fault
     prompt = body.get("prompt", "")
@@ -241,4 +277,11 @@ def build_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(build_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None)
+    # A held request ends when its client gives up, so the fake stops at once after a hang.
+    web.run_app(
+        build_app(),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        print=None,
+        handler_cancellation=True,
+    )

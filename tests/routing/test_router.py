@@ -115,6 +115,24 @@ def test_attempts_are_bounded() -> None:
         _run(_config(max_attempts=2), {"a": [fail], "b": [fail], "c": [None]})
 
 
+def test_a_deployment_that_asked_to_wait_is_not_tried_again() -> None:
+    told_to_wait = UpstreamRejectedError("slow down", status_code=429, retry_after="7")
+    down = UpstreamError("down")
+    (result, _), attempts = _run(
+        _config(max_attempts=4), {"a": [told_to_wait], "b": [down, None], "c": [down]}
+    )
+    assert result == "b"
+    assert [(a.deployment, a.outcome) for a in attempts] == [
+        ("a", "failed"),
+        ("b", "failed"),
+        ("c", "failed"),
+        ("b", "ok"),
+    ]
+    with pytest.raises(UpstreamRejectedError) as caught:
+        _run(_config(max_attempts=4), {name: [told_to_wait] for name in "abc"})
+    assert caught.value.headers == {"retry-after": "7"}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

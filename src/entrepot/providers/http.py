@@ -64,7 +64,7 @@ class HttpUpstream:
             async with self.session.post(self.base_url + path, data=orjson.dumps(body)) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise self.status_error(resp.status, raw)
+                    raise self.status_error(resp.status, raw, resp.headers.get("Retry-After"))
         except GatewayError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -89,7 +89,8 @@ class HttpUpstream:
         try:
             async with self.session.post(self.base_url + path, data=orjson.dumps(body)) as resp:
                 if resp.status >= 400:
-                    raise self.status_error(resp.status, await resp.read())
+                    raw = await resp.read()
+                    raise self.status_error(resp.status, raw, resp.headers.get("Retry-After"))
                 event: str | None = None
                 data: list[str] = []
                 buffer = b""
@@ -113,7 +114,7 @@ class HttpUpstream:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self.transport_error(exc) from exc
 
-    def status_error(self, status: int, raw: bytes) -> GatewayError:
+    def status_error(self, status: int, raw: bytes, retry_after: str | None = None) -> GatewayError:
         """Whose fault an upstream error is: theirs (5xx), ours (401/403) or the client's."""
         name = self.config.deployment
         detail = _upstream_message(raw)
@@ -123,7 +124,9 @@ class HttpUpstream:
             return UpstreamTimeoutError(f"upstream {name} timed out ({status})")
         if status >= 500:
             return UpstreamError(f"upstream {name} failed with status {status}: {detail}")
-        return UpstreamRejectedError(f"upstream {name}: {detail}", status_code=status)
+        return UpstreamRejectedError(
+            f"upstream {name}: {detail}", status_code=status, retry_after=_seconds(retry_after)
+        )
 
     def transport_error(self, exc: BaseException) -> GatewayError:
         name = self.config.deployment
@@ -132,6 +135,13 @@ class HttpUpstream:
         if isinstance(exc, aiohttp.ClientConnectorError):
             return UpstreamError(f"upstream {name} is unreachable")
         return UpstreamError(f"upstream {name} failed: {type(exc).__name__}")
+
+
+def _seconds(retry_after: str | None) -> str | None:
+    """A `Retry-After` worth passing on: a number of seconds, the form AI APIs send. A date would
+    mean trusting the upstream's clock, and anything else is not for the client's headers."""
+    value = (retry_after or "").strip()
+    return value if value.isascii() and value.isdigit() and len(value) <= 9 else None
 
 
 def _upstream_message(raw: bytes) -> str:

@@ -52,6 +52,12 @@ class OpenAICompatibleProvider:
         return await self._http.get_ok("/models")
 
     async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
+        """Relay the upstream's chunks, and fail a stream that stops before its answer is done.
+
+        A stream that ends without `[DONE]` is complete only if it gave a finish reason: one
+        closed cleanly halfway through an answer would otherwise reach the client as a success.
+        """
+        finished = False
         async for event in self._http.post_sse(path, body):
             if event.data == "[DONE]":
                 return
@@ -67,7 +73,19 @@ class OpenAICompatibleProvider:
                     f"{_error_text(chunk['error'])}"
                 )
             if isinstance(chunk, dict):
+                finished = finished or _gives_finish_reason(chunk)
                 yield chunk
+        if not finished:
+            raise UpstreamError(
+                f"upstream {self.config.deployment} ended its stream before the answer was complete"
+            )
+
+
+def _gives_finish_reason(chunk: JSON) -> bool:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    return any(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
 
 
 def _error_text(error: object) -> str:

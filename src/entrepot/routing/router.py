@@ -1,8 +1,10 @@
 """Choosing and calling a deployment: strategy order, circuit breakers, retries with backoff.
 
 Retries happen only here, before anything has reached the client; once a stream has sent its
-first chunk the API layer owns it and never retries silently. Every deployment considered leaves
-an `Attempt` (tried and how it went, or skipped and why) for the usage record.
+first chunk the API layer owns it and never retries silently. A deployment that answered with a
+`Retry-After` is not tried again within the same request: the backoff here is milliseconds, the
+wait it asked for is seconds. Every deployment considered leaves an `Attempt` (tried and how it
+went, or skipped and why) for the usage record.
 """
 
 from __future__ import annotations
@@ -78,9 +80,13 @@ class Router:
         last_error: GatewayError | None = None
         index = 0
         idle_cycle = 0
+        told_to_wait: set[str] = set()
         while tried < route.max_attempts and idle_cycle < len(plan):
             deployment = plan[index % len(plan)]
             index += 1
+            if deployment.name in told_to_wait:
+                idle_cycle += 1
+                continue
             skip = deployment.breaker.admit()
             if skip is not None:
                 attempts.append(Attempt(deployment.name, "skipped", skip))
@@ -99,6 +105,8 @@ class Router:
                 attempts.append(Attempt(deployment.name, "failed", exc.code or exc.error_type))
                 if not is_retryable(exc):
                     raise
+                if isinstance(exc, UpstreamRejectedError) and exc.retry_after is not None:
+                    told_to_wait.add(deployment.name)
                 deployment.breaker.record_failure()
                 last_error = exc
                 continue
