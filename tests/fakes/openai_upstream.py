@@ -3,10 +3,11 @@
 The upstream model name picks the behaviour: `echo-model` answers "echo: <last user text>"
 (as does `sleep-N`, after N milliseconds, and `slow-bytes`, one byte at a time);
 `reasoner` adds `reasoning_content` and DeepSeek-style cache counts; `fail-500`, `hang`, `reset`,
-`rate-limited` (with a Retry-After), `malformed-json` and `empty-body` (both with status 200) fail
-in the way their names say; `midstream-drop` (connection reset) and `truncated-sse` (a clean close
-without a finish reason or `[DONE]`) break a stream after its second word and answer non-streaming
-requests normally. Token counts are word counts, so tests can compute the expected bill by hand.
+`rate-limited` (with a Retry-After), `malformed-json`, `empty-body` and `error-200` (an error
+object; these three with status 200) fail in the way their names say; `midstream-drop`
+(connection reset) and `truncated-sse` (a clean close without a finish reason or `[DONE]`) break a
+stream after its second word and answer non-streaming requests normally. Token counts are word
+counts, so tests can compute the expected bill by hand.
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ async def _fault(model: str, request: web.Request, stream: bool) -> web.StreamRe
             {"error": {"message": "slow down"}},
             status=429,
             headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if model == "error-200":
+        error = orjson.dumps({"error": {"message": "quota check failed", "type": "server_error"}})
+        return web.Response(
+            body=b"data: " + error + b"\n\n" if stream else error,
+            content_type="text/event-stream" if stream else "application/json",
         )
     if model in ("malformed-json", "empty-body"):
         body = (BROKEN_EVENT if stream else BROKEN_JSON) if model == "malformed-json" else b""

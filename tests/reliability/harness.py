@@ -32,6 +32,7 @@ FAULTS = (
     "reset",
     "malformed-json",
     "empty-body",
+    "error-200",
     "midstream-drop",
     "truncated-sse",
     "slow-bytes",
@@ -46,6 +47,7 @@ BEFORE_FIRST_BYTE = {
     "reset": (502, "bad_gateway"),
     "malformed-json": (502, "bad_gateway"),
     "empty-body": (502, "bad_gateway"),
+    "error-200": (502, "bad_gateway"),
 }
 # Faults that strike after a stream has sent its first words, which the client already has.
 AFTER_FIRST_BYTE = ("midstream-drop", "truncated-sse")

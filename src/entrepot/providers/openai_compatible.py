@@ -34,22 +34,30 @@ class OpenAICompatibleProvider:
         await self._http.close()
 
     async def chat(self, body: JSON) -> JSON:
-        return await self._http.post_json("/chat/completions", body)
+        return self._answer(await self._http.post_json("/chat/completions", body), "choices")
 
     def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
         return self._stream("/chat/completions", body)
 
     async def complete(self, body: JSON) -> JSON:
-        return await self._http.post_json("/completions", body)
+        return self._answer(await self._http.post_json("/completions", body), "choices")
 
     def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
         return self._stream("/completions", body)
 
     async def embed(self, body: JSON) -> JSON:
-        return await self._http.post_json("/embeddings", body)
+        return self._answer(await self._http.post_json("/embeddings", body), "data")
 
     async def health(self) -> bool:
         return await self._http.get_ok("/models")
+
+    def _answer(self, result: JSON, field: str) -> JSON:
+        """Some upstreams report an error with status 200; relayed, it would be billed and cached
+        as an answer, so a body without its answer list fails (and may fall back)."""
+        if isinstance(result.get(field), list):
+            return result
+        reason = _error_text(result["error"]) if "error" in result else f"no {field!r} list"
+        raise UpstreamError(f"upstream {self.config.deployment} sent no answer: {reason}")
 
     async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
         """Relay the upstream's chunks, and fail a stream that stops before its answer is done.
