@@ -80,11 +80,15 @@ def start_server(
 
 
 def start_gateway(
-    tmp: Path, name: str, config: dict[str, Any] | None, env: dict[str, str] | None = None
+    tmp: Path,
+    name: str,
+    config: dict[str, Any] | None,
+    env: dict[str, str] | None = None,
+    options: list[str] | None = None,
 ) -> Server:
     port = free_port()
     data_dir = tmp / f"{name}-data"
-    args = [sys.executable, "-m", "entrepot", "serve", "--port", str(port)]
+    args = [sys.executable, "-m", "entrepot", "serve", "--port", str(port), *(options or [])]
     if config is not None:
         path = tmp / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))

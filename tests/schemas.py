@@ -17,9 +17,10 @@ from referencing.jsonschema import DRAFT202012
 from tests.conftest import SPEC_PATH
 
 
-def _nullable(node: Any) -> Any:
+def read_nullable(node: Any) -> Any:
+    """`nullable: true` read as its authors mean it: the value may also be null."""
     if isinstance(node, dict):
-        node = {k: _nullable(v) for k, v in node.items()}
+        node = {k: read_nullable(v) for k, v in node.items()}
         if node.pop("nullable", False):
             kind = node.get("type")
             if isinstance(kind, str):
@@ -30,13 +31,21 @@ def _nullable(node: Any) -> Any:
                 node = {"anyOf": [node, {"type": "null"}]}
         return node
     if isinstance(node, list):
-        return [_nullable(v) for v in node]
+        return [read_nullable(v) for v in node]
     return node
 
 
 @lru_cache(maxsize=1)
+def openai_spec() -> dict[str, Any]:
+    """OpenAI's description as published, parsed once (with libyaml where it is available)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec: dict[str, Any] = yaml.load(SPEC_PATH.read_text(), Loader=loader)
+    return spec
+
+
+@lru_cache(maxsize=1)
 def _registry() -> Registry:
-    spec = _nullable(yaml.safe_load(SPEC_PATH.read_text()))
+    spec = read_nullable(openai_spec())
     resource = Resource.from_contents(spec, default_specification=DRAFT202012)
     return Registry().with_resource("urn:openai", resource)
 

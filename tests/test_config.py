@@ -274,6 +274,11 @@ def test_missing_file_from_env_is_config_error(
         ("192.168.1.10", False),
         ("1270.0.0.1", False),
         ("example.com", False),
+        ("127.attacker.example", False),
+        ("127.0.0.1.example", False),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", False),
+        ("LocalHost", True),
     ],
 )
 def test_is_loopback(host: str, expected: bool) -> None:

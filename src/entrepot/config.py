@@ -8,6 +8,7 @@ the environment variable that holds its key.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,6 @@ from entrepot.exceptions import ConfigError
 
 BUNDLED_ALIAS = "local/smollm2-135m-instruct"
 BUNDLED_TARGET = "bundled:smollm2-135m-instruct"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class _Strict(BaseModel):
@@ -313,4 +313,16 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether `host` is this machine's loopback: `localhost` or a loopback address literal.
+
+    Any other name is not, even one that starts with "127.": DNS decides where such a name
+    points, and this check guards both the bind address and which upstreams count as local."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

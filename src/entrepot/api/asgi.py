@@ -23,6 +23,7 @@ from entrepot.exceptions import (
 )
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+MAX_WRITABLE_DEPTH = 254
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
@@ -60,10 +61,24 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
 
 
 def parse_json(raw: bytes) -> object:
+    """The parsed body, refused unless it can also be written back out for the upstream.
+
+    orjson reads documents nested up to 1,024 levels but writes at most 254, so a body between the
+    two would fail when forwarded, as an internal error. Only a body with more opening brackets
+    than that (counted at C speed, in strings too) can be that deep; it alone pays a trial write.
+    """
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_WRITABLE_DEPTH:
+        try:
+            orjson.dumps(parsed)
+        except orjson.JSONEncodeError:
+            raise InvalidRequestError(
+                f"the request body is nested more than {MAX_WRITABLE_DEPTH} levels deep"
+            ) from None
+    return parsed
 
 
 def error_body(exc: GatewayError) -> dict[str, object]:

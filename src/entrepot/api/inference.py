@@ -7,7 +7,6 @@ step it stopped at. Served as plain ASGI (see `api/asgi.py` for why).
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from entrepot.api.asgi import parse_json, read_body, request_headers, send_error, send_json
+from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
 from entrepot.api.sse import SSEResponse
 from entrepot.api.streaming import OpenedStream, open_stream, stream_events
@@ -35,7 +35,6 @@ from entrepot.routing.table import Deployment
 from entrepot.store.keys import ApiKey
 
 DATA_CLASS_HEADER = "x-entrepot-data-class"
-log = logging.getLogger("entrepot.api")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,8 @@ async def serve(
         raw = await read_body(receive, request, gateway.config.server.max_body_bytes)
         body = endpoint.validate(parse_json(raw))
         alias: str = body["model"]
-        record.model_alias = alias[:256]
+        # A NUL would make PostgreSQL refuse the whole ledger batch, again at every retry.
+        record.model_alias = alias[:256].replace("\x00", "\N{REPLACEMENT CHARACTER}")
         authorize_model(key, alias)
         eligible = eligible_deployments(
             table=gateway.routing,
@@ -194,8 +194,7 @@ async def serve(
     except Exception as exc:
         if handed_to_stream:
             raise
-        # The type and traceback only: the request's content never reaches the logs.
-        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        log_unexpected(exc)
         internal = GatewayError("the gateway hit an internal error")
         record.status, record.error_type = internal.status_code, internal.error_type
         await send_error(send, internal, headers)

@@ -98,7 +98,7 @@ def validate_chat(raw: Any) -> dict[str, Any]:
         if not isinstance(message, dict):
             raise _fail(where, f"{where} must be an object")
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _fail(f"{where}.role", f"{where}.role must be one of {', '.join(sorted(ROLES))}")
         content = message.get("content")
         if content is None:
@@ -106,10 +106,8 @@ def validate_chat(raw: Any) -> dict[str, Any]:
                 raise _fail(f"{where}.content", f"{where}.content is required for role {role}")
         elif not isinstance(content, str | list):
             raise _fail(f"{where}.content", f"{where}.content must be a string or an array")
-        elif isinstance(content, list) and not all(
-            isinstance(part, dict) and isinstance(part.get("type"), str) for part in content
-        ):
-            raise _fail(f"{where}.content", f"{where}.content parts must be objects with a type")
+        elif isinstance(content, list):
+            _content_parts(content, f"{where}.content")
     tools = body.get("tools")
     if tools is not None and not (
         isinstance(tools, list) and all(isinstance(t, dict) for t in tools)
@@ -120,11 +118,23 @@ def validate_chat(raw: Any) -> dict[str, Any]:
         raise _fail("tool_choice", "tool_choice must be a string or an object")
     response_format = body.get("response_format")
     if response_format is not None and (
-        not isinstance(response_format, dict) or response_format.get("type") not in RESPONSE_FORMATS
+        not isinstance(response_format, dict)
+        or not isinstance(response_format.get("type"), str)
+        or response_format["type"] not in RESPONSE_FORMATS
     ):
         kinds = ", ".join(sorted(RESPONSE_FORMATS))
         raise _fail("response_format", f"response_format.type must be one of {kinds}")
     return body
+
+
+def _content_parts(parts: list[Any], where: str) -> None:
+    """Each part is an object with a type; a text part's text is a string, since the personal
+    data detector reads only strings and anything else would pass it unread."""
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise _fail(where, f"{where} parts must be objects with a type")
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise _fail(f"{where}[{j}].text", f"{where}[{j}].text must be a string")
 
 
 def validate_completion(raw: Any) -> dict[str, Any]:
@@ -132,8 +142,10 @@ def validate_completion(raw: Any) -> dict[str, Any]:
     prompt = body.get("prompt")
     if prompt is None:
         raise _fail("prompt", "prompt is required")
-    if not _is_text_or_tokens(prompt):
-        raise _fail("prompt", "prompt must be a string, an array of strings, or token arrays")
+    if prompt == [] or not _is_text_or_tokens(prompt):
+        raise _fail(
+            "prompt", "prompt must be a string, or a non-empty array of strings or token arrays"
+        )
     _optional_type(body, "echo", bool, "a boolean")
     _optional_type(body, "suffix", str, "a string")
     return body

@@ -9,7 +9,9 @@ from entrepot.store.keys import ApiKey
 def authorize_model(key: ApiKey | None, alias: str) -> None:
     if key is not None and not key.may_use(alias):
         raise PermissionDeniedError(
-            f"key {key.name!r} may not use model {alias!r}", param="model", code="model_not_allowed"
+            f"key {key.name!r} may not use model {alias[:200]!r}",
+            param="model",
+            code="model_not_allowed",
         )
 
 
