@@ -187,7 +187,9 @@ def _preflight(gateway: Server, origin: str) -> httpx.Response:
         headers={
             "origin": origin,
             "access-control-request-method": "POST",
-            "access-control-request-headers": "authorization, content-type",
+            "access-control-request-headers": (
+                "authorization, content-type, x-entrepot-data-class, x-entrepot-cache"
+            ),
         },
     )
 
@@ -212,6 +214,7 @@ def test_cors_allows_only_the_configured_origins(open_gateway: Server) -> None:
     assert "access-control-allow-credentials" not in preflight.headers
     get = httpx.get(open_gateway.url + "/v1/models", headers={"origin": ORIGIN})
     assert get.headers["access-control-allow-origin"] == ORIGIN
+    assert "x-request-id" in get.headers["access-control-expose-headers"]
 
     foreign = "https://elsewhere.example"
     assert _preflight(open_gateway, foreign).status_code == 400

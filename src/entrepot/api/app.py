@@ -21,6 +21,28 @@ from entrepot.api.asgi import send_error
 from entrepot.api.gateway import Gateway
 from entrepot.exceptions import GatewayError, MethodNotAllowedError
 from entrepot.policy.access import authorize_model, visible_models
+from entrepot.routing import cache
+
+# Every request header the gateway reads, and the response headers a browser client may need,
+# so that a configured origin can use the whole API, not only its plain form.
+CORS_REQUEST_HEADERS = [
+    "authorization",
+    "content-type",
+    "x-api-key",
+    inference.DATA_CLASS_HEADER,
+    cache.HEADER,
+]
+CORS_RESPONSE_HEADERS = [
+    "x-request-id",
+    "retry-after",
+    "x-entrepot-deployment",
+    cache.HEADER,
+    *(
+        f"x-ratelimit-{what}-{kind}"
+        for what in ("limit", "remaining", "reset")
+        for kind in ("requests", "tokens")
+    ),
+]
 
 
 def _json(data: object) -> Response:
@@ -128,6 +150,7 @@ def create_app(gateway: Gateway) -> ASGIApp:
             app,
             allow_origins=gateway.config.server.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "content-type"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
         )
     return app
