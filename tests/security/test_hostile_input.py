@@ -81,9 +81,10 @@ HOSTILE_BODIES = {
 }
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
 @pytest.mark.parametrize("name", list(HOSTILE_BODIES))
-def test_malformed_json_is_a_400(hostile: Server, secure_key: str, name: str) -> None:
-    response = post(hostile, secure_key, HOSTILE_BODIES[name])
+def test_malformed_json_is_a_400(hostile: Server, secure_key: str, name: str, path: str) -> None:
+    response = post(hostile, secure_key, HOSTILE_BODIES[name], path)
     assert_refused(response, 400, hostile)
 
 
