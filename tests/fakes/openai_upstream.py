@@ -3,11 +3,11 @@
 The upstream model name picks the behaviour: `echo-model` answers "echo: <last user text>"
 (as does `sleep-N`, after N milliseconds, and `slow-bytes`, one byte at a time);
 `reasoner` adds `reasoning_content` and DeepSeek-style cache counts; `fail-500`, `hang`, `reset`,
-`rate-limited` (with a Retry-After), `malformed-json`, `empty-body` and `error-200` (an error
-object; these three with status 200) fail in the way their names say; `midstream-drop`
-(connection reset) and `truncated-sse` (a clean close without a finish reason or `[DONE]`) break a
-stream after its second word and answer non-streaming requests normally. Token counts are word
-counts, so tests can compute the expected bill by hand.
+`rate-limited` (with a Retry-After), `malformed-json`, `empty-body`, `error-200` (an error object)
+and `odd-choices` (choices that are not objects; these four with status 200) fail in the way their
+names say; `midstream-drop` (connection reset) and `truncated-sse` (a clean close without a finish
+reason or `[DONE]`) break a stream after its second word and answer non-streaming requests
+normally. Token counts are word counts, so tests can compute the expected bill by hand.
 """
 
 from __future__ import annotations
@@ -76,6 +76,12 @@ async def _fault(model: str, request: web.Request, stream: bool) -> web.StreamRe
             {"error": {"message": "slow down"}},
             status=429,
             headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if model == "odd-choices":
+        odd = orjson.dumps({"id": "chatcmpl-odd", "object": "chat.completion", "choices": ["odd"]})
+        return web.Response(
+            body=b"data: " + odd + b"\n\n" if stream else odd,
+            content_type="text/event-stream" if stream else "application/json",
         )
     if model == "error-200":
         error = orjson.dumps({"error": {"message": "quota check failed", "type": "server_error"}})

@@ -33,6 +33,7 @@ FAULTS = (
     "malformed-json",
     "empty-body",
     "error-200",
+    "odd-choices",
     "midstream-drop",
     "truncated-sse",
     "slow-bytes",
@@ -48,6 +49,7 @@ BEFORE_FIRST_BYTE = {
     "malformed-json": (502, "bad_gateway"),
     "empty-body": (502, "bad_gateway"),
     "error-200": (502, "bad_gateway"),
+    "odd-choices": (502, "bad_gateway"),
 }
 # Faults that strike after a stream has sent its first words, which the client already has.
 AFTER_FIRST_BYTE = ("midstream-drop", "truncated-sse")

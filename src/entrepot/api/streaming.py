@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 
 from entrepot.api.asgi import error_body
+from entrepot.api.errors import log_unexpected
 from entrepot.exceptions import GatewayError, UpstreamTimeoutError
 from entrepot.ledger.billing import settle
 from entrepot.ledger.records import UsageRecord
@@ -82,6 +83,11 @@ async def stream_events(
         deployment.breaker.record_failure()
         record.status, record.error_type = exc.status_code, exc.code or exc.error_type
         yield b"data: " + orjson.dumps(error_body(exc)) + b"\n\n"
+    except Exception as exc:
+        log_unexpected(exc)
+        internal = GatewayError("the gateway hit an internal error")
+        record.status, record.error_type = internal.status_code, internal.error_type
+        yield b"data: " + orjson.dumps(error_body(internal)) + b"\n\n"
     finally:
         await close_stream(opened.chunks)
         if finished or usage is not None:

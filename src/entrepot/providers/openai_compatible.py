@@ -53,10 +53,10 @@ class OpenAICompatibleProvider:
 
     def _answer(self, result: JSON, field: str) -> JSON:
         """Some upstreams report an error with status 200; relayed, it would be billed and cached
-        as an answer, so a body without its answer list fails (and may fall back)."""
-        if isinstance(result.get(field), list):
+        as an answer, so a body without its list of answer objects fails (and may fall back)."""
+        if _objects(result.get(field)):
             return result
-        reason = _error_text(result["error"]) if "error" in result else f"no {field!r} list"
+        reason = _error_text(result["error"]) if "error" in result else f"no list of {field}"
         raise UpstreamError(f"upstream {self.config.deployment} sent no answer: {reason}")
 
     async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
@@ -80,20 +80,22 @@ class OpenAICompatibleProvider:
                     f"upstream {self.config.deployment} failed mid-stream: "
                     f"{_error_text(chunk['error'])}"
                 )
-            if isinstance(chunk, dict):
-                finished = finished or _gives_finish_reason(chunk)
-                yield chunk
+            if not isinstance(chunk, dict) or not _objects(chunk.get("choices", [])):
+                raise UpstreamError(f"upstream {self.config.deployment} sent a malformed chunk")
+            finished = finished or _gives_finish_reason(chunk)
+            yield chunk
         if not finished:
             raise UpstreamError(
                 f"upstream {self.config.deployment} ended its stream before the answer was complete"
             )
 
 
+def _objects(items: object) -> bool:
+    return isinstance(items, list) and all(isinstance(item, dict) for item in items)
+
+
 def _gives_finish_reason(chunk: JSON) -> bool:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return False
-    return any(isinstance(choice, dict) and choice.get("finish_reason") for choice in choices)
+    return any(choice.get("finish_reason") for choice in chunk.get("choices", ()))
 
 
 def _error_text(error: object) -> str:
