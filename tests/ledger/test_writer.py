@@ -277,3 +277,29 @@ def test_sqlite_is_written_inline_in_slices_and_other_databases_from_a_thread(
     asyncio.run(main())
     assert [len(batch) for batch in batches] == sizes
     assert row_count(engine) == 250
+
+
+def test_records_arriving_during_a_flush_wait_for_the_next_one(
+    engine: Engine, batches: list[list[str]]
+) -> None:
+    """A flush writes what was queued when it began; otherwise, under steady traffic, it would
+    keep writing each newcomer in a transaction of its own."""
+
+    async def arrive() -> None:
+        for i in range(300, 310):
+            w.record(record(i))
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        for i in range(250):
+            w.record(record(i))
+        arrivals = asyncio.create_task(arrive())
+        await w.flush()
+        assert w.written == 250
+        await arrivals
+        await w.flush()
+
+    w = writer(engine, batch_size=500, in_thread=False)
+    asyncio.run(main())
+    assert [len(batch) for batch in batches] == [100, 100, 50, 10]
+    assert row_count(engine) == 260
