@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -197,7 +198,7 @@ def main() -> None:
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    console = Console()
+    console = Console(width=132)
     tmp = Path(tempfile.mkdtemp(prefix="entrepot-perf-"))
     mock = start_mock(tmp)
     servers: list[Server] = []
@@ -230,6 +231,7 @@ def main() -> None:
         for server in servers:
             server.stop()
         mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     console.print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
