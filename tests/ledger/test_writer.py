@@ -53,11 +53,9 @@ def record(i: int, model: str = "m", status: int = 200) -> UsageRecord:
     )
 
 
-def writer(
-    engine: Engine, batch_size: int, interval: float = NEVER, in_thread: bool | None = None
-) -> LedgerWriter:
+def writer(engine: Engine, batch_size: int, interval: float = NEVER) -> LedgerWriter:
     config = StoreConfig(ledger_flush_seconds=interval, ledger_batch_size=batch_size)
-    return LedgerWriter(engine, config, GatewayMetrics(), in_thread=in_thread)
+    return LedgerWriter(engine, config, GatewayMetrics())
 
 
 def stored_ids(engine: Engine) -> list[str]:
@@ -231,7 +229,7 @@ def test_stop_waits_for_a_batch_already_being_written(
     monkeypatch.setattr(writer_module, "insert_records", slow)
 
     async def main() -> None:
-        w = writer(engine, batch_size=2, in_thread=True)
+        w = writer(engine, batch_size=2)
         await w.start()
         w.record(record(0))
         w.record(record(1))
@@ -264,21 +262,6 @@ def test_stop_right_after_a_batch_fills_returns(engine: Engine) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(("in_thread", "sizes"), [(False, [100, 100, 50]), (True, [250])])
-def test_sqlite_is_written_inline_in_slices_and_other_databases_from_a_thread(
-    engine: Engine, batches: list[list[str]], in_thread: bool, sizes: list[int]
-) -> None:
-    async def main() -> None:
-        w = writer(engine, batch_size=250, in_thread=in_thread)
-        for i in range(250):
-            w.record(record(i))
-        await w.flush()
-
-    asyncio.run(main())
-    assert [len(batch) for batch in batches] == sizes
-    assert row_count(engine) == 250
-
-
 def test_records_arriving_during_a_flush_wait_for_the_next_one(
     engine: Engine, batches: list[list[str]]
 ) -> None:
@@ -299,7 +282,7 @@ def test_records_arriving_during_a_flush_wait_for_the_next_one(
         await arrivals
         await w.flush()
 
-    w = writer(engine, batch_size=500, in_thread=False)
+    w = writer(engine, batch_size=100)
     asyncio.run(main())
     assert [len(batch) for batch in batches] == [100, 100, 50, 10]
     assert row_count(engine) == 260
