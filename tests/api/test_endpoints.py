@@ -92,7 +92,8 @@ def test_models(gateway: Server, client: openai.OpenAI) -> None:
 def test_health_and_metrics(gateway: Server, client: openai.OpenAI) -> None:
     client.chat.completions.create(model="fake/echo", messages=[{"role": "user", "content": "x"}])
     assert httpx.get(gateway.url + "/health").json()["status"] == "ok"
-    text = httpx.get(gateway.url + "/metrics").text
+    assert httpx.get(gateway.url + "/metrics").status_code == 401
+    text = admin(gateway).get("/metrics").text
     assert 'entrepot_requests_total{endpoint="chat",model="fake/echo",status="200"}' in text
     assert 'entrepot_tokens_total{kind="prompt",model="fake/echo"}' in text
     assert "entrepot_request_duration_seconds_bucket" in text
@@ -135,3 +136,9 @@ def test_admin_keys_and_usage(gateway: Server) -> None:
         empty = http.post("/admin/keys", json={"name": "nothing", "allowed_models": []})
         assert empty.status_code == 400
     assert ADMIN_KEY not in gateway.log.read_text()
+
+
+def test_metrics_are_open_without_an_admin_key(zero_config_gateway: Server) -> None:
+    """Only possible on loopback: binding elsewhere requires an admin key."""
+    response = httpx.get(zero_config_gateway.url + "/metrics")
+    assert response.status_code == 200 and "entrepot_requests_total" in response.text

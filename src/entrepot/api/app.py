@@ -80,7 +80,11 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """Model names, traffic and spend are the operator's business: with an admin key set (always
+    the case off loopback), scraping needs it too."""
     gateway: Gateway = request.app.state.gateway
+    if gateway.keys.admin_key is not None:
+        gateway.keys.require_admin(request)
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
