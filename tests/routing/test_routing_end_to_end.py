@@ -196,6 +196,15 @@ def test_personal_data_is_rerouted_to_the_local_model(routed: Server, key: str) 
     assert json.loads(record["findings"]) == {"email": 1, "iban": 1}
 
 
+def test_a_key_is_not_rerouted_to_a_model_outside_its_allow_list(routed: Server) -> None:
+    limited = create_key(routed, "cloud-only", allowed_models=["cloud/echo"])
+    text = "Pay it to GB82 WEST 1234 5698 7654 32 and mail jane.doe@example.org"
+    refused = _chat(routed, limited, "cloud/echo", text, max_tokens=8)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "egress_denied"
+    assert _chat(routed, limited, "cloud/echo", "hello").status_code == 200
+
+
 def test_deny_rule_is_a_403_naming_the_rule(routed: Server, key: str) -> None:
     response = _chat(routed, key, "cn/echo")
     assert response.status_code == 403

@@ -4,7 +4,8 @@ The request's data class is settled first (key, team, header, and what the detec
 each deployment is checked against the egress rules. When none of the alias's deployments is
 allowed because the detector found sensitive data, the request is rerouted to the configured
 fallback alias (usually a local model) — sensitive data changes where a request goes rather than
-whether it is served. A refusal by the key's or team's own rules is a 403 naming the rule."""
+whether it is served, unless the key's allow-list excludes that alias. A refusal by the key's or
+team's own rules is a 403 naming the rule."""
 
 from __future__ import annotations
 
@@ -61,8 +62,9 @@ def eligible_deployments(
     team = key.team if key else None
     result = Eligibility(data_class, findings, [], alias)
     refused: list[tuple[str, Verdict]] = []
-    # Only a class the detector raised reroutes; a key's or team's own rules fail loudly.
-    fallback = reroute_alias if findings else None
+    # Only a class the detector raised reroutes; a key's or team's own rules fail loudly. A key
+    # limited to some models is not rerouted to another: it gets the refusal instead.
+    fallback = reroute_alias if findings and (key is None or key.may_use(reroute_alias)) else None
     for candidate_alias in dict.fromkeys(a for a in (alias, fallback) if a):
         for deployment in table.resolve(candidate_alias):
             verdict = egress.check(
