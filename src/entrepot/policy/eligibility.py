@@ -64,7 +64,9 @@ def eligible_deployments(
     refused: list[tuple[str, Verdict]] = []
     # Only a class the detector raised reroutes; a key's or team's own rules fail loudly. A key
     # limited to some models is not rerouted to another: it gets the refusal instead.
-    fallback = reroute_alias if findings and (key is None or key.may_use(reroute_alias)) else None
+    fallback = None
+    if findings and reroute_alias is not None and (key is None or key.may_use(reroute_alias)):
+        fallback = reroute_alias
     for candidate_alias in dict.fromkeys(a for a in (alias, fallback) if a):
         for deployment in table.resolve(candidate_alias):
             verdict = egress.check(
