@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 from collections import defaultdict
@@ -61,18 +62,31 @@ def median_run(runs: list[LoadResult]) -> LoadResult:
 
 
 def load_all(
-    pairs: list[tuple[Target, Target]], seconds: float, rounds: int, tmp: Path
-) -> dict[tuple[str, int], LoadResult]:
+    pairs: list[tuple[Target, Target]],
+    seconds: float,
+    rounds: int,
+    tmp: Path,
+    processes: dict[str, psutil.Process],
+) -> tuple[dict[tuple[str, int], LoadResult], dict[str, float]]:
+    """The median run of each cell, and each server's CPU time per request at 16 connections
+    (user + system, median over rounds): the cost that decides throughput on a busy machine."""
     runs: dict[tuple[str, int], list[LoadResult]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
         for connections in CONNECTIONS:
             for target, _stream in pairs:
                 wrk(target, connections, 1, tmp)
+                process = processes.get(target.name)
+                before = sum(process.cpu_times()[:2]) if process else 0.0
                 result = wrk(target, connections, seconds, tmp)
                 if result.failures:
                     raise RuntimeError(f"{target.name}: {result.failures} failed requests")
                 runs[(target.name, connections)].append(result)
-    return {cell: median_run(results) for cell, results in runs.items()}
+                if process and connections == 16:
+                    used = sum(process.cpu_times()[:2]) - before
+                    cpu[target.name].append(used / result.requests * 1e6)
+    cells = {cell: median_run(results) for cell, results in runs.items()}
+    return cells, {name: statistics.median(values) for name, values in cpu.items()}
 
 
 def soak(
@@ -100,13 +114,17 @@ def soak(
 
 
 def results_table(
-    cells: dict[tuple[str, int], LoadResult], ttfb: dict[str, float], names: list[str]
+    cells: dict[tuple[str, int], LoadResult],
+    ttfb: dict[str, float],
+    cpu: dict[str, float],
+    names: list[str],
 ) -> Table:
     table = Table(title="chat completions through one worker, mock upstream on loopback")
     for column in ("target", "req/s @1", "p50 ms @1", "p99 ms @1", "req/s @16", "p50 ms @16"):
         table.add_column(column, justify="right" if "@" in column else "left")
     table.add_column("p99 ms @16", justify="right")
     table.add_column("stream TTFB ms", justify="right")
+    table.add_column("server CPU µs/req @16", justify="right")
     for name in names:
         one, sixteen = cells[(name, 1)], cells[(name, 16)]
         table.add_row(
@@ -118,6 +136,7 @@ def results_table(
             f"{sixteen.p50_ms:.2f}",
             f"{sixteen.p99_ms:.2f}",
             f"{ttfb[name]:.2f}",
+            f"{cpu[name]:.0f}" if name in cpu else "",
         )
     return table
 
@@ -217,7 +236,9 @@ def main() -> None:
         check_answers(pairs)
         names = [target.name for target, _ in pairs]
         console.print(f"loading {', '.join(names)}: {args.rounds} × {args.seconds:g} s per cell")
-        cells = load_all(pairs, args.seconds, args.rounds, tmp)
+        named = {"floor": floor, "entrepot": entrepot, **({"litellm": litellm} if litellm else {})}
+        processes = {name: psutil.Process(server.process.pid) for name, server in named.items()}
+        cells, cpu = load_all(pairs, args.seconds, args.rounds, tmp, processes)
         ttfb = {stream.name: first_byte_ms(stream, args.ttfb_requests) for _, stream in pairs}
         memory = None
         if args.soak:
@@ -237,7 +258,7 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
         f" Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
-    console.print(results_table(cells, ttfb, names))
+    console.print(results_table(cells, ttfb, cpu, names))
     rows = verdicts(cells, ttfb, decode, memory)
     console.print(verdict_table(rows))
     if args.json:
@@ -247,6 +268,7 @@ def main() -> None:
                 for (name, conns), r in cells.items()
             },
             "ttfb_ms": ttfb,
+            "server_cpu_us_per_request": cpu,
             "decode": vars(decode) if decode else None,
             "memory": memory,
             "targets": [
