@@ -5,6 +5,7 @@ upstream, and the Entrepôt under test in front of all of them, with keys requir
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -131,20 +132,24 @@ def zero_config_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     server.stop()
 
 
+def fake_model(fake: Server, alias: str, target: str, **fields: Any) -> dict[str, Any]:
+    """A model served by a fake OpenAI-compatible upstream: in the US, called with the fake's
+    key, unless `fields` say otherwise. `target` picks the fake's behaviour."""
+    return {
+        "alias": alias,
+        "provider": "openai_compatible",
+        "target": target,
+        "base_url": fake.url + "/v1",
+        "api_key_env": "FAKE_UPSTREAM_KEY",
+        "jurisdiction": "US",
+        **fields,
+    }
+
+
 def gateway_config(fake_openai: Server, fake_anthropic: Server, zero: Server) -> dict[str, Any]:
-    fake = fake_openai.url + "/v1"
     as_of = "2026-11-01"
 
-    def remote(alias: str, target: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "alias": alias,
-            "provider": "openai_compatible",
-            "target": target,
-            "base_url": fake,
-            "api_key_env": "FAKE_UPSTREAM_KEY",
-            "jurisdiction": "US",
-            **extra,
-        }
+    remote = functools.partial(fake_model, fake_openai)
 
     price = {"input_per_1m": "2.00", "output_per_1m": "8.00", "currency": "USD", "as_of": as_of}
     return {

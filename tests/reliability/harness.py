@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import UPSTREAM_KEY, Server, start_gateway
+from tests.conftest import UPSTREAM_KEY, Server, fake_model, start_gateway
 
 AS_OF = "2026-11-01"
 PRIMARY_PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": AS_OF}
@@ -58,16 +58,7 @@ AFTER_FIRST_BYTE = ("midstream-drop", "truncated-sse")
 def _deployment(
     fake: Server, alias: str, target: str, name: str, price: dict[str, str]
 ) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "alias": alias,
-        "name": name,
-        "provider": "openai_compatible",
-        "target": target,
-        "base_url": fake.url + "/v1",
-        "api_key_env": "FAKE_UPSTREAM_KEY",
-        "jurisdiction": "US",
-        "price": price,
-    }
+    entry = fake_model(fake, alias, target, name=name, price=price)
     if target == "hang":
         entry["timeouts"] = {"connect": HANG_SECONDS, "total": HANG_SECONDS}
     return entry

@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, UPSTREAM_KEY, Server, create_key, start_gateway
+from tests.conftest import (
+    ADMIN_KEY,
+    UPSTREAM_KEY,
+    Server,
+    create_key,
+    fake_model,
+    start_gateway,
+)
 
 FLUSH_SECONDS = 0.25
 BATCH_SIZE = 500
@@ -24,23 +31,13 @@ SLOW_MODEL_MS = 1500
 
 
 def crash_config(fake_openai: Server) -> dict[str, Any]:
-    def remote(alias: str, target: str) -> dict[str, Any]:
-        return {
-            "alias": alias,
-            "provider": "openai_compatible",
-            "target": target,
-            "base_url": fake_openai.url + "/v1",
-            "api_key_env": "FAKE_UPSTREAM_KEY",
-            "jurisdiction": "US",
-            "price": {"input_per_1m": "2.00", "output_per_1m": "8.00", "as_of": "2026-11-01"},
-        }
-
+    price = {"input_per_1m": "2.00", "output_per_1m": "8.00", "as_of": "2026-11-01"}
     return {
         "server": {"require_client_keys": True},
         "store": {"ledger_flush_seconds": FLUSH_SECONDS, "ledger_batch_size": BATCH_SIZE},
         "models": [
-            remote("fake/echo", "echo-model"),
-            remote("fake/slow", f"sleep-{SLOW_MODEL_MS}"),
+            fake_model(fake_openai, "fake/echo", "echo-model", price=price),
+            fake_model(fake_openai, "fake/slow", f"sleep-{SLOW_MODEL_MS}", price=price),
         ],
     }
 

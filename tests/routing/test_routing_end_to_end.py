@@ -21,6 +21,7 @@ from tests.conftest import (
     UPSTREAM_KEY,
     Server,
     create_key,
+    fake_model,
     free_port,
     start_gateway,
     usage_record,
@@ -30,17 +31,7 @@ PRICE = {"input_per_1m": "1", "output_per_1m": "1", "as_of": "2026-11-01"}
 
 
 def _fake(fake: Server, alias: str, target: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "alias": alias,
-        "name": name,
-        "provider": "openai_compatible",
-        "target": target,
-        "base_url": fake.url + "/v1",
-        "api_key_env": "FAKE_UPSTREAM_KEY",
-        "jurisdiction": "US",
-        "price": PRICE,
-        **extra,
-    }
+    return fake_model(fake, alias, target, **{"name": name, "price": PRICE, **extra})
 
 
 @pytest.fixture(scope="module")

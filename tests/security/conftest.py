@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, UPSTREAM_KEY, Server, create_key, start_gateway
+from tests.conftest import ADMIN_KEY, UPSTREAM_KEY, Server, create_key, fake_model, start_gateway
 
 ECHO = "fake/echo"
 OTHER = "fake/other"
@@ -18,13 +18,7 @@ EMBEDDER = "fake/embedder"
 
 def secure_config(fake_openai: Server, **server: Any) -> dict[str, Any]:
     def remote(alias: str, target: str) -> dict[str, Any]:
-        return {
-            "alias": alias,
-            "provider": "openai_compatible",
-            "target": target,
-            "base_url": fake_openai.url + "/v1",
-            "api_key_env": "FAKE_UPSTREAM_KEY",
-        }
+        return fake_model(fake_openai, alias, target, jurisdiction="local")
 
     return {
         "server": {"require_client_keys": True, **server},

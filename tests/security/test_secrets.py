@@ -10,6 +10,7 @@ database files and every response (bodies and headers) for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -27,7 +28,15 @@ from entrepot.api.errors import log_unexpected
 from entrepot.config import StoreConfig
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore, hash_key
-from tests.conftest import ADMIN_KEY, UPSTREAM_KEY, Server, create_key, free_port, start_gateway
+from tests.conftest import (
+    ADMIN_KEY,
+    UPSTREAM_KEY,
+    Server,
+    create_key,
+    fake_model,
+    free_port,
+    start_gateway,
+)
 from tests.security.conftest import ECHO, EMBEDDER, secure_config
 
 PLANTED_UPSTREAM_KEY = "sk-planted-upstream-" + secrets.token_hex(12)
@@ -39,25 +48,25 @@ WRONG_KEY = "ek-planted-wrong-" + secrets.token_hex(12)
 def planted_config(fake_openai: Server) -> dict[str, Any]:
     config = secure_config(fake_openai)
 
-    def remote(alias: str, target: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "alias": alias,
-            "provider": "openai_compatible",
-            "target": target,
-            "base_url": fake_openai.url + "/v1",
-            "jurisdiction": "US",
-            **extra,
-        }
-
-    upstream = {"api_key_env": "FAKE_UPSTREAM_KEY"}
+    remote = functools.partial(fake_model, fake_openai)
     config["models"] += [
         remote("planted/echo", "echo-model", api_key_env="PLANTED_UPSTREAM_KEY"),
-        remote("planted/header", "echo-model", headers={"x-secret": PLANTED_HEADER_SECRET}),
-        remote("fake/abroad", "echo-model", **upstream),
-        remote("fake/broken", "fail-500", **upstream),
-        remote("fake/rate-limited", "rate-limited", **upstream),
-        remote("fake/midstream", "midstream-drop", **upstream),
-        remote("dead/unreachable", "x", base_url=f"http://127.0.0.1:{free_port()}/v1"),
+        remote(
+            "planted/header",
+            "echo-model",
+            api_key_env=None,
+            headers={"x-secret": PLANTED_HEADER_SECRET},
+        ),
+        remote("fake/abroad", "echo-model"),
+        remote("fake/broken", "fail-500"),
+        remote("fake/rate-limited", "rate-limited"),
+        remote("fake/midstream", "midstream-drop"),
+        remote(
+            "dead/unreachable",
+            "x",
+            api_key_env=None,
+            base_url=f"http://127.0.0.1:{free_port()}/v1",
+        ),
     ]
     return config
 
