@@ -90,11 +90,10 @@ def load_all(
 
 
 def soak(
-    entrepot: Server, target: Target, requests: int, per_second: float, tmp: Path
+    process: psutil.Process, target: Target, requests: int, per_second: float, tmp: Path
 ) -> dict[str, float]:
     """Resident memory and open files after a warm-up and after at least `requests` more
     requests at 16 connections (wrk runs for a time, so the run is sized from `per_second`)."""
-    process = psutil.Process(entrepot.process.pid)
     wrk(target, 16, 2, tmp)
     before_rss, before_fds = process.memory_info().rss, process.num_fds()
     done = failures = 0
@@ -243,7 +242,7 @@ def main() -> None:
         memory = None
         if args.soak:
             rate = cells[("entrepot", 16)].per_second
-            memory = soak(entrepot, pairs[-1][0], args.soak, rate, tmp)
+            memory = soak(processes["entrepot"], pairs[-1][0], args.soak, rate, tmp)
         for server in servers:
             server.stop()
         servers.clear()

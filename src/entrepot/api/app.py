@@ -35,7 +35,7 @@ CORS_REQUEST_HEADERS = [
 CORS_RESPONSE_HEADERS = [
     "x-request-id",
     "retry-after",
-    "x-entrepot-deployment",
+    inference.DEPLOYMENT_HEADER,
     cache.HEADER,
     *(
         f"x-ratelimit-{what}-{kind}"

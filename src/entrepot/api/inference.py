@@ -35,6 +35,7 @@ from entrepot.routing.table import Deployment
 from entrepot.store.keys import ApiKey
 
 DATA_CLASS_HEADER = "x-entrepot-data-class"
+DEPLOYMENT_HEADER = "x-entrepot-deployment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ async def serve(
             record.deployment = deployment.name
             record.provider = deployment.config.provider
             record.jurisdiction = deployment.config.jurisdiction
-            headers["x-entrepot-deployment"] = deployment.name
+            headers[DEPLOYMENT_HEADER] = deployment.name
 
         if streaming:
             assert endpoint.stream_call is not None

@@ -233,9 +233,8 @@ class Limiter:
     async def _seed(
         self, subject: Subject, counter: str, start: dt.datetime, ttl: float | None
     ) -> None:
-        """Read the ledger once per subject and period, however many requests arrive at once."""
-        if self._seeded.get(subject.name) == counter:
-            return
+        """Read the ledger once per subject and period, however many requests arrive at once
+        (the caller skips this when the counter is already seeded)."""
         lock = self._seeding.setdefault(counter, asyncio.Lock())
         async with lock:
             if self._seeded.get(subject.name) != counter:
