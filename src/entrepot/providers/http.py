@@ -1,17 +1,13 @@
-"""The HTTP plumbing remote providers share: one pooled aiohttp session, SSE parsing, and the
-mapping of transport failures onto the gateway's error hierarchy.
-
-aiohttp rather than httpx because the forwarding hot path measured 2.5x cheaper with it here.
+"""The HTTP plumbing remote providers share: a pool of keep-alive connections per upstream, SSE
+parsing, and the mapping of upstream answers onto the gateway's error hierarchy.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from entrepot.config import ModelConfig
@@ -21,6 +17,7 @@ from entrepot.exceptions import (
     UpstreamRejectedError,
     UpstreamTimeoutError,
 )
+from entrepot.providers.connection import ConnectionPool, Response
 
 
 @dataclass(slots=True)
@@ -30,45 +27,30 @@ class SSEEvent:
 
 
 class HttpUpstream:
-    """A pooled session to one upstream base URL, shared by every request to that deployment."""
+    """The connections to one upstream base URL, shared by every request to that deployment."""
 
     def __init__(self, config: ModelConfig, headers: dict[str, str]) -> None:
         self.config = config
-        self.base_url = (config.base_url or "").rstrip("/")
-        self._headers = {**headers, **config.headers}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        timeouts = self.config.timeouts
-        self._session = aiohttp.ClientSession(
-            headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect),
-            connector=aiohttp.TCPConnector(limit=self.config.max_concurrency, ttl_dns_cache=300),
-            json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            skip_auto_headers=("User-Agent",),
+        self._pool = ConnectionPool(
+            config.deployment,
+            config.base_url or "",
+            {**headers, **config.headers},
+            limit=config.max_concurrency,
+            connect_timeout=config.timeouts.connect,
+            total_timeout=config.timeouts.total,
         )
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    async def start(self) -> None:
+        """Connections open on first use."""
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise UpstreamError(f"deployment {self.config.deployment} is not started")
-        return self._session
+    async def close(self) -> None:
+        await self._pool.close()
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            async with self.session.post(self.base_url + path, data=orjson.dumps(body)) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise self.status_error(resp.status, raw, resp.headers.get("Retry-After"))
-        except GatewayError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self.transport_error(exc) from exc
+        response = await self._pool.request("POST", path, orjson.dumps(body))
+        raw = await response.read()
+        if response.status >= 400:
+            raise self.status_error(response.status, raw, response.headers.get("retry-after"))
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -79,40 +61,23 @@ class HttpUpstream:
 
     async def get_ok(self, path: str) -> bool:
         try:
-            async with self.session.get(self.base_url + path) as resp:
-                return resp.status < 500
-        except (TimeoutError, aiohttp.ClientError):
+            response = await self._pool.request("GET", path)
+            await response.read()
+        except GatewayError:
             return False
+        return response.status < 500
 
     async def post_sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[SSEEvent]:
         """Yield server-sent events; the first one arriving means the upstream accepted the call."""
+        response = await self._pool.request("POST", path, orjson.dumps(body))
         try:
-            async with self.session.post(self.base_url + path, data=orjson.dumps(body)) as resp:
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    raise self.status_error(resp.status, raw, resp.headers.get("Retry-After"))
-                event: str | None = None
-                data: list[str] = []
-                buffer = b""
-                async for piece in resp.content.iter_any():
-                    buffer += piece
-                    *lines, buffer = buffer.split(b"\n")
-                    for raw_line in lines:
-                        line = raw_line.rstrip(b"\r").decode("utf-8", errors="replace")
-                        if not line:
-                            if data:
-                                yield SSEEvent(event, "\n".join(data))
-                            event, data = None, []
-                        elif line.startswith("data:"):
-                            data.append(line[5:].removeprefix(" "))
-                        elif line.startswith("event:"):
-                            event = line[6:].strip()
-                if data:
-                    yield SSEEvent(event, "\n".join(data))
-        except GatewayError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self.transport_error(exc) from exc
+            if response.status >= 400:
+                raw = await response.read()
+                raise self.status_error(response.status, raw, response.headers.get("retry-after"))
+            async for event in _events(response):
+                yield event
+        finally:
+            response.release()
 
     def status_error(self, status: int, raw: bytes, retry_after: str | None = None) -> GatewayError:
         """Whose fault an upstream error is: theirs (5xx), ours (401/403) or the client's."""
@@ -127,14 +92,6 @@ class HttpUpstream:
         return UpstreamRejectedError(
             f"upstream {name}: {detail}", status_code=status, retry_after=_seconds(retry_after)
         )
-
-    def transport_error(self, exc: BaseException) -> GatewayError:
-        name = self.config.deployment
-        if isinstance(exc, asyncio.TimeoutError):
-            return UpstreamTimeoutError(f"upstream {name} did not answer in time")
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return UpstreamError(f"upstream {name} is unreachable")
-        return UpstreamError(f"upstream {name} failed: {type(exc).__name__}")
 
 
 def _seconds(retry_after: str | None) -> str | None:
@@ -159,3 +116,24 @@ def _upstream_message(raw: bytes) -> str:
         if isinstance(parsed.get("message"), str):
             return str(parsed["message"])[:500]
     return "no error message"
+
+
+async def _events(response: Response) -> AsyncIterator[SSEEvent]:
+    event: str | None = None
+    data: list[str] = []
+    buffer = b""
+    async for piece in response.iter_chunks():
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for raw_line in lines:
+            line = raw_line.rstrip(b"\r").decode("utf-8", errors="replace")
+            if not line:
+                if data:
+                    yield SSEEvent(event, "\n".join(data))
+                event, data = None, []
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+    if data:
+        yield SSEEvent(event, "\n".join(data))

@@ -1,0 +1,254 @@
+"""The upstream connection pool against a scripted server on loopback: each test decides, byte
+by byte, what the upstream answers and when it hangs up."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from entrepot.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
+from entrepot.providers.connection import ConnectionPool
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+
+
+@dataclass
+class Request:
+    head: str
+    body: bytes
+
+
+@dataclass
+class ScriptedServer:
+    """Answers each request with `answer(request, writer)`; counts connections and requests."""
+
+    answer: Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[Request] = field(default_factory=list)
+    port: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                length = next(
+                    int(line.split(":", 1)[1])
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-length:")
+                )
+                request = Request(head, await reader.readexactly(length))
+                self.requests.append(request)
+                if not await self.answer(request, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+
+def run(
+    answer: Callable[[Request, asyncio.StreamWriter], Awaitable[bool]],
+    scenario: Callable[[ConnectionPool, ScriptedServer], Awaitable[None]],
+    **pool_options: float,
+) -> ScriptedServer:
+    script = ScriptedServer(answer)
+
+    async def main() -> None:
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        script.port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(
+            "scripted",
+            f"http://127.0.0.1:{script.port}/v1",
+            {"Authorization": "Bearer upstream-secret"},
+            limit=int(pool_options.get("limit", 8)),
+            connect_timeout=1.0,
+            total_timeout=pool_options.get("total_timeout", 5.0),
+        )
+        try:
+            await scenario(pool, script)
+        finally:
+            await pool.close()
+            server.close()
+
+    asyncio.run(main())
+    return script
+
+
+async def answer_ok(request: Request, writer: asyncio.StreamWriter) -> bool:
+    writer.write(OK)
+    return True
+
+
+def test_sends_the_request_and_reuses_the_connection() -> None:
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        for _ in range(3):
+            response = await pool.request("POST", "/chat/completions", b'{"model":"m"}')
+            assert response.status == 200
+            assert response.headers["content-type"] == "application/json"
+            assert await response.read() == b'{"ok":true}'
+
+    script = run(answer_ok, scenario)
+    assert script.connections == 1
+    head = script.requests[0].head
+    assert head.startswith("POST /v1/chat/completions HTTP/1.1\r\n")
+    assert f"Host: 127.0.0.1:{script.port}\r\n" in head
+    assert "Authorization: Bearer upstream-secret\r\n" in head
+    assert script.requests[0].body == b'{"model":"m"}'
+
+
+def test_reads_chunked_gzip_and_until_close_answers() -> None:
+    packed = gzip.compress(b'{"packed":true}')
+
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if "/chunked" in request.head:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for piece in (b"data: one\n\n", b"data: two\n\n"):
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            return True
+        if "/gzip" in request.head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n")
+            writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(packed), packed))
+            return True
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+        return False
+
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        response = await pool.request("POST", "/chunked")
+        assert [c async for c in response.iter_chunks()] in (
+            [b"data: one\n\n", b"data: two\n\n"],
+            [b"data: one\n\ndata: two\n\n"],
+        )
+        assert await (await pool.request("POST", "/gzip")).read() == b'{"packed":true}'
+        assert await (await pool.request("POST", "/close")).read() == b"until the end"
+        assert await (await pool.request("POST", "/gzip")).read() == b'{"packed":true}'
+
+    script = run(answer, scenario)
+    assert script.connections == 2  # the answer that ended at close took its connection along
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_transparently() -> None:
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        await writer.drain()
+        return False  # the server hangs up after each answer, keep-alive notwithstanding
+
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        for _ in range(3):
+            assert await (await pool.request("POST", "/x")).read() == b'{"ok":true}'
+            await asyncio.sleep(0.05)
+
+    script = run(answer, scenario)
+    assert len(script.requests) == 3
+    assert script.connections == 3
+
+
+def test_a_connection_dropped_mid_answer_fails_and_is_not_reused() -> None:
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if "/drop" in request.head:
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial')
+            return False
+        writer.write(OK)
+        return True
+
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        response = await pool.request("POST", "/drop")
+        with pytest.raises(UpstreamError, match="closed the connection mid-answer"):
+            await response.read()
+        assert await (await pool.request("POST", "/after")).read() == b'{"ok":true}'
+
+    script = run(answer, scenario)
+    assert script.connections == 2
+    assert len(script.requests) == 2  # the dropped request was not sent twice
+
+
+def test_malformed_answers_and_unreachable_upstreams_are_upstream_errors() -> None:
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"SMTP ready\r\n\r\n")
+        return True
+
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        with pytest.raises(UpstreamError, match="malformed HTTP answer"):
+            await pool.request("POST", "/x")
+
+    run(answer, scenario)
+
+    async def unreachable() -> None:
+        server = await asyncio.start_server(answer_ok, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        pool = ConnectionPool(
+            "gone", f"http://127.0.0.1:{port}", {}, limit=1, connect_timeout=1, total_timeout=1
+        )
+        with pytest.raises(UpstreamError, match="unreachable"):
+            await pool.request("POST", "/x")
+
+    asyncio.run(unreachable())
+
+
+def test_the_deadline_covers_the_headers_and_the_body() -> None:
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if "/slow-body" in request.head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{")
+        await asyncio.sleep(5)
+        return False
+
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        with pytest.raises(UpstreamTimeoutError):
+            await pool.request("POST", "/silent")
+        response = await pool.request("POST", "/slow-body")
+        with pytest.raises(UpstreamTimeoutError):
+            await response.read()
+
+    run(answer, scenario, total_timeout=0.3)
+
+
+def test_the_limit_holds_and_a_cancelled_request_gives_its_slot_back() -> None:
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.3 if "/hang" in request.head else 0.02)
+        writer.write(OK)
+        return True
+
+    async def scenario(pool: ConnectionPool, script: ScriptedServer) -> None:
+        hung = asyncio.create_task(pool.request("POST", "/hang"))
+        await asyncio.sleep(0.05)
+        hung.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hung
+        await asyncio.sleep(0.4)  # the server finishes with the abandoned request
+        script.most_open = script.open_now
+
+        async def one() -> bytes:
+            return await (await pool.request("POST", "/x")).read()
+
+        assert await asyncio.gather(*(one() for _ in range(6))) == [b'{"ok":true}'] * 6
+
+    script = run(answer, scenario, limit=1)
+    assert script.most_open == 1
+    assert script.connections == 2  # the cancelled request's connection was not reused
+
+
+@pytest.mark.parametrize(
+    ("base_url", "headers", "problem"),
+    [
+        ("ftp://example.com", {}, "http"),
+        ("http://127.0.0.1", {"X-Note": "a\r\nInjected: yes"}, "forbidden character"),
+    ],
+)
+def test_bad_configuration_is_refused_at_start(
+    base_url: str, headers: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        ConnectionPool("bad", base_url, headers, limit=1, connect_timeout=1, total_timeout=1)
