@@ -62,7 +62,7 @@ ENDPOINTS = {
 async def serve(
     gateway: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    record = UsageRecord(request_id=f"req_{secrets.token_hex(16)}", endpoint=endpoint.name)
+    record = UsageRecord(request_id=new_request_id(), endpoint=endpoint.name)
     started = time.perf_counter()
     request = request_headers(scope)
     headers = {"x-request-id": record.request_id}
@@ -202,6 +202,13 @@ async def serve(
     finally:
         if not handed_to_stream:
             await finish()
+
+
+def new_request_id() -> str:
+    """Unique and in time order: the clock in nanoseconds, then 64 random bits. The ledger's
+    unique index on request ids then grows at its end; random ids made each insert a random
+    B-tree descent, which cost twice as much per row and grew with the table."""
+    return f"req_{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 def _cache_ttl(gateway: Gateway, request: dict[str, str], key: ApiKey | None) -> float | None:
