@@ -35,7 +35,7 @@ class _Connection(asyncio.Protocol):
     """One socket, one request at a time. httptools calls the `on_*` methods from `feed_data`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -112,7 +112,7 @@ class _Connection(asyncio.Protocol):
         """Until something new arrives (headers, a chunk, the end) or the request fails."""
         if self._error is not None:
             raise self._error
-        self._waiter = self._loop.create_future()
+        self._waiter = self.loop.create_future()
         try:
             await self._waiter
         finally:
@@ -207,7 +207,8 @@ class Response:
 
 
 class ConnectionPool:
-    """Connections to one base URL, reused LIFO (the warmest first), at most `limit` at once."""
+    """Connections to one base URL, reused LIFO (the warmest first), at most `limit` at once; it
+    serves the event loop it is first used on."""
 
     def __init__(
         self,
@@ -244,6 +245,9 @@ class ConnectionPool:
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[_Connection] = []
         self._closing = False
+        # Bound on first use, like the connections: asking asyncio for the running loop costs a
+        # getpid() system call each time, which showed per request.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def request(self, method: str, path: str, body: bytes = b"") -> Response:
         """Send the request and wait for the answer's headers. The deadline covers the whole
@@ -252,7 +256,9 @@ class ConnectionPool:
             f"{method} {self._target_prefix}{path}{self._query} HTTP/1.1\r\n"
             f"{self._fixed_headers}Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total_timeout
         await self._slots.acquire()
         retried = False
@@ -294,7 +300,7 @@ class ConnectionPool:
     def release(self, connection: _Connection) -> None:
         self._slots.release()
         if connection.reusable() and not self._closing:
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = connection.loop.time()
             self._idle.append(connection)
         else:
             connection.close()
