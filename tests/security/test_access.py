@@ -67,6 +67,14 @@ def test_admin_api_needs_the_admin_key(
     assert allowed.status_code == 200
 
 
+def test_responses_do_not_name_the_server_software(open_gateway: Server) -> None:
+    for response in (
+        httpx.get(open_gateway.url + "/health"),
+        httpx.post(open_gateway.url + "/v1/chat/completions", json={"model": ECHO, "messages": []}),
+    ):
+        assert "server" not in response.headers
+
+
 def test_admin_api_is_off_without_an_admin_key(open_gateway: Server) -> None:
     for sent in (None, ADMIN_KEY, ""):
         headers = {"authorization": f"Bearer {sent}"} if sent else {}

@@ -68,6 +68,7 @@ def serve(
         http="httptools",
         log_level=log_level,
         access_log=False,
+        server_header=False,  # no advertising of the server software to every client
         timeout_graceful_shutdown=30,
     )
 

@@ -18,11 +18,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class WindowState:
+class WindowState(NamedTuple):
     """`used` includes the amount only if it was admitted. `reset_seconds` is when the window is
     empty again if admitted (OpenAI's x-ratelimit-reset-*), and when the same amount would be
     admitted if refused (Retry-After) — or when empty, if the amount alone exceeds the limit."""

@@ -31,6 +31,7 @@ BEGINNING = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PERIOD_WORDS = {"day": "daily", "month": "monthly", "total": "total"}
 
 Kind = Literal["requests", "tokens"]
+KINDS: tuple[Kind, ...] = ("requests", "tokens")
 
 
 class RateLimitedError(GatewayError):
@@ -269,20 +270,24 @@ def _period_of(period: str, day: dt.date) -> tuple[str, dt.datetime, dt.datetime
 
 
 def _rate_headers(hits: Sequence[_Hit], *, rolled_back: bool) -> dict[str, str]:
-    """OpenAI's x-ratelimit-* headers, per kind from the subject with the least room left; when
-    the request was refused, as they stand after its counts were taken back."""
-    tightest: dict[Kind, tuple[int, float, WindowState]] = {}
+    """OpenAI's x-ratelimit-* headers, per kind from the subject with the least room left (the
+    later reset breaking a tie); when the request was refused, as they stand after its counts
+    were taken back."""
+    tightest: dict[Kind, tuple[int, float, int]] = {}
     for hit in hits:
         state = hit.state
-        remaining = max(0, state.limit - state.used + (hit.recorded if rolled_back else 0))
+        remaining = state.limit - state.used + (hit.recorded if rolled_back else 0)
+        candidate = (remaining if remaining > 0 else 0, -state.reset_seconds, state.limit)
         best = tightest.get(hit.kind)
-        if best is None or (remaining, -state.reset_seconds) < (best[0], -best[1]):
-            tightest[hit.kind] = (remaining, state.reset_seconds, state)
+        if best is None or candidate < best:
+            tightest[hit.kind] = candidate
     headers: dict[str, str] = {}
-    for kind, (remaining, reset_seconds, state) in sorted(tightest.items()):
-        headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = _duration(reset_seconds)
+    for kind in KINDS:
+        if kind in tightest:
+            remaining, negative_reset, limit = tightest[kind]
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = _duration(-negative_reset)
     return headers
 
 
