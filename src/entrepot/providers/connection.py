@@ -3,9 +3,10 @@
 The upstream call is most of a forwarded request's cost. A general-purpose client (aiohttp, the
 lightest measured) spent ~110 µs of CPU on each POST to a local mock; this path spends ~30 µs,
 JSON included (`benchmarks/upstream_client.py`): one write per request, headers built once per
-upstream, and the response parsed by the same C parser uvicorn uses for requests. It does what an upstream AI API needs and nothing else: POST
-and GET with a body in memory, Content-Length or chunked answers (or one ending at close),
-gzip/deflate, TLS, a per-request deadline, and a connection limit.
+upstream, and the response parsed by the same C parser uvicorn uses for requests. It does what
+an upstream AI API needs and nothing else: POST and GET with a body in memory, Content-Length or
+chunked answers (or one ending at close), gzip/deflate, TLS, a per-request deadline, and a
+connection limit.
 
 A connection taken from the pool may have been closed by the server while idle. If it fails
 before any byte of the answer arrives, the request is sent once more on a new connection, as
