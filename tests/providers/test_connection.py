@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import trustme
 
 from entrepot.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
 from entrepot.providers.connection import ConnectionPool
@@ -252,3 +255,34 @@ def test_bad_configuration_is_refused_at_start(
 ) -> None:
     with pytest.raises(ConfigError, match=problem):
         ConnectionPool("bad", base_url, headers, limit=1, connect_timeout=1, total_timeout=1)
+
+
+def test_https_upstreams_are_verified_against_the_trusted_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def start() -> tuple[asyncio.Server, int]:
+        script = ScriptedServer(answer_ok)
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0, ssl=server_context)
+        return server, server.sockets[0].getsockname()[1]
+
+    async def call() -> bytes:
+        server, port = await start()
+        pool = ConnectionPool(
+            "tls", f"https://127.0.0.1:{port}/v1", {}, limit=1, connect_timeout=2, total_timeout=5
+        )
+        try:
+            return await (await pool.request("POST", "/chat/completions", b"{}")).read()
+        finally:
+            await pool.close()
+            server.close()
+
+    with pytest.raises(UpstreamError, match="TLS handshake \\(CERTIFICATE_VERIFY_FAILED\\)"):
+        asyncio.run(call())  # an authority the system does not trust
+    bundle = tmp_path / "authority.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    assert asyncio.run(call()) == b'{"ok":true}'

@@ -333,6 +333,10 @@ class ConnectionPool:
             raise UpstreamTimeoutError(
                 f"upstream {self.name} did not accept a connection in time"
             ) from None
+        except ssl.SSLError as exc:
+            raise UpstreamError(
+                f"upstream {self.name} failed the TLS handshake ({exc.reason or 'no reason'})"
+            ) from None
         except OSError:
             raise UpstreamError(f"upstream {self.name} is unreachable") from None
         return connection
