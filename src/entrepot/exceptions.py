@@ -119,4 +119,7 @@ class UpstreamRejectedError(GatewayError):
         super().__init__(message, param=param)
         self.status_code = status_code
         self.retry_after = retry_after
-        self.headers = {"retry-after": retry_after} if retry_after is not None else {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": self.retry_after} if self.retry_after is not None else {}

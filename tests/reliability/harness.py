@@ -94,11 +94,14 @@ def expected_cost_nanos(deployment: str, prompt_tokens: int, completion_tokens: 
     return prompt_tokens * per_prompt + completion_tokens * per_completion
 
 
-def ledger_rows(gateway: Server) -> list[dict[str, Any]]:
-    """Every usage record in the gateway's SQLite store."""
+def ledger_rows(gateway: Server, *, check_integrity: bool = False) -> list[dict[str, Any]]:
+    """Every usage record in the gateway's SQLite store; after a crash, the store is first
+    checked to open whole."""
     assert gateway.data_dir is not None
     with sqlite3.connect(gateway.data_dir / "entrepot.db") as db:
         db.row_factory = sqlite3.Row
+        if check_integrity:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         return [dict(row) for row in db.execute("SELECT * FROM usage_records")]
 
 

@@ -4,7 +4,6 @@ leaves no partial record; SIGTERM drains in-flight requests and loses nothing.""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tests.conftest import (
     fake_model,
     start_gateway,
 )
+from tests.reliability.harness import ledger_rows
 
 FLUSH_SECONDS = 0.25
 BATCH_SIZE = 500
@@ -101,14 +101,7 @@ class Load:
         return pool
 
 
-def ledger_rows(data_dir: Path) -> list[sqlite3.Row]:
-    with sqlite3.connect(data_dir / "entrepot.db") as db:
-        db.row_factory = sqlite3.Row
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return db.execute("SELECT * FROM usage_records").fetchall()
-
-
-def assert_complete(rows: list[sqlite3.Row]) -> None:
+def assert_complete(rows: list[dict[str, Any]]) -> None:
     """A record is all there or not there: every answered request's row has its outcome,
     tokens, cost and deployment."""
     ids = [row["request_id"] for row in rows]
@@ -136,7 +129,7 @@ def test_kill_9_under_load_loses_at_most_one_batch_window(
     try:
         assert httpx.get(restarted.url + "/health").status_code == 200
         assert crash_gateway.data_dir is not None
-        rows = ledger_rows(crash_gateway.data_dir)
+        rows = ledger_rows(crash_gateway, check_integrity=True)
         recorded = {row["request_id"] for row in rows}
         # Nothing is recorded that the client did not get.
         assert recorded <= set(load.answered)
@@ -154,7 +147,7 @@ def test_kill_9_under_load_loses_at_most_one_batch_window(
         assert answer.status_code == 200
     finally:
         restarted.stop()
-    after = {row["request_id"] for row in ledger_rows(crash_gateway.data_dir)}
+    after = {row["request_id"] for row in ledger_rows(crash_gateway, check_integrity=True)}
     assert answer.headers["x-request-id"] in after
 
 
@@ -177,6 +170,6 @@ def test_sigterm_drains_in_flight_requests_and_loses_nothing(crash_gateway: Serv
     assert len(slow.answered) >= 4
 
     assert crash_gateway.data_dir is not None
-    rows = ledger_rows(crash_gateway.data_dir)
+    rows = ledger_rows(crash_gateway, check_integrity=True)
     assert_complete(rows)
     assert {row["request_id"] for row in rows} == set(fast.answered) | set(slow.answered)

@@ -50,7 +50,7 @@ class HttpUpstream:
         response = await self._pool.request("POST", path, orjson.dumps(body))
         raw = await response.read()
         if response.status >= 400:
-            raise self.status_error(response.status, raw, response.headers.get("retry-after"))
+            raise self.status_error(response, raw)
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -72,15 +72,15 @@ class HttpUpstream:
         response = await self._pool.request("POST", path, orjson.dumps(body))
         try:
             if response.status >= 400:
-                raw = await response.read()
-                raise self.status_error(response.status, raw, response.headers.get("retry-after"))
+                raise self.status_error(response, await response.read())
             async for event in _events(response):
                 yield event
         finally:
             response.release()
 
-    def status_error(self, status: int, raw: bytes, retry_after: str | None = None) -> GatewayError:
+    def status_error(self, response: Response, raw: bytes) -> GatewayError:
         """Whose fault an upstream error is: theirs (5xx), ours (401/403) or the client's."""
+        status, retry_after = response.status, response.headers.get("retry-after")
         name = self.config.deployment
         detail = _upstream_message(raw)
         if status in (401, 403):
