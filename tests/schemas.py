@@ -1,4 +1,4 @@
-"""Validation against OpenAI's official OpenAPI spec (loaded from the shared specs folder).
+"""Validation against OpenAI's official OpenAPI spec (shipped in `tests/specs/`).
 
 The spec mixes OpenAPI 3.0's `nullable: true` into 3.1 schemas; it is read the way its authors
 mean it — the value may also be null — before handing the schemas to a JSON Schema validator.

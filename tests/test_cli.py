@@ -16,10 +16,10 @@ import entrepot.api.gateway
 from entrepot.cli import app, check_bind
 from entrepot.config import BUNDLED_ALIAS, StoreConfig, load_config
 from entrepot.exceptions import ConfigError
-from entrepot.ledger.records import UsageRecord
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
 from entrepot.store.usage import insert_records
+from entrepot.types import UsageRecord
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from entrepot.ledger.metrics import GatewayMetrics
-from entrepot.ledger.records import UsageRecord
+from entrepot.types import UsageRecord
 
 
 def exposed(*records: UsageRecord) -> set[str]:

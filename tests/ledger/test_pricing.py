@@ -17,7 +17,7 @@ from entrepot.ledger.pricing import (
     nanos_to_amount,
     price_for,
 )
-from entrepot.providers.base import TokenUsage
+from entrepot.types import TokenUsage
 
 AS_OF = dt.date(2026, 1, 1)
 

@@ -14,11 +14,11 @@ from sqlalchemy import Engine, func, select
 import entrepot.ledger.writer as writer_module
 from entrepot.config import StoreConfig
 from entrepot.ledger.metrics import GatewayMetrics
-from entrepot.ledger.records import UsageRecord
 from entrepot.ledger.writer import LedgerWriter
 from entrepot.store.db import open_engine
 from entrepot.store.tables import usage_records
 from entrepot.store.usage import insert_records
+from entrepot.types import UsageRecord
 
 NEVER = 3600.0  # a flush interval no test waits for: only a full batch or stop() writes
 

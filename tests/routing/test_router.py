@@ -18,8 +18,9 @@ from entrepot.exceptions import (
     UpstreamTimeoutError,
 )
 from entrepot.routing.breaker import CircuitBreaker
-from entrepot.routing.router import Attempt, Router, is_retryable
+from entrepot.routing.router import Router, is_retryable
 from entrepot.routing.table import RoutingTable
+from entrepot.types import Attempt
 
 
 def _config(strategy: str = "fallback", **route: Any) -> Config:

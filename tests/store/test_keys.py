@@ -12,8 +12,9 @@ from sqlalchemy import Engine, select
 from entrepot.config import StoreConfig
 from entrepot.exceptions import InvalidRequestError, NotFoundError
 from entrepot.store.db import open_engine
-from entrepot.store.keys import ApiKey, KeyStore, hash_key
+from entrepot.store.keys import KeyStore, hash_key
 from entrepot.store.tables import api_keys
+from entrepot.types import ApiKey
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from entrepot.config import StoreConfig
-from entrepot.ledger.records import UsageRecord
 from entrepot.store.db import open_engine
 from entrepot.store.tables import metadata, usage_records
 from entrepot.store.usage import UsageSummaryRow, insert_records, summarise
+from entrepot.types import UsageRecord
 
 Totals = tuple[int, int, int, int, dict[str, int]]
 

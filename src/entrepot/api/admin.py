@@ -13,7 +13,7 @@ from entrepot.api.asgi import parse_json, read_body
 from entrepot.api.gateway import Gateway
 from entrepot.exceptions import InvalidRequestError
 from entrepot.ledger.pricing import nanos_to_amount
-from entrepot.routing.explain import explain_route
+from entrepot.policy.explain import explain_route
 from entrepot.store.usage import summarise
 
 

@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 
 from entrepot.exceptions import AuthenticationError, PermissionDeniedError
-from entrepot.store.keys import KEY_PREFIX, ApiKey, KeyStore, hash_key
+from entrepot.store.keys import KEY_PREFIX, KeyStore, hash_key
+from entrepot.types import ApiKey
 
 REFRESH_SECONDS = 5.0
 MISS_RELOAD_SECONDS = 1.0

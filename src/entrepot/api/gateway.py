@@ -23,8 +23,8 @@ from entrepot.routing.cache import ResponseCache
 from entrepot.routing.router import Router
 from entrepot.routing.table import RoutingTable
 from entrepot.store.db import open_engine
-from entrepot.store.keys import ApiKey
 from entrepot.store.usage import spend_since
+from entrepot.types import ApiKey
 
 
 class Gateway:

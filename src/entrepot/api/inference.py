@@ -24,15 +24,12 @@ from entrepot.api.streaming import OpenedStream, open_stream, stream_events
 from entrepot.api.validation import validate_chat, validate_completion, validate_embedding
 from entrepot.exceptions import GatewayError
 from entrepot.ledger.billing import estimated_tokens, settle, worst_case_cost_nanos
-from entrepot.ledger.records import UsageRecord
 from entrepot.limits.limiter import Admission
 from entrepot.policy.access import authorize_model
 from entrepot.policy.eligibility import eligible_deployments
-from entrepot.providers.base import JSON
 from entrepot.routing import cache
-from entrepot.routing.router import Attempt
 from entrepot.routing.table import Deployment
-from entrepot.store.keys import ApiKey
+from entrepot.types import JSON, ApiKey, Attempt, UsageRecord
 
 DATA_CLASS_HEADER = "x-entrepot-data-class"
 DEPLOYMENT_HEADER = "x-entrepot-deployment"

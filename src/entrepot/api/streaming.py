@@ -15,9 +15,8 @@ from entrepot.api.asgi import error_body
 from entrepot.api.errors import log_unexpected
 from entrepot.exceptions import GatewayError, UpstreamTimeoutError
 from entrepot.ledger.billing import settle
-from entrepot.ledger.records import UsageRecord
-from entrepot.providers.base import JSON
 from entrepot.routing.table import Deployment
+from entrepot.types import JSON, UsageRecord
 
 DONE = b"data: [DONE]\n\n"
 

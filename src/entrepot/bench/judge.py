@@ -10,7 +10,7 @@ from typing import Any
 from entrepot.bench.graders import EmbedFn, JudgeFn
 from entrepot.bench.runner import BenchModel
 from entrepot.ledger.pricing import cost_nanos
-from entrepot.providers.base import TokenUsage
+from entrepot.types import TokenUsage
 
 JUDGE_PROMPT = """You are grading an answer against a rubric. Reply with a one-line reason, then
 a last line of the form "Score: N" where N is an integer from 0 (fails the rubric) to 10 (fully

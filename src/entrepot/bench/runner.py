@@ -23,9 +23,10 @@ from entrepot.bench.schema import ItemResult, TaskItem
 from entrepot.config import Config, ModelConfig, Price
 from entrepot.exceptions import ConfigError, GatewayError
 from entrepot.ledger.pricing import cost_nanos, price_for
-from entrepot.providers.base import JSON, Provider, TokenUsage
+from entrepot.providers.base import Provider
 from entrepot.providers.registry import create_provider
 from entrepot.routing.router import is_retryable
+from entrepot.types import JSON, TokenUsage
 
 DEFAULT_MAX_TOKENS = 512
 

@@ -200,7 +200,7 @@ def route(
     """Explain where a request would go, and why each deployment is admitted or rejected."""
     import orjson
 
-    from entrepot.routing.explain import explain_route
+    from entrepot.policy.explain import explain_route
     from entrepot.routing.router import Router
     from entrepot.routing.table import RoutingTable
 

@@ -7,9 +7,8 @@ import time
 from typing import Any
 
 from entrepot.ledger.pricing import cost_nanos, hardware_cost_nanos
-from entrepot.ledger.records import UsageRecord
-from entrepot.providers.base import JSON, TokenUsage
 from entrepot.routing.table import Deployment
+from entrepot.types import JSON, TokenUsage, UsageRecord
 
 BYTES_PER_TOKEN_ESTIMATE = 4
 

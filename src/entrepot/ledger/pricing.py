@@ -16,7 +16,7 @@ from importlib import resources
 import yaml
 
 from entrepot.config import ModelConfig, Price
-from entrepot.providers.base import TokenUsage
+from entrepot.types import TokenUsage
 
 NANOS = Decimal(1_000_000_000)
 

@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 
 from entrepot.config import StoreConfig
 from entrepot.ledger.metrics import GatewayMetrics
-from entrepot.ledger.records import UsageRecord
 from entrepot.store.usage import insert_records
+from entrepot.types import UsageRecord
 
 log = logging.getLogger("entrepot.ledger")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from entrepot.exceptions import PermissionDeniedError
-from entrepot.store.keys import ApiKey
+from entrepot.types import ApiKey
 
 
 def authorize_model(key: ApiKey | None, alias: str) -> None:

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy, Verdict
-from entrepot.providers.base import JSON
-from entrepot.routing.router import Attempt
 from entrepot.routing.table import Deployment, RoutingTable
-from entrepot.store.keys import ApiKey
+from entrepot.types import JSON, ApiKey, Attempt
 
 
 @dataclass(slots=True)

@@ -18,8 +18,8 @@ from entrepot.providers.anthropic_translate import (
     request_to_anthropic,
     response_to_openai,
 )
-from entrepot.providers.base import JSON
 from entrepot.providers.http import HttpUpstream
+from entrepot.types import JSON
 
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES_PATH = "/v1/messages"

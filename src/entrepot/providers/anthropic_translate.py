@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from entrepot.exceptions import InvalidRequestError, UpstreamError
-from entrepot.providers.base import JSON, TokenUsage
+from entrepot.types import JSON, TokenUsage
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_OBJECT_INSTRUCTION = (

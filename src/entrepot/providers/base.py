@@ -12,44 +12,10 @@ ledger can bill a stream exactly. The API layer hides that chunk from clients th
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from entrepot.config import ModelConfig
-
-JSON = dict[str, Any]
-
-
-@dataclass(slots=True)
-class TokenUsage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_tokens: int = 0
-
-    @classmethod
-    def from_openai(cls, usage: JSON | None) -> TokenUsage | None:
-        """Read OpenAI's usage object, including DeepSeek's `prompt_cache_hit_tokens` spelling."""
-        if not isinstance(usage, dict):
-            return None
-        completion_details = usage.get("completion_tokens_details") or {}
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
-        return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-            cached_tokens=int(cached),
-        )
-
-    def to_openai(self) -> JSON:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
-        }
+from entrepot.types import JSON
 
 
 class Provider(Protocol):

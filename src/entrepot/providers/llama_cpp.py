@@ -19,13 +19,13 @@ from typing import Any
 
 from entrepot.config import ModelConfig
 from entrepot.exceptions import InvalidRequestError, OverloadedError, UpstreamError
-from entrepot.providers.base import JSON, TokenUsage
 from entrepot.providers.local_generation import (
     LocalModel,
     Piece,
     Sampling,
     resolve_weights,
 )
+from entrepot.types import JSON, TokenUsage
 
 _END = object()
 PromptOf = Callable[[LocalModel], list[int]]

@@ -14,8 +14,8 @@ import orjson
 
 from entrepot.config import ModelConfig
 from entrepot.exceptions import UpstreamError
-from entrepot.providers.base import JSON
 from entrepot.providers.http import HttpUpstream
+from entrepot.types import JSON
 
 
 class OpenAICompatibleProvider:

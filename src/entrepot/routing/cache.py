@@ -16,7 +16,7 @@ import orjson
 
 from entrepot.config import CacheConfig
 from entrepot.exceptions import InvalidRequestError
-from entrepot.providers.base import JSON
+from entrepot.types import JSON
 
 HEADER = "x-entrepot-cache"
 DELIVERY_FIELDS = frozenset({"stream", "stream_options", "user"})

@@ -13,8 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from entrepot.config import Config
 from entrepot.exceptions import (
@@ -24,18 +23,9 @@ from entrepot.exceptions import (
     UpstreamRejectedError,
 )
 from entrepot.routing.table import Deployment
+from entrepot.types import Attempt
 
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Attempt:
-    deployment: str
-    outcome: str
-    reason: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"deployment": self.deployment, "outcome": self.outcome, "reason": self.reason}
 
 
 def is_retryable(exc: GatewayError) -> bool:

@@ -7,82 +7,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from entrepot.config import Budget, Limits
 from entrepot.exceptions import InvalidRequestError, NotFoundError
 from entrepot.store.tables import api_keys
+from entrepot.types import ApiKey
 
 KEY_PREFIX = "ek-"
 BUDGET_PERIODS = ("day", "month", "total")
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    id: int
-    name: str
-    key_prefix: str
-    allowed_models: tuple[str, ...] | None
-    budget_amount: Decimal | None
-    budget_currency: str | None
-    budget_period: str | None
-    created_at: dt.datetime
-    revoked_at: dt.datetime | None
-    team: str | None = None
-    data_class: str | None = None
-    requests_per_minute: int | None = None
-    tokens_per_minute: int | None = None
-    cache_ttl_seconds: int | None = None
-
-    limits: Limits = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        """Built once per key load rather than on every request that checks the key's limits."""
-        budget = None
-        if self.budget_amount is not None:
-            budget = Budget(
-                amount=self.budget_amount,
-                currency=self.budget_currency or "USD",
-                period=self.budget_period or "month",
-            )
-        limits = Limits(
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            budget=budget,
-        )
-        object.__setattr__(self, "limits", limits)
-
-    def may_use(self, alias: str) -> bool:
-        return self.allowed_models is None or alias in self.allowed_models
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "key_prefix": self.key_prefix,
-            "allowed_models": list(self.allowed_models) if self.allowed_models else None,
-            "budget": (
-                {
-                    "amount": str(self.budget_amount),
-                    "currency": self.budget_currency,
-                    "period": self.budget_period,
-                }
-                if self.budget_amount is not None
-                else None
-            ),
-            "team": self.team,
-            "data_class": self.data_class,
-            "requests_per_minute": self.requests_per_minute,
-            "tokens_per_minute": self.tokens_per_minute,
-            "cache_ttl_seconds": self.cache_ttl_seconds,
-            "created_at": self.created_at.isoformat(),
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-        }
 
 
 def hash_key(secret: str) -> str:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import JSON, Engine, Integer, String, func, select
 
-from entrepot.ledger.records import UsageRecord
 from entrepot.store.tables import usage_records
+from entrepot.types import UsageRecord
 
 Grouping = Literal["key", "model", "day"]
 

@@ -11,10 +11,9 @@ from entrepot.config import Config
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
 from entrepot.policy.eligibility import classify_request
-from entrepot.providers.base import JSON
 from entrepot.routing.router import Router
 from entrepot.routing.table import RoutingTable
-from entrepot.store.keys import ApiKey
+from entrepot.types import JSON, ApiKey
 
 
 @dataclass(frozen=True, slots=True)
