@@ -31,6 +31,7 @@ from benchmarks.perf.load import LoadResult, Target, first_byte_ms, wrk
 from benchmarks.perf.mock import start_mock
 from benchmarks.perf.servers import (
     LITELLM_VENV,
+    checkout_source,
     start_entrepot,
     start_floor,
     start_litellm,
@@ -143,6 +144,7 @@ def results_table(
 def verdicts(
     cells: dict[tuple[str, int], LoadResult],
     ttfb: dict[str, float],
+    cpu: dict[str, float],
     decode: DecodeResult | None,
     memory: dict[str, float] | None,
 ) -> list[tuple[str, str, str, bool | None]]:
@@ -161,6 +163,11 @@ def verdicts(
     if ("litellm", 16) in cells:
         peer = rps / cells[("litellm", 16)].per_second
         rows.append(("req/s @16, Entrepôt / LiteLLM", f"{peer:.1f}", "≥ 30", peer >= 30))
+    if ("baseline", 16) in cells and "baseline" in cpu:
+        ratio = cpu["entrepot"] / cpu["baseline"]
+        rows.append(
+            ("server CPU per request, Entrepôt / baseline", f"{ratio:.3f}", "≤ 1.05", ratio <= 1.05)
+        )
     stream_added = ttfb["entrepot"] - ttfb["direct"]
     floor_stream = ttfb["floor"] - ttfb["direct"]
     rows.append(
@@ -213,6 +220,11 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-decode", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--baseline",
+        metavar="REVISION",
+        help="also load Entrepôt as of this git revision, as a baseline measured in the same run",
+    )
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -229,13 +241,20 @@ def main() -> None:
                 raise SystemExit(f"LiteLLM is not installed in {LITELLM_VENV}: run make bench-perf")
             litellm = start_litellm(tmp, mock.url)
             servers.append(litellm)
+        baseline = None
+        if args.baseline:
+            source = checkout_source(args.baseline, tmp)
+            baseline = start_entrepot(tmp, mock.url, "baseline", source)
+            servers.append(baseline[0])
         entrepot, key = start_entrepot(tmp, mock.url)
         servers.append(entrepot)
-        pairs = targets(mock.url, floor, litellm, entrepot, key)
+        pairs = targets(mock.url, floor, litellm, entrepot, key, baseline)
         check_answers(pairs)
         names = [target.name for target, _ in pairs]
         console.print(f"loading {', '.join(names)}: {args.rounds} × {args.seconds:g} s per cell")
         named = {"floor": floor, "entrepot": entrepot, **({"litellm": litellm} if litellm else {})}
+        if baseline is not None:
+            named["baseline"] = baseline[0]
         processes = {name: psutil.Process(server.process.pid) for name, server in named.items()}
         cells, cpu = load_all(pairs, args.seconds, args.rounds, tmp, processes)
         ttfb = {stream.name: first_byte_ms(stream, args.ttfb_requests) for _, stream in pairs}
@@ -258,7 +277,7 @@ def main() -> None:
         f" Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
     console.print(results_table(cells, ttfb, cpu, names))
-    rows = verdicts(cells, ttfb, decode, memory)
+    rows = verdicts(cells, ttfb, cpu, decode, memory)
     console.print(verdict_table(rows))
     if args.json:
         report = {

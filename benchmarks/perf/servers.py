@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +117,30 @@ def entrepot_config(upstream: str) -> dict[str, Any]:
     }
 
 
-def start_entrepot(tmp: Path, upstream: str) -> tuple[Server, str]:
-    """Entrepôt and a client key with a model allow-list, a budget and rate limits."""
+def checkout_source(revision: str, tmp: Path) -> Path:
+    """The package source of an earlier commit, unpacked beside the run: served from there, it
+    is the baseline measured in the same run as the working tree, on the same noisy machine."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "src"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    destination = tmp / f"baseline-{revision}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(destination, filter="data")
+    return destination / "src"
+
+
+def start_entrepot(
+    tmp: Path, upstream: str, name: str = "entrepot", source: Path | None = None
+) -> tuple[Server, str]:
+    """Entrepôt and a client key with a model allow-list, a budget and rate limits; `source`
+    serves another copy of the package (a baseline) with the same configuration."""
     env = {"ENTREPOT_ADMIN_KEY": ADMIN_KEY, "PERF_UPSTREAM_KEY": UPSTREAM_KEY}
-    server = start_gateway(tmp, "entrepot", entrepot_config(upstream), env)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    server = start_gateway(tmp, name, entrepot_config(upstream), env)
     created = httpx.post(
         server.url + "/admin/keys",
         json={
@@ -134,7 +157,12 @@ def start_entrepot(tmp: Path, upstream: str) -> tuple[Server, str]:
 
 
 def targets(
-    mock: str, floor: Server, litellm: Server | None, entrepot: Server, key: str
+    mock: str,
+    floor: Server,
+    litellm: Server | None,
+    entrepot: Server,
+    key: str,
+    baseline: tuple[Server, str] | None = None,
 ) -> list[tuple[Target, Target]]:
     """Each target's (JSON, streaming) pair, in table order."""
     pairs = [
@@ -152,6 +180,14 @@ def targets(
             (
                 Target("litellm", litellm.url, "perf/echo", LITELLM_MASTER_KEY),
                 Target("litellm", litellm.url, "perf/stream", LITELLM_MASTER_KEY),
+            )
+        )
+    if baseline is not None:
+        server, baseline_key = baseline
+        pairs.append(
+            (
+                Target("baseline", server.url, "perf/echo", baseline_key),
+                Target("baseline", server.url, "perf/stream", baseline_key),
             )
         )
     pairs.append(
