@@ -1,11 +1,34 @@
-"""Every error Entrepôt raises on purpose, in one hierarchy.
+"""Every error Entrepôt raises on purpose, in one hierarchy:
+
+    EntrepotError
+    ├── ConfigError                      the configuration is missing, malformed or inconsistent
+    └── GatewayError (500)               a request failed; answered in OpenAI's error format
+        ├── InvalidRequestError (400)
+        │   ├── MethodNotAllowedError (405)
+        │   ├── PayloadTooLargeError (413)
+        │   ├── UnsupportedMediaTypeError (415)
+        │   └── ClientClosedError (499)
+        ├── AuthenticationError (401)
+        ├── BudgetExceededError (402)    limits: a key's or team's budget is spent
+        ├── PermissionDeniedError (403)
+        │   └── EgressDeniedError (403)  policy: no deployment may receive this data
+        ├── NotFoundError (404)
+        │   └── ModelNotFoundError (404)
+        ├── RateLimitedError (429)       limits: requests or tokens per minute
+        ├── OverloadedError (503)
+        ├── UpstreamError (502)
+        │   └── UpstreamTimeoutError (504)
+        └── UpstreamRejectedError (4xx)  the upstream's own refusal, its status passed on
 
 `GatewayError` subclasses carry what the API layer needs to answer in OpenAI's error format
-(status, type, code, param), so any layer — policy, routing, a provider — can fail a request
-precisely without knowing about HTTP responses.
+(status, type, code, param), so any layer — policy, routing, limits, a provider — can fail a
+request precisely without knowing about HTTP responses. They live here, at the bottom of the
+layers, so that catching one never means importing the layer that raises it.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class EntrepotError(Exception):
@@ -46,6 +69,36 @@ class PermissionDeniedError(GatewayError):
     status_code = 403
     error_type = "invalid_request_error"
     code = "permission_denied"
+
+
+class EgressDeniedError(PermissionDeniedError):
+    """The data's class (or its team) forbids every deployment the request could go to: a
+    refusal by policy, which names the rules, rather than a failure of any model."""
+
+    code = "egress_denied"
+
+
+class BudgetExceededError(GatewayError):
+    status_code = 402
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+class RateLimitedError(GatewayError):
+    """`error_type` names the limit ("requests" or "tokens"), as OpenAI's 429s do."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, *, kind: Literal["requests", "tokens"], headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.error_type = kind
+        self.headers = headers
 
 
 class NotFoundError(GatewayError):

@@ -4,28 +4,43 @@ settled onto its usage record afterwards."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+from entrepot.config import ModelConfig, Price
 from entrepot.ledger.pricing import cost_nanos, hardware_cost_nanos
-from entrepot.routing.table import Deployment
 from entrepot.types import JSON, TokenUsage, UsageRecord
 
 BYTES_PER_TOKEN_ESTIMATE = 4
 
 
-def requested_output(body: JSON, deployment: Deployment) -> int:
+class Billable(Protocol):
+    """What billing needs to know of a deployment: how it is configured and priced. Routing's
+    `Deployment` is one; naming only this keeps the ledger below routing, which prices its
+    deployments from the ledger's catalogue."""
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    @property
+    def price(self) -> Price | None: ...
+
+
+def requested_output(body: JSON, deployment: Billable) -> int:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     per_choice = int(limit) if limit else deployment.config.max_output_tokens
     return per_choice * int(body.get("n") or 1)
 
 
-def estimated_tokens(body_size: int, body: JSON, deployments: list[Deployment]) -> int:
+def estimated_tokens(body_size: int, body: JSON, deployments: Sequence[Billable]) -> int:
     """For tokens-per-minute admission: a typical ~4 bytes per token plus the output asked for."""
     output = max(requested_output(body, d) for d in deployments)
     return body_size // BYTES_PER_TOKEN_ESTIMATE + output
 
 
-def worst_case_cost_nanos(body_size: int, body: JSON, deployments: list[Deployment]) -> int | None:
+def worst_case_cost_nanos(
+    body_size: int, body: JSON, deployments: Sequence[Billable]
+) -> int | None:
     """An upper bound on what the request can cost on any eligible deployment.
 
     No tokenizer produces more tokens than the request has bytes, so the body's size bounds the
@@ -42,7 +57,7 @@ def worst_case_cost_nanos(body_size: int, body: JSON, deployments: list[Deployme
     return max(bounds) if bounds else None
 
 
-def settle(record: UsageRecord, deployment: Deployment, usage: Any, started: float) -> None:
+def settle(record: UsageRecord, deployment: Billable, usage: Any, started: float) -> None:
     tokens = TokenUsage.from_openai(usage)
     if tokens is not None:
         record.usage_reported = True

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from entrepot.config import Budget, Limits
-from entrepot.exceptions import GatewayError
+from entrepot.exceptions import BudgetExceededError, RateLimitedError
 from entrepot.ledger.pricing import NANOS, nanos_to_amount
 from entrepot.limits.counters import Counters, WindowState
 
@@ -32,28 +32,6 @@ PERIOD_WORDS = {"day": "daily", "month": "monthly", "total": "total"}
 
 Kind = Literal["requests", "tokens"]
 KINDS: tuple[Kind, ...] = ("requests", "tokens")
-
-
-class RateLimitedError(GatewayError):
-    """`error_type` names the limit ("requests" or "tokens"), as OpenAI's 429s do."""
-
-    status_code = 429
-    code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, kind: Kind, headers: dict[str, str]) -> None:
-        super().__init__(message)
-        self.error_type = kind
-        self.headers = headers
-
-
-class BudgetExceededError(GatewayError):
-    status_code = 402
-    error_type = "insufficient_quota"
-    code = "budget_exceeded"
-
-    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
-        super().__init__(message)
-        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
