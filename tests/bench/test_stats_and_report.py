@@ -81,6 +81,7 @@ def test_summary_numbers_and_outputs(tmp_path: Path) -> None:
         repeats=1,
     )
     a, b = report.models
+    assert a.score is not None and b.score is not None
     assert a.score.estimate == 0.75 and b.score.estimate == 0.5
     assert a.total_cost == pytest.approx(0.004) and a.cost_per_item == pytest.approx(0.001)
     assert a.cost_per_correct == pytest.approx(0.004 / 3)
@@ -91,7 +92,7 @@ def test_summary_numbers_and_outputs(tmp_path: Path) -> None:
     assert comparison.cost_ratio == pytest.approx(0.1)
     write_json(report, tmp_path / "r.json")
     loaded = BenchReport.model_validate(orjson.loads((tmp_path / "r.json").read_bytes()))
-    assert loaded.version == "1" and loaded.models[0].model == "A"
+    assert loaded.version == "2" and loaded.models[0].model == "A"
     write_html(report, tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert "<svg" in html and "<script>B" not in html and "&lt;script&gt;B" in html

@@ -15,8 +15,9 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 
 def scatter_svg(models: list[ModelSummary]) -> Markup:
     """Cost per item (log scale when costs span more than 10×) against score with CI whiskers;
-    the frontier is joined by a line."""
-    costs = [m.cost_per_item for m in models]
+    the frontier is joined by a line. Models without a score (every call failed) are left out."""
+    scored = [(m, m.score) for m in models if m.score is not None]
+    costs = [m.cost_per_item for m, _ in scored]
     positive = [c for c in costs if c > 0]
     log = bool(positive) and max(positive) / min(positive) > 10
     low = min(positive) if positive else 0.0
@@ -34,19 +35,19 @@ def scatter_svg(models: list[ModelSummary]) -> Markup:
         return HEIGHT - PAD - score * (HEIGHT - 2 * PAD)
 
     parts = [_axes(f"cost per item{' (log)' if log else ''}", "score")]
-    frontier = sorted((m for m in models if m.on_frontier), key=lambda m: m.cost_per_item)
+    frontier = sorted((p for p in scored if p[0].on_frontier), key=lambda p: p[0].cost_per_item)
     if len(frontier) > 1:
-        points = " ".join(f"{x(m.cost_per_item):.1f},{y(m.score.estimate):.1f}" for m in frontier)
+        points = " ".join(f"{x(m.cost_per_item):.1f},{y(s.estimate):.1f}" for m, s in frontier)
         parts.append(
             f'<polyline points="{points}" fill="none" stroke="#999" stroke-dasharray="4"/>'
         )
-    for i, m in enumerate(models):
+    for i, (m, score) in enumerate(scored):
         cx, colour = x(m.cost_per_item), COLOURS[i % len(COLOURS)]
         parts.append(
-            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(m.score.low):.1f}"'
-            f' y2="{y(m.score.high):.1f}" stroke="{colour}"/>'
-            f'<circle cx="{cx:.1f}" cy="{y(m.score.estimate):.1f}" r="{7 if m.on_frontier else 5}"'
-            f' fill="{colour}"/><text x="{cx + 9:.1f}" y="{y(m.score.estimate) - 6:.1f}"'
+            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(score.low):.1f}"'
+            f' y2="{y(score.high):.1f}" stroke="{colour}"/>'
+            f'<circle cx="{cx:.1f}" cy="{y(score.estimate):.1f}" r="{7 if m.on_frontier else 5}"'
+            f' fill="{colour}"/><text x="{cx + 9:.1f}" y="{y(score.estimate) - 6:.1f}"'
             f' font-size="12">{escape(m.model)}</text>'
         )
     return _svg(parts)

@@ -5,7 +5,7 @@ self-contained HTML file (inline SVG, no external assets, opens offline)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import jinja2
@@ -40,40 +40,47 @@ def summarise(
     tasks: list[str],
     repeats: int,
 ) -> BenchReport:
+    """The report of one run. A failed call is an error, not a wrong answer: it is left out of
+    the score, and a model with no answer at all gets no score and no place on the frontier."""
     models = list(dict.fromkeys(r.model for r in results))
     summaries = []
     for model in models:
         own = [r for r in results if r.model == model]
+        answered = [r for r in own if r.error is None]
         scores = _item_scores(results, model)
         total = sum(r.cost_nanos or 0 for r in own) / NANOS
         correct = sum(scores.values())
-        latencies = [r.latency_ms for r in own if r.error is None]
         task_of = {r.item_id: r.task for r in own}
         per_task: dict[str, list[float]] = defaultdict(list)
         for item, score in scores.items():
             per_task[task_of[item]].append(score)
+        errors = Counter(r.error for r in own if r.error is not None)
         summaries.append(
             ModelSummary(
                 model=model,
                 items=len({r.item_id for r in own}),
                 graded=sum(1 for r in own if r.score is not None),
-                errors=sum(1 for r in own if r.error is not None),
-                score=bootstrap_mean(list(scores.values()) or [0.0]),
+                errors=errors.total(),
+                score=bootstrap_mean(list(scores.values())) if scores else None,
                 total_cost=total,
-                cost_per_item=total / len(own) if own else 0.0,
+                cost_per_item=total / len(answered) if answered else 0.0,
                 cost_per_correct=total / correct if correct else None,
                 currency=currencies.get(model, "USD"),
                 price_date=price_dates.get(model),
                 cost_basis=cost_basis.get(model, "unpriced"),
-                latency_p50_ms=percentile(latencies, 50),
-                latency_p95_ms=percentile(latencies, 95),
+                latency_p50_ms=percentile([r.latency_ms for r in answered], 50),
+                latency_p95_ms=percentile([r.latency_ms for r in answered], 95),
+                queue_p50_ms=percentile([r.queue_ms for r in answered], 50),
+                queue_p95_ms=percentile([r.queue_ms for r in answered], 95),
+                top_error=errors.most_common(1)[0][0] if errors else None,
                 prompt_tokens=sum(r.prompt_tokens for r in own),
                 completion_tokens=sum(r.completion_tokens for r in own),
                 judge_cost=sum(r.judge_cost_nanos for r in own) / NANOS,
                 per_task={t: bootstrap_mean(s) for t, s in sorted(per_task.items())},
             )
         )
-    frontier = pareto_frontier([(s.model, s.total_cost, s.score.estimate) for s in summaries])
+    scored = [(s.model, s.total_cost, s.score.estimate) for s in summaries if s.score is not None]
+    frontier = pareto_frontier(scored)
     for summary in summaries:
         summary.on_frontier = summary.model in frontier
     return BenchReport(
@@ -131,13 +138,13 @@ def write_json(report: BaseModel, path: Path) -> None:
 def render_table(report: BenchReport) -> Table:
     table = Table(
         "model", "score (95% CI)", "items", "errors", "total", "per item", "per correct",
-        "p50/p95 ms", "tokens in/out", "frontier",
+        "p50/p95 ms", "queue p50/p95 ms", "tokens in/out", "frontier",
         title=f"{report.items} items × {report.repeats} repeat(s): {', '.join(report.tasks)}",
     )  # fmt: skip
     for s in report.models:
         table.add_row(
             s.model,
-            f"{s.score.estimate:.3f} ({s.score.low:.3f}–{s.score.high:.3f})",
+            _score_text(s),
             str(s.items),
             str(s.errors),
             f"{s.total_cost:.6f} {s.currency}"
@@ -145,10 +152,23 @@ def render_table(report: BenchReport) -> Table:
             f"{s.cost_per_item:.6f}",
             f"{s.cost_per_correct:.6f}" if s.cost_per_correct is not None else "—",
             f"{s.latency_p50_ms:.0f}/{s.latency_p95_ms:.0f}",
+            f"{s.queue_p50_ms:.0f}/{s.queue_p95_ms:.0f}",
             f"{s.prompt_tokens}/{s.completion_tokens}",
             "★" if s.on_frontier else "",
         )
     return table
+
+
+def _score_text(summary: ModelSummary) -> str:
+    score = summary.score
+    if score is None:
+        return "— (no answers)"
+    return f"{score.estimate:.3f} ({score.low:.3f}–{score.high:.3f})"
+
+
+def failed_models(report: BenchReport) -> list[ModelSummary]:
+    """Models that gave no answer at all: every call failed, so they could not be scored."""
+    return [s for s in report.models if s.score is None and s.errors]
 
 
 def print_report(report: BenchReport, console: Console) -> None:
@@ -158,6 +178,22 @@ def print_report(report: BenchReport, console: Console) -> None:
     judged = [s for s in report.models if s.judge_cost]
     for s in judged:
         console.print(f"  judge cost for {s.model}: {s.judge_cost:.6f} {s.currency}")
+    for s in report.models:
+        if s.top_error is None:
+            continue
+        what = (
+            f"every call failed ({s.errors}); not scored"
+            if s in failed_models(report)
+            else f"{s.errors} call(s) failed; scored on the rest"
+        )
+        console.print(f"[red]{s.model}: {what}. Most frequent error:[/red] {s.top_error}")
+    reused = sum(1 for r in report.results if r.cached)
+    asked = len(report.results) - reused
+    failed = sum(1 for r in report.results if not r.cached and r.error is not None)
+    console.print(
+        f"answers: {reused} reused from earlier runs, {asked} asked"
+        + (f" ({failed} failed; a re-run asks them again)" if failed else "")
+    )
 
 
 # One look for every HTML report: inline, so a report opens offline from a mail attachment.
@@ -174,15 +210,18 @@ HTML = TEMPLATES.from_string(
 created {{ r.created_at.strftime("%Y-%m-%d %H:%M UTC") }} · report format v{{ r.version }}</p>
 {% for c in r.comparisons %}<p class="headline">{{ c.headline }}</p>{% endfor %}
 <table><tr><th>model</th><th>score</th><th>95% CI</th><th>items</th><th>errors</th>
-<th>total cost</th><th>per correct</th><th>p50 ms</th><th>p95 ms</th><th>price date</th></tr>
+<th>total cost</th><th>per correct</th><th>p50 ms</th><th>p95 ms</th><th>queue p50/p95 ms</th>
+<th>price date</th></tr>
 {% for s in r.models %}<tr><td>{{ s.model }}{% if s.on_frontier %} ★{% endif %}</td>
+{% if s.score is none %}<td>—</td><td>no answers: {{ s.top_error }}</td>{% else %}
 <td>{{ "%.3f"|format(s.score.estimate) }}</td>
-<td>{{ "%.3f"|format(s.score.low) }}–{{ "%.3f"|format(s.score.high) }}</td>
+<td>{{ "%.3f"|format(s.score.low) }}–{{ "%.3f"|format(s.score.high) }}</td>{% endif %}
 <td>{{ s.items }}</td><td>{{ s.errors }}</td>
 <td>{{ "%.6f"|format(s.total_cost) }} {{ s.currency }} ({{ s.cost_basis }})</td>
 <td>{% if s.cost_per_correct is not none %}{{ "%.6f"|format(s.cost_per_correct) }}
 {%- else %}—{% endif %}</td>
 <td>{{ "%.0f"|format(s.latency_p50_ms) }}</td><td>{{ "%.0f"|format(s.latency_p95_ms) }}</td>
+<td>{{ "%.0f"|format(s.queue_p50_ms) }}/{{ "%.0f"|format(s.queue_p95_ms) }}</td>
 <td>{{ s.price_date or "undated" }}</td></tr>{% endfor %}</table>
 <h2>Cost and quality (★ = Pareto frontier)</h2>{{ scatter }}
 <h2>Score by task</h2>{{ bars }}

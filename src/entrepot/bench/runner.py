@@ -1,6 +1,6 @@
-"""Running items on models: bounded concurrency, per-model pacing, retries, a persistent response
-cache, and resumption — an interrupted run picks up where it stopped without asking any model
-an answered item again.
+"""Running items on models: concurrency and pacing per model, retries, and a persistent cache
+keyed by the full request — a re-run or an interrupted run asks no model an answered question
+again, while a changed prompt, model or setting is asked afresh.
 
 Models come from the same configuration and provider layer as the gateway (in-process), or from
 a running gateway by URL; either way a model is configured once and used everywhere.
@@ -11,15 +11,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
 
-from entrepot.bench.cache import ResponseStore
+from entrepot.bench.cache import (
+    ANSWERS,
+    GRADES,
+    RESULTS,
+    ResponseStore,
+    clear_run,
+    grade_key,
+    model_identity,
+    request_key,
+)
 from entrepot.bench.graders import EmbedFn, JudgeFn, grade
-from entrepot.bench.schema import ItemResult, TaskItem
+from entrepot.bench.schema import Grade, ItemResult, TaskItem
 from entrepot.config import Config, ModelConfig, Price
 from entrepot.exceptions import ConfigError, GatewayError
 from entrepot.ledger.pricing import cost_nanos, price_for
@@ -38,7 +47,17 @@ class BenchModel:
     provider: Provider
     price: Price | None
     hardware_cost_per_hour: Decimal | None
-    busy: list[tuple[float, float]] = field(default_factory=list)
+    # How many requests the model serves at once when `config` does not say (a local model
+    # reached through a gateway by URL); see `slots`.
+    parallel: int | None = None
+
+    @property
+    def slots(self) -> int | None:
+        """How many requests the model serves at once, when known: a local model's
+        `local.parallel`. More would only queue inside it."""
+        if self.parallel is not None:
+            return self.parallel
+        return self.config.local.parallel if self.config.provider == "llama_cpp" else None
 
     @property
     def price_date(self) -> str | None:
@@ -85,12 +104,18 @@ def bench_models(
         rate = (hardware_costs or {}).get(alias)
         if rate is None and configured is not None:
             rate = configured.hardware_cost_per_hour
-        models.append(BenchModel(alias, deployment, create_provider(deployment), price, rate))
+        local = configured is not None and configured.provider == "llama_cpp"
+        parallel = configured.local.parallel if configured and local else None
+        models.append(
+            BenchModel(alias, deployment, create_provider(deployment), price, rate, parallel)
+        )
     return models
 
 
 @dataclass(slots=True)
 class RunOptions:
+    """`concurrency` is per model; `fresh` forgets the out directory's earlier answers first."""
+
     out: Path
     concurrency: int = 8
     repeat: int = 1
@@ -100,6 +125,7 @@ class RunOptions:
     seed: int = 0
     temperature: float = 0.0
     max_tokens: int = DEFAULT_MAX_TOKENS
+    fresh: bool = False
 
 
 class Pacer:
@@ -121,11 +147,26 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
+class _Lane:
+    """One model's share of a run, so a slow model never holds a fast one's turn: at most
+    `concurrency` of its items in flight, of which at most `parallel` at the model itself. The
+    rest wait here, where the wait is measured as queueing instead of being counted as the
+    model's latency or busy time."""
+
+    def __init__(self, model: BenchModel, options: RunOptions) -> None:
+        self.in_flight = asyncio.Semaphore(options.concurrency)
+        self.slots = asyncio.Semaphore(min(options.concurrency, model.slots or 1 << 30))
+        self.pacer = Pacer(options.requests_per_minute)
+
+
 class BenchRunner:
     """Asks every model every item (× repeats) and grades the answers as they arrive.
 
-    `grade_answers=False` only collects the answers: the audit classifies them afterwards, as a
-    whole run, with rules and an optional judge.
+    An answer already in the out directory's cache under the same request (see `cache`) is
+    reused instead of asked, and a grade under the same grader definition likewise; anything
+    else is asked again. `results.jsonl` holds this run's results as they arrive, so an
+    interrupted run shows what it kept. `grade_answers=False` only collects the answers: the
+    audit classifies them afterwards, as a whole run, with rules and an optional judge.
     """
 
     def __init__(
@@ -146,83 +187,77 @@ class BenchRunner:
         self._embed = embed
         self._on_result = on_result
         self._grade_answers = grade_answers
-        self._results_path = options.out / "results.jsonl"
-        self._store = ResponseStore(options.out / "responses.sqlite")
+        self._lanes = {m.alias: _Lane(m, options) for m in models}
 
-    def done(self) -> dict[tuple[str, str, int], ItemResult]:
-        """Results already on disk from an earlier (possibly interrupted) run of this bench."""
-        if not self._results_path.exists():
-            return {}
-        found = {}
-        for line in self._results_path.read_bytes().splitlines():
-            if line.strip():
-                result = ItemResult.model_validate(orjson.loads(line))
-                found[(result.model, result.item_id, result.repeat)] = result
-        return found
-
-    def pending(self) -> list[tuple[BenchModel, TaskItem, int]]:
-        done = self.done()
-        return [
-            (model, item, repeat)
-            for repeat in range(self.options.repeat)
-            for item in self.items
-            for model in self.models
-            if (model.alias, item.id, repeat) not in done
-        ]
-
-    async def run(self) -> list[ItemResult]:
-        self.options.out.mkdir(parents=True, exist_ok=True)
-        earlier = self.done()
-        for result in earlier.values():
-            if self._on_result:
-                self._on_result(result)
-        work = self.pending()
-        limit = asyncio.Semaphore(self.options.concurrency)
-        pacers = {m.alias: Pacer(self.options.requests_per_minute) for m in self.models}
-        for model in self.models:
-            await model.provider.start()
-        try:
-            with self._results_path.open("ab") as sink:
-
-                async def one(model: BenchModel, item: TaskItem, repeat: int) -> None:
-                    async with limit:
-                        await pacers[model.alias].wait()
-                        result = await self._answer(model, item, repeat)
-                    sink.write(orjson.dumps(result.model_dump()) + b"\n")
-                    sink.flush()
-                    if self._on_result:
-                        self._on_result(result)
-
-                await asyncio.gather(*(one(m, i, r) for m, i, r in work))
-        finally:
-            for model in self.models:
-                await model.provider.close()
-            self._store.close()
-        results = list(self.done().values())
-        apply_hardware_costs(self.models, results)
-        return results
-
-    async def _answer(self, model: BenchModel, item: TaskItem, repeat: int) -> ItemResult:
-        body: JSON = {
+    def request(self, model: BenchModel, item: TaskItem, repeat: int) -> JSON:
+        """Exactly what is sent for one item: its cache key is a hash of this."""
+        return {
             "model": model.config.target,
             "messages": item.chat_messages(),
             "max_tokens": item.max_tokens or self.options.max_tokens,
             "temperature": self.options.temperature,
             "seed": self.options.seed + repeat,
         }
-        key = ResponseStore.key(model.alias, model.config.target, body)
-        stored = self._store.get(key)
+
+    async def run(self) -> list[ItemResult]:
+        """This run's results, in item order (model by model within an item)."""
+        out = self.options.out
+        out.mkdir(parents=True, exist_ok=True)
+        if self.options.fresh:
+            clear_run(out)
+        work = [
+            (model, item, repeat)
+            for repeat in range(self.options.repeat)
+            for item in self.items
+            for model in self.models
+        ]
+        answers, grades = ResponseStore(out / ANSWERS), ResponseStore(out / GRADES)
+        for model in self.models:
+            await model.provider.start()
+        try:
+            with (out / RESULTS).open("wb") as sink:
+
+                async def one(model: BenchModel, item: TaskItem, repeat: int) -> ItemResult:
+                    result = await self._answer(model, item, repeat, answers, grades)
+                    sink.write(orjson.dumps(result.model_dump()) + b"\n")
+                    sink.flush()
+                    if self._on_result:
+                        self._on_result(result)
+                    return result
+
+                results = await asyncio.gather(*(one(m, i, r) for m, i, r in work))
+        finally:
+            for model in self.models:
+                await model.provider.close()
+            answers.close()
+            grades.close()
+        apply_hardware_costs(self.models, results)
+        return results
+
+    async def _answer(
+        self,
+        model: BenchModel,
+        item: TaskItem,
+        repeat: int,
+        answers: ResponseStore,
+        grades: ResponseStore,
+    ) -> ItemResult:
+        body = self.request(model, item, repeat)
+        key = request_key(model.config, body)
+        stored = answers.get(key)
         result = ItemResult(item_id=item.id, task=item.task, model=model.alias, repeat=repeat)
         if stored is None:
             try:
-                stored = await self._call(model, body)
+                stored = await self._ask(model, body)
             except GatewayError as exc:
                 result.error = f"{exc.status_code} {exc.code or exc.error_type}: {exc.message}"
                 return result
-            self._store.put(key, stored)
+            answers.put(key, stored)
         else:
             result.cached = True
-        response, result.latency_ms = stored["response"], float(stored["latency_ms"])
+        response = stored["response"]
+        result.latency_ms, result.queue_ms = float(stored["latency_ms"]), float(stored["queue_ms"])
+        result.started_at = float(stored["started_at"])
         usage = TokenUsage.from_openai(response.get("usage")) or TokenUsage()
         result.prompt_tokens, result.completion_tokens = (
             usage.prompt_tokens,
@@ -236,44 +271,79 @@ class BenchRunner:
         reasoning = message.get("reasoning_content")
         result.reasoning = str(reasoning) if reasoning else None
         result.finish_reason = choice.get("finish_reason")
-        if not self._grade_answers:
-            return result
-        try:
-            graded = await grade(item, result.answer, judge=self._judge, embed=self._embed)
-        except GatewayError as exc:
-            result.error = f"grading failed: {exc.message}"
-            return result
-        result.score, result.detail = graded.score, graded.detail
-        result.judge_cost_nanos = graded.judge_cost_nanos
+        if self._grade_answers:
+            await self._grade(item, result, grades)
         return result
 
-    async def _call(self, model: BenchModel, body: JSON) -> JSON:
-        for attempt in range(self.options.retries + 1):
-            started = time.monotonic()
+    async def _grade(self, item: TaskItem, result: ItemResult, grades: ResponseStore) -> None:
+        answer = result.answer or ""
+        helper = {"judge": self._judge, "similarity": self._embed}.get(item.grader.kind)
+        key = grade_key(item, answer, model_identity(helper))
+        stored = grades.get(key)
+        if stored is None:
             try:
-                response = await model.provider.chat(body)
+                graded = await grade(item, answer, judge=self._judge, embed=self._embed)
             except GatewayError as exc:
-                if not is_retryable(exc) or attempt == self.options.retries:
-                    raise
+                result.error = f"grading failed: {exc.message}"
+                return
+            stored = graded.model_dump()
+            grades.put(key, stored)
+        graded = Grade.model_validate(stored)
+        result.score, result.detail = graded.score, graded.detail
+        result.judge_cost_nanos = graded.judge_cost_nanos
+
+    async def _ask(self, model: BenchModel, body: JSON) -> JSON:
+        """Ask once a slot of the model is free, retrying what may succeed later. Latency is
+        the answering attempt alone; waits for a slot and for pacing add up as queueing."""
+        lane, queued = self._lanes[model.alias], 0.0
+        async with lane.in_flight:
+            for attempt in range(self.options.retries + 1):
+                waiting = time.time()
+                async with lane.slots:
+                    await lane.pacer.wait()
+                    # Wall-clock times, so spans of answers asked in different runs compare.
+                    started = time.time()
+                    queued += started - waiting
+                    try:
+                        response = await model.provider.chat(body)
+                    except GatewayError as exc:
+                        if not is_retryable(exc) or attempt == self.options.retries:
+                            raise
+                    else:
+                        return {
+                            "response": response,
+                            "latency_ms": (time.time() - started) * 1000,
+                            "queue_ms": queued * 1000,
+                            "started_at": started,
+                        }
                 await asyncio.sleep(self.options.backoff_seconds * 2**attempt)
-                continue
-            finished = time.monotonic()
-            model.busy.append((started, finished))
-            return {"response": response, "latency_ms": (finished - started) * 1000}
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def kept_answers(out: Path) -> int:
+    """How many answers the last run into `out` kept (its `results.jsonl`; errors excluded)."""
+    path = out / RESULTS
+    if not path.exists():
+        return 0
+    lines = (line for line in path.read_bytes().splitlines() if line.strip())
+    return sum(1 for line in lines if orjson.loads(line).get("error") is None)
 
 
 def apply_hardware_costs(models: list[BenchModel], results: list[ItemResult]) -> None:
     """Cost local models by the machine time they used: the hourly rate times the time the model
-    was busy in this run, shared among its items by tokens (throughput measured, not assumed)."""
+    was busy on this run's answers, shared among them by tokens (throughput measured, not
+    assumed). Busy time is the union of the answers' own spans, queueing excluded, as recorded
+    when each was asked: a re-run that reuses them costs exactly what the live run did."""
     for model in models:
         if model.cost_basis != "hardware" or model.hardware_cost_per_hour is None:
             continue
-        own = [r for r in results if r.model == model.alias and r.error is None]
+        own = [r for r in results if r.model == model.alias and r.started_at is not None]
         tokens = sum(r.prompt_tokens + r.completion_tokens for r in own)
-        busy = _union_seconds(model.busy) or sum(r.latency_ms for r in own) / 1000
         if not tokens:
             continue
+        busy = _union_seconds(
+            [(r.started_at, r.started_at + r.latency_ms / 1000) for r in own if r.started_at]
+        )
         per_token = Decimal(str(busy)) * model.hardware_cost_per_hour / Decimal(3600) / tokens
         for result in own:
             share = per_token * (result.prompt_tokens + result.completion_tokens)

@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-REPORT_VERSION = "1"
+# 2: a model whose every call failed has no score (null) and names its top error; latency and
+# queue wait are reported apart.
+REPORT_VERSION = "2"
 
 GraderKind = Literal[
     "exact",
@@ -112,7 +114,13 @@ class ItemResult(_Strict):
     completion_tokens: int = 0
     cost_nanos: int | None = None
     judge_cost_nanos: int = 0
+    # The model's own time on this answer, from the request sent to the answer received; the
+    # wait for a free slot of the model (or for `--rpm` pacing) before that is `queue_ms`.
     latency_ms: float = 0.0
+    queue_ms: float = 0.0
+    # When the model started on it (Unix time): busy time is the union of these spans, the same
+    # whether the answer was asked in this run or reused from the cache.
+    started_at: float | None = None
     cached: bool = False
 
 
@@ -123,11 +131,14 @@ class Interval(_Strict):
 
 
 class ModelSummary(_Strict):
+    """One model's numbers. A failed call is an error, not a wrong answer: a model with no answer
+    at all has no `score` (and is on no frontier); `top_error` is its most frequent error."""
+
     model: str
     items: int
     graded: int
     errors: int
-    score: Interval
+    score: Interval | None
     total_cost: float
     cost_per_item: float
     cost_per_correct: float | None
@@ -136,6 +147,9 @@ class ModelSummary(_Strict):
     cost_basis: Literal["tokens", "hardware", "unpriced"]
     latency_p50_ms: float
     latency_p95_ms: float
+    queue_p50_ms: float = 0.0
+    queue_p95_ms: float = 0.0
+    top_error: str | None = None
     prompt_tokens: int
     completion_tokens: int
     judge_cost: float = 0.0

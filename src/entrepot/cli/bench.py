@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from entrepot.cli.common import ConfigOption, console, load
@@ -19,7 +22,7 @@ def bench(
     ] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated model aliases.")] = None,
     reference: Annotated[str | None, typer.Option(help="The model others are compared to.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight per model.")] = 8,
     repeat: Annotated[int, typer.Option(min=1)] = 1,
     limit: Annotated[
         int | None, typer.Option(min=1, help="The first N items of each task.")
@@ -44,6 +47,9 @@ def bench(
     ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     max_tokens: Annotated[int, typer.Option(min=1, help="Default answer length cap.")] = 512,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Forget the answers already in --out; ask all again.")
+    ] = False,
     list_packs: Annotated[bool, typer.Option("--list", help="List built-in packs.")] = False,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the report's JSON Schema.")
@@ -52,6 +58,7 @@ def bench(
 ) -> None:
     """Run tasks on several models: quality with confidence intervals, and cost."""
     from entrepot.bench.packs import list_packs as packs
+    from entrepot.bench.report import failed_models
     from entrepot.bench.runner import RunOptions
     from entrepot.bench.session import BenchRequest, run_bench
 
@@ -88,6 +95,7 @@ def bench(
             requests_per_minute=rpm,
             seed=seed,
             max_tokens=max_tokens,
+            fresh=fresh,
         ),
         limit=limit,
         gateway_url=gateway,
@@ -101,6 +109,27 @@ def bench(
     except (ConfigError, GatewayError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    if fail_under is not None and any(m.score.estimate < fail_under for m in report.models):
+    except KeyboardInterrupt:
+        raise interrupted(out) from None
+    failed = failed_models(report)
+    if failed:
+        names = ", ".join(m.model for m in failed)
+        console.print(f"[red]no answers from {names}: see the error above[/red]")
+        raise typer.Exit(1)
+    scores = [m.score.estimate for m in report.models if m.score is not None]
+    if fail_under is not None and any(score < fail_under for score in scores):
         console.print(f"[red]a model scored below {fail_under}[/red]")
         raise typer.Exit(1)
+
+
+def interrupted(out: Path) -> typer.Exit:
+    """Ctrl-C: what was kept, and the command that resumes (the same one, minus `--fresh`)."""
+    from entrepot.bench.runner import kept_answers
+
+    program = "python -m entrepot" if Path(sys.argv[0]).name == "__main__.py" else "entrepot"
+    again = shlex.join([a for a in sys.argv[1:] if a != "--fresh"])
+    console.print(
+        f"\n[yellow]interrupted: {kept_answers(out)} answers kept in {out}.[/yellow]"
+        f" Resume (asking only the rest) with:\n  {escape(program + ' ' + again)}"
+    )
+    return typer.Exit(130)

@@ -1,0 +1,165 @@
+"""Re-running a bench into the same out directory, as a user does after editing a task file or a
+flag: what changed is asked (or graded) again, what did not is reused and counted as such, and
+`--fresh` starts over. Also: fewer models than the directory holds, and a model whose every call
+fails."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from entrepot.bench.runner import BenchRunner, RunOptions, bench_models
+from entrepot.bench.schema import ItemResult, TaskItem
+from entrepot.bench.session import BenchRequest, run_bench
+from entrepot.cli import app
+from entrepot.config import Config, ModelConfig
+from tests.conftest import UPSTREAM_KEY, Server, fake_model
+
+PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
+ITEMS: list[dict[str, Any]] = [
+    {"id": "a", "prompt": "alpha", "expected": "echo: alpha", "grader": {"kind": "exact"}},
+    {"id": "b", "prompt": "beta", "expected": "echo: beta", "grader": {"kind": "exact"}},
+    {"id": "c", "prompt": "gamma", "expected": "omega", "grader": {"kind": "exact"}},
+]
+
+
+@pytest.fixture(autouse=True)
+def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
+    monkeypatch.delenv("UNSET_BENCH_KEY", raising=False)
+
+
+def _config(fake: Server) -> Config:
+    return Config(
+        models=[
+            ModelConfig.model_validate(fake_model(fake, "big", "echo-model", price=PRICE)),
+            ModelConfig.model_validate(fake_model(fake, "small", "echo-model", price=PRICE)),
+            ModelConfig.model_validate(
+                fake_model(fake, "keyless", "echo-model", api_key_env="UNSET_BENCH_KEY")
+            ),
+        ]
+    )
+
+
+def _items(**changes: dict[str, Any]) -> list[TaskItem]:
+    return [TaskItem.model_validate({**item, **changes.get(item["id"], {})}) for item in ITEMS]
+
+
+def _run(
+    fake: Server, out: Path, items: list[TaskItem] | None = None, **options: Any
+) -> dict[str, ItemResult]:
+    models = bench_models(_config(fake), ["big"])
+    runner = BenchRunner(models, items or _items(), RunOptions(out=out, **options))
+    return {r.item_id: r for r in asyncio.run(runner.run())}
+
+
+def _last_request(fake: Server) -> dict[str, Any]:
+    last: dict[str, Any] = httpx.get(fake.url + "/last-request").json()
+    return last
+
+
+def test_changed_settings_are_asked_again(fake_openai: Server, tmp_path: Path) -> None:
+    first = _run(fake_openai, tmp_path)
+    assert not any(r.cached for r in first.values())
+    same = _run(fake_openai, tmp_path)
+    assert all(r.cached for r in same.values())
+
+    longer = _run(fake_openai, tmp_path, max_tokens=7)
+    assert not any(r.cached for r in longer.values())
+    assert _last_request(fake_openai)["max_tokens"] == 7
+    reseeded = _run(fake_openai, tmp_path, max_tokens=7, seed=5)
+    assert not any(r.cached for r in reseeded.values())
+    assert _last_request(fake_openai)["seed"] == 5
+
+    edited = _run(fake_openai, tmp_path, _items(a={"prompt": "alpha two"}), max_tokens=7, seed=5)
+    assert [r.cached for r in edited.values()] == [False, True, True]
+    assert edited["a"].answer == "echo: alpha two" and edited["a"].score == 0.0
+
+
+def test_a_changed_grader_grades_the_kept_answer_again(fake_openai: Server, tmp_path: Path) -> None:
+    assert _run(fake_openai, tmp_path)["c"].score == 0.0
+    fixed = _run(fake_openai, tmp_path, _items(c={"expected": "echo: gamma"}))
+    assert fixed["c"].cached and fixed["c"].score == 1.0
+    loose = _run(fake_openai, tmp_path, _items(c={"grader": {"kind": "contains"}}))
+    assert loose["c"].cached and loose["c"].score == 0.0  # "omega" is not in "echo: gamma"
+    regex = {"grader": {"kind": "regex", "pattern": "^echo: g"}}
+    assert _run(fake_openai, tmp_path, _items(c=regex))["c"].score == 1.0
+
+
+def test_fresh_starts_over(fake_openai: Server, tmp_path: Path) -> None:
+    _run(fake_openai, tmp_path)
+    again = _run(fake_openai, tmp_path, fresh=True)
+    assert not any(r.cached for r in again.values())
+    assert all(r.cached for r in _run(fake_openai, tmp_path).values())
+
+
+def _write_items(tmp_path: Path) -> Path:
+    path = tmp_path / "tasks.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(item) for item in ITEMS))
+    return path
+
+
+def _bench(fake: Server, tmp_path: Path, models: list[str], out: Path) -> Any:
+    request = BenchRequest(
+        tasks=[str(_write_items(tmp_path))],
+        models=models,
+        reference=models[0],
+        options=RunOptions(out=out),
+    )
+    console = Console(file=io.StringIO(), width=200)
+    return run_bench(_config(fake), request, console), console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_fewer_models_than_the_out_directory_holds(fake_openai: Server, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _bench(fake_openai, tmp_path, ["big", "small"], out)
+    report, printed = _bench(fake_openai, tmp_path, ["small"], out)
+    assert [m.model for m in report.models] == ["small"]
+    assert {r.model for r in report.results} == {"small"}
+    assert all(r.cached for r in report.results)
+    assert "answers: 3 reused from earlier runs, 0 asked" in printed
+
+
+def test_the_count_of_reused_and_asked_answers_is_printed(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    _, first = _bench(fake_openai, tmp_path, ["big"], out)
+    assert "answers: 0 reused from earlier runs, 3 asked" in first
+    _, second = _bench(fake_openai, tmp_path, ["big", "small"], out)
+    assert "answers: 3 reused from earlier runs, 3 asked" in second
+
+
+def test_a_model_whose_every_call_failed_is_an_error_not_a_zero(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    config = tmp_path / "entrepot.yaml"
+    models = [m.model_dump(mode="json", exclude_none=True) for m in _config(fake_openai).models]
+    config.write_bytes(orjson.dumps({"models": models}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", str(_write_items(tmp_path)), "--models", "big,keyless",
+            "--config", str(config), "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "keyless: every call failed (3); not scored" in output
+    assert "Most frequent error: 502" in output and "(401)" in output
+    assert "no answers from keyless" in output
+    report = orjson.loads((out / "report.json").read_bytes())
+    big, keyless = report["models"]
+    assert keyless["score"] is None and not keyless["on_frontier"]
+    assert keyless["errors"] == 3 and "credentials (401)" in keyless["top_error"]
+    assert big["on_frontier"] and big["score"]["estimate"] == pytest.approx(2 / 3)
+    assert report["comparisons"] == []
