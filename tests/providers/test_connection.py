@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -286,3 +290,255 @@ def test_https_upstreams_are_verified_against_the_trusted_certificates(
     authority.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
     assert asyncio.run(call()) == b'{"ok":true}'
+
+
+# When a request may be sent twice. The server runs in a thread with its own event loop here, so
+# the client's loop can be held still (a blocking sleep) while the server closes a connection:
+# the close then reaches the client's socket before the client's loop has read it, as when a
+# keep-alive timeout fires between two requests on a busy gateway.
+
+
+@dataclass
+class Upstream:
+    """A scripted server on a thread: `handle(head, reader, writer)` answers one request (it
+    reads the body itself) and returns whether to keep the connection."""
+
+    handle: Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+    idle_timeout: float | None = None  # closes a connection idle this long, as servers do
+    heads: list[str] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                wait = reader.readuntil(b"\r\n\r\n")
+                head = (await asyncio.wait_for(wait, self.idle_timeout)).decode("latin-1")
+                self.heads.append(head)
+                if not await self.handle(head, reader, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+
+def in_thread(upstream: Upstream) -> Callable[[], None]:
+    """Start `upstream` on a thread; returns how to stop it."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    server: asyncio.Server | None = None
+
+    async def start() -> None:
+        nonlocal server
+        server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
+        upstream.port = server.sockets[0].getsockname()[1]
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop)
+    ready.wait(10)
+
+    def stop() -> None:
+        async def close() -> None:
+            assert server is not None
+            server.close()
+            handlers = asyncio.all_tasks() - {asyncio.current_task()}
+            for handler in handlers:
+                handler.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    return stop
+
+
+def against(
+    upstream: Upstream,
+    scenario: Callable[[ConnectionPool], Awaitable[None]],
+    total_timeout: float = 5.0,
+) -> Upstream:
+    stop = in_thread(upstream)
+
+    async def main() -> None:
+        pool = ConnectionPool(
+            "threaded",
+            f"http://127.0.0.1:{upstream.port}/v1",
+            {},
+            limit=8,
+            connect_timeout=2,
+            total_timeout=total_timeout,
+        )
+        try:
+            await scenario(pool)
+        finally:
+            await pool.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop()
+    return upstream
+
+
+async def read_body(head: str, reader: asyncio.StreamReader) -> bytes:
+    length = next(
+        int(line.split(":", 1)[1])
+        for line in head.split("\r\n")
+        if line.lower().startswith("content-length:")
+    )
+    return await reader.readexactly(length)
+
+
+def to(path: str, head: str) -> bool:
+    return head.startswith(f"POST /v1{path} ")
+
+
+async def warm(pool: ConnectionPool, connections: int = 1) -> None:
+    """Leave `connections` answered keep-alive connections in the pool."""
+
+    async def one() -> None:
+        assert await (await pool.request("POST", "/warm", b"{}")).read() == b'{"ok":true}'
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+
+
+async def ok_or(
+    special: Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]],
+    head: str,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> bool:
+    if to("/warm", head):
+        await read_body(head, reader)
+        writer.write(OK)
+        return True
+    return await special(head, reader, writer)
+
+
+def test_a_request_whose_deadline_fired_is_not_sent_again() -> None:
+    """The upstream got it and may be generating: a second send would generate twice."""
+
+    async def silent(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        await asyncio.sleep(3)
+        return False
+
+    async def scenario(pool: ConnectionPool) -> None:
+        await warm(pool, connections=2)  # a second pooled connection to send it again on
+        with pytest.raises(UpstreamTimeoutError):
+            await pool.request("POST", "/generate", b'{"model":"m"}')
+        await asyncio.sleep(0.3)  # time for a second copy to arrive, were one sent
+
+    upstream = against(Upstream(partial(ok_or, silent)), scenario, total_timeout=0.3)
+    assert [h for h in upstream.heads if to("/generate", h)] == [upstream.heads[2]]
+
+
+def test_a_request_read_whole_by_a_server_that_then_hung_up_is_not_sent_again() -> None:
+    """A close after the whole request was sent may come from a server that read it and died
+    mid-generation; only a request that provably never arrived is sent again."""
+
+    async def hang_up(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        return False
+
+    async def scenario(pool: ConnectionPool) -> None:
+        await warm(pool, connections=2)
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await pool.request("POST", "/generate", b'{"model":"m"}')
+        await asyncio.sleep(0.3)
+
+    upstream = against(Upstream(partial(ok_or, hang_up)), scenario)
+    assert len([h for h in upstream.heads if to("/generate", h)]) == 1
+
+
+def test_a_request_is_not_sent_again_after_any_byte_of_an_answer() -> None:
+    async def partial_head(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")
+        await writer.drain()
+        return False
+
+    async def scenario(pool: ConnectionPool) -> None:
+        await warm(pool, connections=2)
+        with pytest.raises(UpstreamError):
+            await pool.request("POST", "/generate", b'{"model":"m"}')
+        await asyncio.sleep(0.3)
+
+    upstream = against(Upstream(partial(ok_or, partial_head)), scenario)
+    assert len([h for h in upstream.heads if to("/generate", h)]) == 1
+
+
+def test_a_connection_closed_while_idle_is_replaced_before_anything_is_sent() -> None:
+    """The safe case: the server's keep-alive timeout closed the pooled connection, and the
+    client's loop has not read that close yet when the next request takes the connection."""
+
+    async def answer(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        writer.write(OK)
+        return True
+
+    async def scenario(pool: ConnectionPool) -> None:
+        await warm(pool)
+        time.sleep(0.3)  # the client's loop stands still while the server closes
+        assert await (await pool.request("POST", "/generate", b"{}")).read() == b'{"ok":true}'
+
+    upstream = against(Upstream(partial(ok_or, answer), idle_timeout=0.05), scenario)
+    assert upstream.connections == 2
+    assert len([h for h in upstream.heads if to("/generate", h)]) == 1
+
+
+def test_a_request_cut_off_while_being_written_is_sent_again() -> None:
+    """The server closed a reused connection after reading only the request's head: the rest of
+    the body never left the client, so the server cannot have acted on it. It goes again on a
+    new connection (the body is larger than the sockets' buffers, so the write is unfinished)."""
+    body = b'{"pad":"' + b"x" * (48 << 20) + b'"}'
+    cut = 0
+
+    async def cut_once(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        nonlocal cut
+        if not cut:
+            cut += 1
+            return False  # close with the body unread
+        received = await read_body(head, reader)
+        writer.write(OK if received == body else b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    async def scenario(pool: ConnectionPool) -> None:
+        await warm(pool)
+        response = await pool.request("POST", "/generate", body)
+        assert response.status == 200 and await response.read() == b'{"ok":true}'
+
+    upstream = against(Upstream(partial(ok_or, cut_once)), scenario)
+    assert len([h for h in upstream.heads if to("/generate", h)]) == 2
+    assert upstream.connections == 2
+
+
+@pytest.mark.parametrize("loop_held", [False, True], ids=["read-while-idle", "unread"])
+def test_data_nobody_asked_for_makes_a_connection_unusable(loop_held: bool) -> None:
+    """Bytes arriving on an idle connection would be read as the next request's answer."""
+
+    async def answer_twice(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        writer.write(OK)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"stale":true}')
+        return True
+
+    async def scenario(pool: ConnectionPool) -> None:
+        assert await (await pool.request("POST", "/first", b"{}")).read() == b'{"ok":true}'
+        if loop_held:
+            time.sleep(0.3)
+        else:
+            await asyncio.sleep(0.3)
+        response = await pool.request("POST", "/warm", b"{}")
+        assert await response.read() == b'{"ok":true}'
+
+    upstream = against(Upstream(partial(ok_or, answer_twice)), scenario)
+    assert upstream.connections == 2

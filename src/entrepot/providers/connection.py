@@ -8,14 +8,25 @@ an upstream AI API needs and nothing else: POST and GET with a body in memory, C
 chunked answers (or one ending at close), gzip/deflate, TLS, a per-request deadline, and a
 connection limit.
 
-A connection taken from the pool may have been closed by the server while idle. If it fails
-before any byte of the answer arrives, the request is sent once more on a new connection, as
-browsers and aiohttp do; nothing of the first attempt reached the upstream's application.
+A request is sent again only when the upstream provably did not receive it: an upstream call is
+a paid generation, and one sent twice runs twice while the gateway bills one. A connection
+taken from the pool may have been closed by the server while idle; before it is written to, it
+is polled (one `poll` system call) and discarded if the server's close or anything else has
+arrived. If a reused connection is found closed while the request is still being written —
+part of it never left this process, so the server cannot have acted on it — the request goes
+once more on a new connection. Never after a timeout (the upstream may be generating), never
+after any byte of an answer, never once the whole request was handed to the kernel: a close
+then may come from a server that read the request and died.
+
+Idle connections are retired after `IDLE_SECONDS`, before the keep-alive timeout of the servers
+AI APIs commonly run on (uvicorn, under vLLM and most Python servers, and Node: 5 s; the
+llama.cpp server: 5 s; nginx: 75 s), so the server's close rarely meets a request in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import zlib
 from collections import deque
@@ -27,7 +38,7 @@ import httptools
 
 from entrepot.exceptions import ConfigError, GatewayError, UpstreamError, UpstreamTimeoutError
 
-IDLE_SECONDS = 15.0
+IDLE_SECONDS = 4.0
 PAUSE_READING_BYTES = 1 << 20
 ACCEPT_ENCODING = "gzip, deflate"
 
@@ -42,12 +53,14 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self._poll = select.poll()
         self._reset()
 
     def _reset(self) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.received_any = False
+        self.written = True  # every byte of the request handed to the kernel
         self.complete = False
         self.keep_alive = False
         self._chunks: deque[bytes] = deque()
@@ -60,8 +73,23 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # Told (pause_writing) whenever any of a request is left in this process's buffer, and
+        # (resume_writing) when the last byte has gone to the kernel.
+        self.transport.set_write_buffer_limits(high=0)
+        self._poll.register(transport.get_extra_info("socket").fileno(), select.POLLIN)
+
+    def pause_writing(self) -> None:
+        self.written = False
+
+    def resume_writing(self) -> None:
+        self.written = True
 
     def data_received(self, data: bytes) -> None:
+        if self.complete:
+            # HTTP/1.1 without pipelining: nothing may arrive between an answer and the next
+            # request, and whatever did would be read as that request's answer.
+            self._fail(ConnectionError("the upstream sent data nobody asked for"))
+            return
         self.received_any = True
         try:
             self._parser.feed_data(data)
@@ -108,6 +136,19 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._reset()
         self.transport.write(data)
+        if self.transport.is_closing():
+            self.written = False  # the write failed at once: nothing was sent
+
+    def stale(self) -> bool:
+        """An idle connection the server has closed, or sent something on, that this loop has
+        not yet read: any readiness of an idle HTTP/1.1 socket means it is not reusable."""
+        return self.closed or bool(self._poll.poll(0))
+
+    def unsent(self, error: BaseException) -> bool:
+        """Whether a request that failed with `error` provably never reached the upstream as a
+        whole: a reused connection found closed while the request was still being written."""
+        unread = isinstance(error, ConnectionError) and not self.received_any
+        return unread and self.reused and not self.written
 
     async def wait(self) -> None:
         """Until something new arrives (headers, a chunk, the end) or the request fails."""
@@ -136,7 +177,8 @@ class _Connection(asyncio.Protocol):
         self._fail(TimeoutError())
 
     def reusable(self) -> bool:
-        return self.complete and self.keep_alive and not self.closed
+        """Answered in full, and the request written in full (a server may answer early)."""
+        return self.complete and self.keep_alive and not self.closed and self.written
 
     def close(self) -> None:
         self.closed = True
@@ -244,7 +286,7 @@ class ConnectionPool:
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
         self._slots = asyncio.Semaphore(limit)
-        self._idle: list[_Connection] = []
+        self._idle: deque[_Connection] = deque()  # the most recently used last
         self._closing = False
         # Bound on first use, like the connections: asking asyncio for the running loop costs a
         # getpid() system call each time, which showed per request.
@@ -273,15 +315,12 @@ class ConnectionPool:
                     while not connection.status:
                         await connection.wait()
                     return Response(self, connection, timer)
-                except OSError:
+                except BaseException as exc:
                     timer.cancel()
-                    connection.close()
-                    if retried or not connection.reused or connection.received_any:
+                    if retried or not connection.unsent(exc):
                         raise
+                    connection.close()
                     retried = True
-                except BaseException:
-                    timer.cancel()
-                    raise
         except BaseException as exc:
             if connection is not None:
                 connection.close()
@@ -301,8 +340,12 @@ class ConnectionPool:
     def release(self, connection: _Connection) -> None:
         self._slots.release()
         if connection.reusable() and not self._closing:
-            connection.idle_since = connection.loop.time()
-            self._idle.append(connection)
+            now = connection.idle_since = connection.loop.time()
+            idle = self._idle
+            idle.append(connection)
+            # Reuse is LIFO, so the oldest idle connections sit at the front, perhaps for good.
+            while now - idle[0].idle_since >= IDLE_SECONDS:
+                idle.popleft().close()
         else:
             connection.close()
 
@@ -316,7 +359,7 @@ class ConnectionPool:
         now = loop.time()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
+            if now - connection.idle_since < IDLE_SECONDS and not connection.stale():
                 connection.reused = True
                 return connection
             connection.close()
