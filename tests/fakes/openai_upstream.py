@@ -8,6 +8,9 @@ and `odd-choices` (choices that are not objects; these four with status 200) fai
 names say; `midstream-drop` (connection reset) and `truncated-sse` (a clean close without a finish
 reason or `[DONE]`) break a stream after its second word and answer non-streaming requests
 normally. Token counts are word counts, so tests can compute the expected bill by hand.
+Every chat request is counted per model (`GET /received/<model>`), so a test can tell how many
+times a request was sent; `gate` fails (503), holds or answers as `POST /gate` sets it, and
+`GET /gate` says how many requests it holds.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def _usage(body: dict[str, Any], answer: str, reasoning: str = "") -> dict[str, 
 async def _fault(model: str, request: web.Request, stream: bool) -> web.StreamResponse | None:
     if model.startswith("sleep-"):
         await asyncio.sleep(int(model.removeprefix("sleep-")) / 1000)
+    if model == "gate":
+        return await _gate(request)
     if model == "toggle" and request.app.get("toggle_failing"):
         return web.json_response({"error": {"message": "toggled off"}}, status=503)
     if model == "fail-500":
@@ -103,6 +108,19 @@ async def _fault(model: str, request: web.Request, stream: bool) -> web.StreamRe
     return None
 
 
+async def _gate(request: web.Request) -> web.Response | None:
+    gate = request.app["gate"]
+    gate["held"] += 1
+    try:
+        while gate["state"] == "hold":
+            await asyncio.sleep(0.01)
+    finally:
+        gate["held"] -= 1
+    if gate["state"] == "fail":
+        return web.json_response({"error": {"message": "the gate is closed"}}, status=503)
+    return None
+
+
 def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None]:
     text = _last_user_text(body.get("messages", []))
     reasoning = "let me think" if body.get("model") == "reasoner" else ""
@@ -126,6 +144,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
     request.app["last"] = body
     model = body.get("model", "")
+    received = request.app["received"]
+    received[model] = received.get(model, 0) + 1
     fault = await _fault(model, request, bool(body.get("stream")))
     if fault is not None:
         return fault
@@ -274,6 +294,16 @@ async def control(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def gate(request: web.Request) -> web.Response:
+    if request.method == "POST":
+        request.app["gate"]["state"] = (await request.json())["state"]
+    return web.json_response(request.app["gate"])
+
+
+async def received(request: web.Request) -> web.Response:
+    return web.json_response(request.app["received"].get(request.match_info["model"], 0))
+
+
 async def models(_request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": []})
 
@@ -286,6 +316,11 @@ def build_app() -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/last-request", last_request)
     app.router.add_post("/control", control)
+    app.router.add_get("/gate", gate)
+    app.router.add_post("/gate", gate)
+    app.router.add_get("/received/{model}", received)
+    app["gate"] = {"state": "open", "held": 0}
+    app["received"] = {}
     return app
 
 

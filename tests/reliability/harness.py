@@ -1,11 +1,12 @@
 """A gateway in front of every fault model of the fake OpenAI upstream, and how to read its ledger.
 
 Each fault has two aliases: `solo/<fault>`, whose only deployment is the faulty one, and
-`fallback/<fault>`, where a healthy echo deployment follows it. Every route tries twice, so a
-retry of the same deployment shows in the attempts too. The circuit breaker never opens, so each
-request meets its fault afresh. Prices are whole nanos per token, so a bill can be checked exactly:
-the faulty and healthy deployments cost 2,000/8,000 nanos per prompt/completion token, the
-fallbacks 1,000/3,000, so a failed attempt billed by mistake would change the total.
+`fallback/<fault>`, where a healthy echo deployment follows it. Every route may try twice, but
+never the same deployment twice, so a `solo/` request is sent once. The circuit breaker never
+opens, so each request meets its fault afresh. Prices are whole nanos per token, so a bill can
+be checked exactly: the faulty and healthy deployments cost 2,000/8,000 nanos per
+prompt/completion token, the fallbacks 1,000/3,000, so a failed attempt billed by mistake would
+change the total.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory, fake_openai: Server) -> Ite
         "server": {"require_client_keys": True},
         "store": {"ledger_flush_seconds": 0.05},
         "breaker": {"failure_threshold": 2, "cooldown_seconds": 1},
+        "routes": {"solo/slow": {"max_attempts": 3, "backoff_seconds": 0}},
         "policy": {
             "rules": {"internal": {"deny": ["CN"]}, "confidential": {"allow": ["local"]}},
             "reroute_alias": LOCAL,
@@ -69,6 +70,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory, fake_openai: Server) -> Ite
                 "local": {"n_threads": 2},
             },
             _fake(fake_openai, "flaky", "toggle", "toggle"),
+            _fake(fake_openai, "solo/slow", "sleep-60001", "slow-solo", timeouts={"total": 1}),
             _fake(fake_openai, "cloud/echo", "echo-model", "us-echo"),
             _fake(fake_openai, "cn/echo", "echo-model", "cn-echo", jurisdiction="CN"),
             _fake(
@@ -153,14 +155,29 @@ def test_no_retry_after_the_first_byte(routed: Server, key: str) -> None:
     assert '"never-reached"' not in (record["attempts"] or "")
 
 
+def test_a_timed_out_generation_is_sent_once(routed: Server, key: str, fake_openai: Server) -> None:
+    """Three attempts allowed, one deployment: the upstream may have generated the whole answer
+    after the deadline, so it is not asked again; every send is in the usage record."""
+    response = _chat(routed, key, "solo/slow")
+    assert response.status_code == 504
+    attempts = json.loads(usage_record(routed, response.headers["x-request-id"])["attempts"])
+    assert attempts == [
+        {"deployment": "slow-solo", "outcome": "failed", "reason": "upstream_timeout"}
+    ]
+    time.sleep(0.5)  # time for a second copy to arrive, were one sent
+    assert httpx.get(fake_openai.url + "/received/sleep-60001").json() == 1
+
+
 def test_circuit_breaker_opens_and_recovers(routed: Server, key: str, fake_openai: Server) -> None:
     httpx.post(fake_openai.url + "/control", json={"failing": True})
     try:
-        # One request: two failed tries open the circuit (threshold 2); the third is skipped.
-        failed = _chat(routed, key, "flaky")
-        assert failed.status_code == 502
-        outcomes = json.loads(usage_record(routed, failed.headers["x-request-id"])["attempts"])
-        assert [a["outcome"] for a in outcomes] == ["failed", "failed", "skipped"]
+        # A request counts once against its deployment: two failed requests open the circuit
+        # (threshold 2), and the third is skipped.
+        for _ in range(2):
+            failed = _chat(routed, key, "flaky")
+            assert failed.status_code == 502
+            outcomes = json.loads(usage_record(routed, failed.headers["x-request-id"])["attempts"])
+            assert [a["outcome"] for a in outcomes] == ["failed"]
         skipped = _chat(routed, key, "flaky")
         assert skipped.status_code == 503
         assert skipped.json()["error"]["code"] == "no_deployment_available"

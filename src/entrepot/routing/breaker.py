@@ -1,12 +1,43 @@
 """A circuit breaker per deployment: stop sending traffic to an upstream that keeps failing,
-then let a single probe through after a cool-down to find out whether it has recovered."""
+then let a single probe through after a cool-down to find out whether it has recovered.
+
+`admit` hands out a pass that must be given back to `resolve` exactly once, however the call
+ends (success, failure, an error of the request's own making, an unexpected exception, or
+cancellation when the client goes away): the router resolves it in a `finally`. A probe whose
+pass were never resolved would keep its deployment at 503 until a restart.
+
+What counts against a deployment is decided by the caller (`routing.router.outcome_of`): only
+failures another deployment might not have — unreachable, 5xx, timeouts, 408, 429, a busy local
+queue. An error caused by the request (any other 4xx) says nothing about the deployment's health,
+so it neither counts as a failure nor, for a probe, as proof of recovery: the probe is released
+and the next request probes again. A 400 comes back before any generation starts, so closing the
+circuit on it would let all traffic back onto an upstream that may still be overloaded.
+
+`refusal` answers "would a request be admitted now, and if not why" without changing anything,
+so `entrepot route --explain` reports exactly what `admit` would decide.
+"""
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 
 from entrepot.config import BreakerConfig
+
+
+class Pass(enum.Enum):
+    """What `admit` let through; given back to `resolve` once. Two shared members rather than
+    an object per request: there is at most one probe in flight per deployment."""
+
+    REGULAR = "regular"
+    PROBE = "probe"
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"  # the request's own error, cancelled, or unexpected: no evidence
 
 
 class CircuitBreaker:
@@ -26,27 +57,45 @@ class CircuitBreaker:
             return "open"
         return "half-open"
 
-    def admit(self) -> str | None:
-        """None to go ahead, or why this deployment is skipped right now."""
-        state = self.state
-        if state == "closed":
+    def refusal(self) -> str | None:
+        """Why a request would be skipped right now, or None if it would go ahead. Changes
+        nothing."""
+        opened_at = self._opened_at
+        if opened_at is None:
             return None
-        if state == "open":
-            assert self._opened_at is not None
-            left = self._cooldown - (self._clock() - self._opened_at)
+        left = self._cooldown - (self._clock() - opened_at)
+        if left > 0:
             return f"circuit open after {self._failures} failures; retry in {left:.0f}s"
         if self._probing:
             return "circuit half-open; a probe is already in flight"
-        self._probing = True
         return None
 
-    def record_success(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-        self._probing = False
+    def admit(self) -> Pass | str:
+        """A pass to go ahead (to be resolved), or why this deployment is skipped right now."""
+        if self._opened_at is None:
+            return Pass.REGULAR
+        refused = self.refusal()
+        if refused is not None:
+            return refused
+        self._probing = True
+        return Pass.PROBE
+
+    def resolve(self, admitted: Pass, outcome: Outcome) -> None:
+        """The end of an admitted call. Every pass is resolved once; a probe's always releases
+        the probe slot, whatever the outcome."""
+        if admitted is Pass.PROBE:
+            self._probing = False
+        if outcome is Outcome.SUCCESS:
+            self._failures = 0
+            self._opened_at = None
+        elif outcome is Outcome.FAILURE:
+            self._failures += 1
+            if admitted is Pass.PROBE or self._failures >= self._threshold:
+                self._opened_at = self._clock()
 
     def record_failure(self) -> None:
+        """A failure noticed after the call was resolved: a stream that broke after its first
+        chunk. It counts like any failure but leaves a probe in flight alone."""
         self._failures += 1
-        if self._probing or self._failures >= self._threshold:
+        if self._failures >= self._threshold:
             self._opened_at = self._clock()
-        self._probing = False

@@ -1,10 +1,12 @@
 """Choosing and calling a deployment: strategy order, circuit breakers, retries with backoff.
 
 Retries happen only here, before anything has reached the client; once a stream has sent its
-first chunk the API layer owns it and never retries silently. A deployment that answered with a
-`Retry-After` is not tried again within the same request: the backoff here is milliseconds, the
-wait it asked for is seconds. Every deployment considered leaves an `Attempt` (tried and how it
-went, or skipped and why) for the usage record.
+first chunk the API layer owns it and never retries silently. Each deployment is called at most
+once per request: a generation that failed or timed out may have run to its end upstream, so
+sending it to the same deployment again would pay for it twice (and neither would be billed);
+the retry goes to the next deployment, as does one after a `Retry-After`. So `max_attempts`
+bounds the upstream calls a request makes, and every one of them leaves an `Attempt` in the
+usage record (tried and how it went, or skipped and why).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from entrepot.exceptions import (
     UpstreamError,
     UpstreamRejectedError,
 )
+from entrepot.routing.breaker import Outcome
 from entrepot.routing.table import Deployment
 from entrepot.types import Attempt
 
@@ -29,7 +32,9 @@ T = TypeVar("T")
 
 
 def is_retryable(exc: GatewayError) -> bool:
-    """Failures another try (here or elsewhere) may cure: unreachable, 5xx, timeout, 429, busy."""
+    """Failures another try elsewhere may cure, and which count against the deployment's
+    circuit: unreachable, 5xx, timeout (also an upstream 408), 429, busy. Any other upstream
+    4xx is the request's own fault and fails it at once."""
     if isinstance(exc, UpstreamRejectedError):
         return exc.status_code == 429
     return isinstance(exc, UpstreamError | OverloadedError)
@@ -60,56 +65,69 @@ class Router:
         operation: Callable[[Deployment], Awaitable[T]],
         attempts: list[Attempt],
     ) -> tuple[T, Deployment]:
-        """Run `operation` on deployments in strategy order until one succeeds.
+        """Run `operation` on deployments in strategy order, each at most once, until one
+        succeeds or `max_attempts` calls have been made.
 
         On success the deployment's `in_flight` stays raised: the caller calls `finished`
         when the response (or stream) is over."""
         route = self._config.route(alias)
-        plan = self.order(alias, eligible)
         tried = 0
         last_error: GatewayError | None = None
-        index = 0
-        idle_cycle = 0
-        told_to_wait: set[str] = set()
-        while tried < route.max_attempts and idle_cycle < len(plan):
-            deployment = plan[index % len(plan)]
-            index += 1
-            if deployment.name in told_to_wait:
-                idle_cycle += 1
+        for deployment in self.order(alias, eligible):
+            if tried == route.max_attempts:
+                break
+            admitted = deployment.breaker.admit()
+            if isinstance(admitted, str):
+                attempts.append(Attempt(deployment.name, "skipped", admitted))
                 continue
-            skip = deployment.breaker.admit()
-            if skip is not None:
-                attempts.append(Attempt(deployment.name, "skipped", skip))
-                idle_cycle += 1
-                continue
-            idle_cycle = 0
-            if tried:
-                await asyncio.sleep(route.backoff_seconds * 2 ** (tried - 1))
-            tried += 1
+            outcome = Outcome.NEUTRAL  # unless told otherwise below: cancelled, or unexpected
             deployment.in_flight += 1
-            started = time.perf_counter()
             try:
+                if tried:
+                    await asyncio.sleep(route.backoff_seconds * 2 ** (tried - 1))
+                tried += 1
+                started = time.perf_counter()
                 result = await operation(deployment)
+                outcome = Outcome.SUCCESS
+                deployment.observe_latency(time.perf_counter() - started)
+                attempts.append(Attempt(deployment.name, "ok"))
+                return result, deployment
             except GatewayError as exc:
-                deployment.in_flight -= 1
                 attempts.append(Attempt(deployment.name, "failed", exc.code or exc.error_type))
                 if not is_retryable(exc):
                     raise
-                if isinstance(exc, UpstreamRejectedError) and exc.retry_after is not None:
-                    told_to_wait.add(deployment.name)
-                deployment.breaker.record_failure()
+                outcome = Outcome.FAILURE
                 last_error = exc
-                continue
-            except BaseException:
-                deployment.in_flight -= 1
-                raise
-            deployment.breaker.record_success()
-            deployment.observe_latency(time.perf_counter() - started)
-            attempts.append(Attempt(deployment.name, "ok"))
-            return result, deployment
+            finally:
+                deployment.breaker.resolve(admitted, outcome)
+                if outcome is not Outcome.SUCCESS:
+                    deployment.in_flight -= 1
         if last_error is not None:
             raise last_error
-        raise OverloadedError(
+        raise self.unavailable(alias)
+
+    def preview(
+        self, alias: str, eligible: list[Deployment]
+    ) -> list[tuple[Deployment, str | None]]:
+        """What `call` would do now, without doing it: each deployment in the order it would be
+        considered, with why it would be skipped (None: it would be tried if those before it
+        failed). Admits nothing, so explaining a route never takes a probe's place."""
+        limit = self._config.route(alias).max_attempts
+        plan: list[tuple[Deployment, str | None]] = []
+        tried = 0
+        for deployment in self.order(alias, eligible):
+            refused = deployment.breaker.refusal()
+            if refused is None and tried == limit:
+                refused = f"never reached: max_attempts is {limit}"
+            elif refused is None:
+                tried += 1
+            plan.append((deployment, refused))
+        return plan
+
+    @staticmethod
+    def unavailable(alias: str) -> OverloadedError:
+        """The answer when every deployment was skipped."""
+        return OverloadedError(
             f"every deployment of {alias!r} is unavailable right now; retry shortly",
             code="no_deployment_available",
         )
