@@ -53,7 +53,7 @@ class LocalOptions(_Strict):
     max_queue: int = Field(default=32, ge=0)
     queue_timeout: float = Field(default=120.0, gt=0)
     embedding: bool = False
-    seed: int = 0
+    seed: int | None = None  # seed for requests that give none; unset: a fresh one per request
 
 
 class ModelConfig(_Strict):
