@@ -130,6 +130,7 @@ def interrupted(out: Path) -> typer.Exit:
     again = shlex.join([a for a in sys.argv[1:] if a != "--fresh"])
     console.print(
         f"\n[yellow]interrupted: {kept_answers(out)} answers kept in {out}.[/yellow]"
-        f" Resume (asking only the rest) with:\n  {escape(program + ' ' + again)}"
+        f" Resume (asking only the rest) with:\n  {escape(program + ' ' + again)}",
+        soft_wrap=True,
     )
     return typer.Exit(130)
