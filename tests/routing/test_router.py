@@ -291,3 +291,19 @@ def test_a_request_counts_once_and_its_own_errors_not_at_all() -> None:
     for _ in range(5):  # a malformed request sent again and again is the client's problem
         asyncio.run(call(_rejected_call))
     assert breaker.state == "closed"
+
+
+def test_preview_says_what_call_would_do_without_doing_it() -> None:
+    config = _config(max_attempts=1)
+    table, _ = _half_open(config)
+    deployments = table.resolve("m")
+    plan = Router(config).preview("m", deployments)
+    assert [(d.name, why) for d, why in plan] == [
+        ("a", None),
+        ("b", "never reached: max_attempts is 1"),
+        ("c", "never reached: max_attempts is 1"),
+    ]
+    assert deployments[0].breaker.admit() is Pass.PROBE  # the preview did not take the probe
+    assert Router(config).preview("m", deployments)[0][1] == (
+        "circuit half-open; a probe is already in flight"
+    )

@@ -127,6 +127,8 @@ async def explain(request: Request) -> Response:
         config=gateway.config,
         table=gateway.routing,
         router=gateway.router,
+        detector=gateway.detector,
+        egress=gateway.egress,
         key=key,
         alias=body["model"],
         body=sample if isinstance(sample, dict) else {},

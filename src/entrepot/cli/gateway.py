@@ -200,6 +200,8 @@ def route(
     """Explain where a request would go, and why each deployment is admitted or rejected."""
     import orjson
 
+    from entrepot.policy.detector import PiiDetector
+    from entrepot.policy.egress import EgressPolicy
     from entrepot.policy.explain import explain_route
     from entrepot.routing.router import Router
     from entrepot.routing.table import RoutingTable
@@ -216,24 +218,23 @@ def route(
         body = orjson.loads(request_file.read_bytes())
     else:
         body = {"model": model, "messages": [{"role": "user", "content": message}]}
-    try:
-        result = explain_route(
-            config=config,
-            table=RoutingTable(config),
-            router=Router(config),
-            key=key,
-            alias=model,
-            body=body,
-            class_header=data_class,
-            offline=offline or config.policy.offline,
-        )
-    except GatewayError as exc:
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from None
+    result = explain_route(
+        config=config,
+        table=RoutingTable(config),
+        router=Router(config),
+        detector=PiiDetector(config.policy.detector),
+        egress=EgressPolicy(config.policy, config.teams),
+        key=key,
+        alias=model,
+        body=body,
+        class_header=data_class,
+        offline=offline or config.policy.offline,
+    )
     found = ", ".join(f"{k}×{n}" for k, n in result.findings.items()) or "none"
+    served = "refused" if result.refusal else f"served as [bold]{result.alias}[/bold]"
     console.print(
-        f"model [bold]{model}[/bold] → served as [bold]{result.alias}[/bold]; data class"
-        f" [bold]{result.data_class}[/bold]; detector findings: {found};"
+        f"model [bold]{model}[/bold] → {served}; data class"
+        f" [bold]{result.data_class or '—'}[/bold]; detector findings: {found};"
         f" strategy {result.strategy}"
     )
     table = Table("order", "alias", "deployment", "jurisdiction", "admitted", "why", "circuit")
@@ -248,6 +249,14 @@ def route(
             row.circuit,
         )
     console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if result.refusal is not None:
+        refusal = result.refusal
+        console.print(
+            f"[red]refused: {refusal.status} {refusal.code}[/red] — {refusal.message}",
+            highlight=False,
+        )
 
 
 def usage(

@@ -1,16 +1,23 @@
 """Which deployments of an alias may receive this request, and why the others may not.
 
-The request's data class is settled first (key, team, header, and what the detector found), then
-each deployment is checked against the egress rules. When none of the alias's deployments is
-allowed because the detector found sensitive data, the request is rerouted to the configured
-fallback alias (usually a local model) — sensitive data changes where a request goes rather than
-whether it is served, unless the key's allow-list excludes that alias. A refusal by the key's or
-team's own rules is a 403 naming the rule."""
+The key's model allow-list is checked first, then the request's data class is settled (key,
+team, header, and what the detector found), then each deployment is checked against the egress
+rules. When none of the alias's deployments is allowed because the detector found sensitive
+data, the request is rerouted to the configured fallback alias (usually a local model) —
+sensitive data changes where a request goes rather than whether it is served, unless the key's
+allow-list excludes that alias. A refusal by the key's or team's own rules is a 403 naming the
+rule.
+
+This is the one place these decisions are made: the request path calls it, and so does
+`entrepot route --explain`, which passes a `Trace` to see each decision instead of only the
+result.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from entrepot.policy.access import authorize_model
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy, Verdict
 from entrepot.routing.table import Deployment, RoutingTable
@@ -24,6 +31,17 @@ class Eligibility:
     deployments: list[Deployment]
     alias: str
     skipped: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Trace:
+    """Filled in by `eligible_deployments` as it decides, for an explanation; the request path
+    passes none."""
+
+    data_class: str | None = None
+    findings: dict[str, int] = field(default_factory=dict)
+    verdicts: list[tuple[str, Deployment, Verdict]] = field(default_factory=list)
+    reroute_refused: str | None = None
 
 
 def classify_request(
@@ -55,21 +73,30 @@ def eligible_deployments(
     class_header: str | None,
     offline: bool,
     reroute_alias: str | None,
+    trace: Trace | None = None,
 ) -> Eligibility:
+    authorize_model(key, alias)
     data_class, findings = classify_request(detector, egress, key, body, class_header)
+    if trace is not None:
+        trace.data_class, trace.findings = data_class, findings
     team = key.team if key else None
     result = Eligibility(data_class, findings, [], alias)
     refused: list[tuple[str, Verdict]] = []
     # Only a class the detector raised reroutes; a key's or team's own rules fail loudly. A key
     # limited to some models is not rerouted to another: it gets the refusal instead.
     fallback = None
-    if findings and reroute_alias is not None and (key is None or key.may_use(reroute_alias)):
-        fallback = reroute_alias
+    if findings and reroute_alias is not None:
+        if key is None or key.may_use(reroute_alias):
+            fallback = reroute_alias
+        elif trace is not None:
+            trace.reroute_refused = f"key {key.name!r} may not use {reroute_alias!r}"
     for candidate_alias in dict.fromkeys(a for a in (alias, fallback) if a):
         for deployment in table.resolve(candidate_alias):
             verdict = egress.check(
                 data_class=data_class, team=team, deployment=deployment.config, offline=offline
             )
+            if trace is not None:
+                trace.verdicts.append((candidate_alias, deployment, verdict))
             if verdict.allowed:
                 result.deployments.append(deployment)
             else:

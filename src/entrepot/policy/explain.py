@@ -1,6 +1,13 @@
 """`entrepot route --explain`: for a key, a model and a sample request, every candidate
-deployment with the rule or state that admits or rejects it — the same decisions the request
-path makes, shown instead of taken."""
+deployment with the rule or state that admits or rejects it.
+
+It cannot disagree with the request path because it does not decide anything itself: the key's
+allow-list, the data class, the egress rules and the reroute come from `eligible_deployments`
+(with a `Trace` to see each verdict), the order and each circuit's answer from
+`Router.preview` (the breaker's non-mutating `refusal`, the same check `admit` makes). Where
+serving would refuse the request, the explanation carries that refusal — the status, code and
+message the client would get.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from entrepot.config import Config
+from entrepot.exceptions import GatewayError
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
-from entrepot.policy.eligibility import classify_request
+from entrepot.policy.eligibility import Eligibility, Trace, eligible_deployments
 from entrepot.routing.router import Router
 from entrepot.routing.table import RoutingTable
 from entrepot.types import JSON, ApiKey
@@ -29,12 +37,27 @@ class CandidateExplanation:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """What the client would be answered instead of being routed."""
+
+    status: int
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: GatewayError) -> Refusal:
+        return cls(exc.status_code, exc.code or exc.error_type, exc.message)
+
+
+@dataclass(frozen=True, slots=True)
 class RouteExplanation:
     alias: str
-    data_class: str
+    data_class: str | None
     findings: dict[str, int]
     strategy: str
     candidates: list[CandidateExplanation]
+    refusal: Refusal | None
+    notes: list[str]
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,52 +68,58 @@ def explain_route(
     config: Config,
     table: RoutingTable,
     router: Router,
+    detector: PiiDetector,
+    egress: EgressPolicy,
     key: ApiKey | None,
     alias: str,
     body: JSON,
     class_header: str | None = None,
     offline: bool = False,
 ) -> RouteExplanation:
-    detector = PiiDetector(config.policy.detector)
-    egress = EgressPolicy(config.policy, config.teams)
-    data_class, findings = classify_request(detector, egress, key, body, class_header)
-    team = key.team if key else None
-    rows: list[CandidateExplanation] = []
-    served_by: str | None = None
-    fallback = config.policy.reroute_alias if findings else None
-    for candidate_alias in dict.fromkeys(a for a in (alias, fallback) if a):
-        if served_by is not None:
-            break
-        admitted = []
-        for deployment in table.resolve(candidate_alias):
-            verdict = egress.check(
-                data_class=data_class, team=team, deployment=deployment.config, offline=offline
-            )
-            circuit = deployment.breaker.state
-            ok = verdict.allowed and circuit != "open"
-            reason = verdict.reason if not verdict.allowed or circuit != "open" else "circuit open"
-            if ok:
-                admitted.append(deployment)
-            rows.append(
-                CandidateExplanation(
-                    None,
-                    candidate_alias,
-                    deployment.name,
-                    deployment.config.jurisdiction,
-                    ok,
-                    reason,
-                    circuit,
-                    deployment.in_flight,
-                )
-            )
-        if admitted:
-            served_by = candidate_alias
-            ranks = {d.name: i + 1 for i, d in enumerate(router.order(candidate_alias, admitted))}
-            rows = [
-                CandidateExplanation(ranks.get(r.deployment), *list(asdict(r).values())[1:])
-                if r.alias == candidate_alias
-                else r
-                for r in rows
-            ]
-    strategy = config.route(served_by or alias).strategy
-    return RouteExplanation(served_by or alias, data_class, findings, strategy, rows)
+    trace = Trace()
+    refusal: Refusal | None = None
+    eligibility: Eligibility | None = None
+    try:
+        eligibility = eligible_deployments(
+            table=table,
+            detector=detector,
+            egress=egress,
+            key=key,
+            alias=alias,
+            body=body,
+            class_header=class_header,
+            offline=offline,
+            reroute_alias=config.policy.reroute_alias,
+            trace=trace,
+        )
+    except GatewayError as exc:
+        refusal = Refusal.of(exc)
+    served = eligibility.alias if eligibility is not None else alias
+    ranks: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    if eligibility is not None:
+        for deployment, why in router.preview(served, eligibility.deployments):
+            if why is None:
+                ranks[deployment.name] = len(ranks) + 1
+            else:
+                skipped[deployment.name] = why
+        if not ranks:
+            refusal = Refusal.of(router.unavailable(served))
+    rows = [
+        CandidateExplanation(
+            ranks.get(deployment.name),
+            candidate_alias,
+            deployment.name,
+            deployment.config.jurisdiction,
+            deployment.name in ranks,
+            skipped.get(deployment.name, verdict.reason),
+            deployment.breaker.state,
+            deployment.in_flight,
+        )
+        for candidate_alias, deployment, verdict in trace.verdicts
+    ]
+    notes = [trace.reroute_refused] if trace.reroute_refused else []
+    strategy = config.route(served).strategy
+    return RouteExplanation(
+        served, trace.data_class, trace.findings, strategy, rows, refusal, notes
+    )
