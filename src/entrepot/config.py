@@ -207,6 +207,9 @@ class StoreConfig(_Strict):
     url: str | None = None
     ledger_flush_seconds: float = Field(default=0.25, gt=0)
     ledger_batch_size: int = Field(default=500, ge=1)
+    # Where usage records wait while the store is unreachable; default: beside the SQLite file,
+    # or in the data directory.
+    spool_dir: str | None = None
 
 
 class Config(_Strict):

@@ -1,8 +1,10 @@
-"""LedgerWriter against a real SQLite file: batching, draining on stop, retry, and metrics."""
+"""LedgerWriter against a real SQLite file: batching, draining on stop, retry, and metrics.
+Outages, the spool and rejected records have their own tests in `test_spool.py`."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 import entrepot.ledger.writer as writer_module
 from entrepot.config import StoreConfig
@@ -33,9 +36,9 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Request ids of every batch the writer hands to the store, in order."""
     seen: list[list[str]] = []
 
-    def recording(engine: Engine, records: Sequence[UsageRecord]) -> None:
+    def recording(engine: Engine, records: Sequence[UsageRecord]) -> int:
         seen.append([r.request_id for r in records])
-        insert_records(engine, records)
+        return insert_records(engine, records)
 
     monkeypatch.setattr(writer_module, "insert_records", recording)
     return seen
@@ -162,27 +165,31 @@ def test_stop_without_records_writes_nothing(engine: Engine) -> None:
     assert row_count(engine) == 0
 
 
-def test_failed_write_keeps_records_for_retry(
+def test_failed_write_is_spooled_and_written_later_once_in_order(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A write the store refuses for a moment (here: locked) loses nothing and counts nothing
+    twice: the records wait in the spool and reach the store in their order."""
     calls: list[int] = []
 
-    def flaky(engine: Engine, records: Sequence[UsageRecord]) -> None:
+    def flaky(engine: Engine, records: Sequence[UsageRecord], *, rollback: bool = False) -> int:
         calls.append(len(records))
         if len(calls) == 1:
-            raise RuntimeError("database is locked")
-        insert_records(engine, records)
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return insert_records(engine, records, rollback=rollback)
 
     monkeypatch.setattr(writer_module, "insert_records", flaky)
 
     async def main() -> None:
-        w = writer(engine, batch_size=2)
+        w = writer(engine, batch_size=2, interval=0.01)
         for i in range(3):
             w.record(record(i))
-        with pytest.raises(RuntimeError, match="locked"):
-            await w.flush()
+        await w.flush()  # does not raise: the records are spooled
         assert w.written == 0
-        await w.flush()
+        assert w.spooling and w.spool.records == 3
+        await w.start()
+        await until(lambda: not w.spooling)
+        await w.stop()
         assert w.written == 3
 
     asyncio.run(main())
@@ -221,10 +228,10 @@ def test_stop_waits_for_a_batch_already_being_written(
 ) -> None:
     entered, release = threading.Event(), threading.Event()
 
-    def slow(engine: Engine, records: Sequence[UsageRecord]) -> None:
+    def slow(engine: Engine, records: Sequence[UsageRecord]) -> int:
         entered.set()
         release.wait(30)
-        insert_records(engine, records)
+        return insert_records(engine, records)
 
     monkeypatch.setattr(writer_module, "insert_records", slow)
 

@@ -1,16 +1,25 @@
-"""KeyStore: secrets shown once and stored only as SHA-256, listing, revoking, budgets."""
+"""KeyStore: secrets shown once and stored only as SHA-256, listing, revoking, budgets; and the
+gateway's in-memory key ring over it: one reload for a burst of unknown keys, logged failures."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 
+import entrepot.api.auth as auth
+from entrepot.api.auth import KeyRing
 from entrepot.config import StoreConfig
-from entrepot.exceptions import InvalidRequestError, NotFoundError
+from entrepot.exceptions import AuthenticationError, InvalidRequestError, NotFoundError
+from entrepot.failure_log import FailureLog
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore, hash_key
 from entrepot.store.tables import api_keys
@@ -213,3 +222,134 @@ def test_non_finite_budget_rejected(store: KeyStore, amount: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         store.create("k", budget_amount=Decimal(amount))
     assert info.value.param == "budget"
+
+
+# The gateway's view of the keys (api/auth.py): loaded into memory, refreshed from this store.
+
+
+def _outage() -> OperationalError:
+    return OperationalError("SELECT", {}, sqlite3.OperationalError("unable to open database file"))
+
+
+async def _until(condition: Callable[[], bool], attempts: int = 4_000) -> None:
+    """Let the event loop run until `condition` holds (a bound on hangs, not a timing check)."""
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never became true")
+
+
+class CountingLoads:
+    """Stands in for `KeyStore.active_by_hash`: counts loads, and fails them while told to."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.real = store.active_by_hash
+        self.calls = 0
+        self.failing = False
+
+    def __call__(self) -> dict[str, ApiKey]:
+        self.calls += 1
+        if self.failing:
+            raise _outage()
+        return self.real()
+
+
+def test_fifty_concurrent_unknown_keys_cost_one_reload(
+    store: KeyStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single flight: every request that misses while a reload is in flight waits for that one.
+    (Every miss may start a reload here, so only the sharing can keep the count at one.) The
+    request that started it giving up does not cancel it for the others."""
+    monkeypatch.setattr(auth, "MISS_RELOAD_SECONDS", -1.0)
+    loads = CountingLoads(store)
+
+    async def main() -> list[ApiKey | BaseException | None]:
+        ring = KeyRing(engine, admin_key=None, require_keys=True)
+        await ring.start()
+        _, secret = store.create("created-after-the-load")
+        monkeypatch.setattr(ring.store, "active_by_hash", loads)
+        headers = [{"authorization": f"Bearer {secret}"}] * 25
+        headers += [{"authorization": f"Bearer ek-guess-{i}"} for i in range(25)]
+        tasks = [asyncio.create_task(ring.authenticate(h)) for h in headers]
+        await asyncio.sleep(0)  # every request has missed and is waiting
+        tasks[0].cancel()  # the client whose miss started the reload disconnects
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await ring.stop()
+        return results
+
+    results = asyncio.run(main())
+    assert loads.calls == 1
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert all(isinstance(r, ApiKey) and r.name == "created-after-the-load" for r in results[1:25])
+    assert all(isinstance(r, AuthenticationError) for r in results[25:])
+
+
+def test_refresh_failures_are_logged_with_their_reason_and_rate_limited(
+    store: KeyStore,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(auth, "REFRESH_SECONDS", 0.0)
+    loads = CountingLoads(store)
+    now = [1_000.0]
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "entrepot.auth"]
+
+    async def main() -> None:
+        ring = KeyRing(engine, admin_key=None, require_keys=True)
+        ring.refresh_log = FailureLog(
+            logging.getLogger("entrepot.auth"), "key refresh", clock=lambda: now[0]
+        )
+        monkeypatch.setattr(ring.store, "active_by_hash", loads)
+        loads.failing = True
+        with pytest.raises(OperationalError):
+            await ring.start()  # a gateway does not start on a database it cannot read
+        loads.failing = False
+        await ring.start()
+        loads.failing = True
+        await _until(lambda: loads.calls >= 30)
+        assert len(messages()) == 1  # thirty failures, one line
+        assert "key refresh failed" in messages()[0]
+        assert "unable to open database file" in messages()[0]
+        now[0] += 61  # a minute on: one reminder, counting what it stands for
+        seen = loads.calls
+        await _until(lambda: loads.calls > seen + 5)
+        assert len(messages()) == 2
+        assert "still failing" in messages()[1] and "unable to open" in messages()[1]
+        loads.failing = False
+        await _until(lambda: len(messages()) == 3)
+        assert "works again" in messages()[2]
+        await ring.stop()
+
+    with caplog.at_level(logging.WARNING, logger="entrepot.auth"):
+        asyncio.run(main())
+
+
+def test_an_unknown_key_during_an_outage_is_refused_and_known_keys_still_work(
+    store: KeyStore,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(auth, "MISS_RELOAD_SECONDS", -1.0)
+    _, secret = store.create("known")
+    loads = CountingLoads(store)
+
+    async def main() -> None:
+        ring = KeyRing(engine, admin_key=None, require_keys=True)
+        await ring.start()
+        monkeypatch.setattr(ring.store, "active_by_hash", loads)
+        loads.failing = True
+        with pytest.raises(AuthenticationError, match="invalid or revoked"):
+            await ring.authenticate({"authorization": "Bearer ek-not-a-key"})
+        key = await ring.authenticate({"authorization": f"Bearer {secret}"})
+        assert key is not None and key.name == "known"
+        await ring.stop()
+
+    with caplog.at_level(logging.WARNING, logger="entrepot.auth"):
+        asyncio.run(main())
+    assert loads.calls == 1
+    assert any("unable to open database file" in r.getMessage() for r in caplog.records)

@@ -117,11 +117,29 @@ def test_insert_nothing_is_a_no_op(engine: Engine) -> None:
 
 def test_a_batch_is_one_transaction(engine: Engine) -> None:
     insert_records(engine, [rec("a", at(1, 1), None, None)])
+    refused = rec("c", at(1, 1), None, None)
+    refused.endpoint = None  # type: ignore[assignment]  # a NOT NULL column
     with pytest.raises(IntegrityError):
-        insert_records(engine, [rec("b", at(1, 1), None, None), rec("a", at(1, 1), None, None)])
+        insert_records(engine, [rec("b", at(1, 1), None, None), refused])
     with engine.connect() as conn:
         ids = conn.execute(select(usage_records.c.request_id)).scalars().all()
     assert ids == ["a"]
+
+
+def test_a_request_id_already_stored_is_skipped_not_an_error(engine: Engine) -> None:
+    """A batch written twice (replayed after a crash, or after a commit whose answer was lost)
+    neither fails nor counts twice; the count returned is of new rows."""
+    assert insert_records(engine, [rec("a", at(1, 1), None, None, prompt=1)]) == 1
+    again = [rec("b", at(1, 1), None, None), rec("a", at(1, 1), None, None, prompt=99)]
+    assert insert_records(engine, again) == 1
+    with engine.connect() as conn:
+        rows = conn.execute(select(usage_records.c.request_id, usage_records.c.prompt_tokens))
+        assert sorted(tuple(row) for row in rows) == [("a", 1), ("b", 0)]
+
+
+def test_rollback_writes_nothing(engine: Engine) -> None:
+    assert insert_records(engine, [rec("a", at(1, 1), None, None)], rollback=True) == 1
+    assert summarise(engine, "key") == []
 
 
 def test_summary_by_key(ledger: Engine) -> None:

@@ -1,6 +1,12 @@
 """Who is calling. Keys live in memory (refreshed from the store) so authentication costs a hash
 and a dict lookup, not a query; a key created or revoked by another process is seen within
-`REFRESH_SECONDS`, and an unknown key triggers an immediate (rate-limited) reload.
+`REFRESH_SECONDS`, and an unknown key triggers an immediate reload: at most one per
+`MISS_RELOAD_SECONDS`, shared by every request that misses meanwhile, so a burst of unknown keys
+(a new client's first requests, or someone guessing) costs the database one query, not one each.
+
+While the database is down, the keys already loaded keep working; failed refreshes are logged
+with their reason, once and then as a reminder a minute (not every few seconds for the length of
+an outage), and an unknown key is refused as unknown.
 
 Client keys are found by their SHA-256, so lookup time depends on the digest, never on how much of
 a guessed secret is right; the admin key, held in plain memory, is compared in constant time.
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 
@@ -17,11 +24,14 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 
 from entrepot.exceptions import AuthenticationError, PermissionDeniedError
+from entrepot.failure_log import FailureLog
 from entrepot.store.keys import KEY_PREFIX, KeyStore, hash_key
 from entrepot.types import ApiKey
 
 REFRESH_SECONDS = 5.0
 MISS_RELOAD_SECONDS = 1.0
+
+log = logging.getLogger("entrepot.auth")
 
 
 class KeyRing:
@@ -31,8 +41,11 @@ class KeyRing:
         self.require_keys = require_keys
         self._by_hash: dict[str, ApiKey] = {}
         self._loaded_at = 0.0
+        self._missed_at = 0.0
+        self._miss_reload: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.refresh_log = FailureLog(log, "key refresh")
 
     async def start(self) -> None:
         await self.reload()
@@ -42,19 +55,44 @@ class KeyRing:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._miss_reload is not None:
+            await asyncio.gather(self._miss_reload, return_exceptions=True)
 
     async def reload(self) -> None:
+        """Load the keys afresh (after a key is created or revoked here: a load that began
+        before the change is not enough, so this does not join one in flight)."""
         async with self._lock:
             self._by_hash = await asyncio.to_thread(self.store.active_by_hash)
             self._loaded_at = time.monotonic()
 
+    async def _refresh(self) -> None:
+        try:
+            await self.reload()
+        except Exception as error:
+            self.refresh_log.failed(error)
+        else:
+            self.refresh_log.succeeded()
+
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
-            try:
-                await self.reload()
-            except Exception:
-                continue
+            await self._refresh()
+
+    async def _reload_for_miss(self) -> None:
+        """Join the reload in flight, or start one unless the keys (or an attempt to load them)
+        are fresher than `MISS_RELOAD_SECONDS`. The shared reload is shielded: one waiting
+        client disconnecting does not cancel it for the others."""
+        if self._miss_reload is None:
+            now = time.monotonic()
+            if now - max(self._loaded_at, self._missed_at) <= MISS_RELOAD_SECONDS:
+                return
+            self._missed_at = now
+            self._miss_reload = asyncio.create_task(self._refresh(), name="key-reload")
+            self._miss_reload.add_done_callback(self._miss_reload_done)
+        await asyncio.shield(self._miss_reload)
+
+    def _miss_reload_done(self, _task: asyncio.Task[None]) -> None:
+        self._miss_reload = None
 
     def is_admin(self, secret: str) -> bool:
         return self.admin_key is not None and hmac.compare_digest(
@@ -76,8 +114,8 @@ class KeyRing:
             return None
         digest = hash_key(secret)
         key = self._by_hash.get(digest)
-        if key is None and time.monotonic() - self._loaded_at > MISS_RELOAD_SECONDS:
-            await self.reload()
+        if key is None:
+            await self._reload_for_miss()
             key = self._by_hash.get(digest)
         if key is None:
             raise AuthenticationError("invalid or revoked API key")

@@ -12,9 +12,15 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from entrepot.types import UsageRecord
@@ -45,6 +51,19 @@ class _Histogram:
         return cumulative
 
 
+class LedgerBacklog(Protocol):
+    """What the ledger writer has not yet written to the store (see `writer.py`)."""
+
+    @property
+    def spooled_records(self) -> int: ...
+    @property
+    def spooled_bytes(self) -> int: ...
+    @property
+    def quarantined_records(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+
+
 class GatewayMetrics(Collector):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -53,6 +72,7 @@ class GatewayMetrics(Collector):
         self._ttft: defaultdict[Labels, _Histogram] = defaultdict(_Histogram)
         self._tokens: defaultdict[Labels, int] = defaultdict(int)
         self._cost_nanos: defaultdict[Labels, int] = defaultdict(int)
+        self.ledger_backlog: LedgerBacklog | None = None
         self.registry.register(self)
 
     def observe(self, record: UsageRecord) -> None:
@@ -101,6 +121,31 @@ class GatewayMetrics(Collector):
         for labels, nanos in self._cost_nanos.items():
             cost.add_metric(labels, nanos / 1e9)
         yield cost
+        if self.ledger_backlog is not None:
+            yield from _ledger_backlog(self.ledger_backlog)
+
+
+def _ledger_backlog(backlog: LedgerBacklog) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "entrepot_ledger_spooled_records",
+        "Usage records waiting in the local spool for the store",
+        value=backlog.spooled_records,
+    )
+    yield GaugeMetricFamily(
+        "entrepot_ledger_spooled_bytes",
+        "Size of the local spool of usage records",
+        value=backlog.spooled_bytes,
+    )
+    yield GaugeMetricFamily(
+        "entrepot_ledger_quarantined_records",
+        "Usage records the store rejected, kept in the quarantine file",
+        value=backlog.quarantined_records,
+    )
+    yield CounterMetricFamily(
+        "entrepot_ledger_dropped_records",
+        "Usage records lost because neither the store nor the spool would take them",
+        value=backlog.dropped,
+    )
 
 
 def _histograms(

@@ -23,9 +23,14 @@ def database_url(config: StoreConfig) -> str:
         return config.url
     if env := os.environ.get("ENTREPOT_DATABASE_URL"):
         return env
-    directory = Path(os.environ.get("ENTREPOT_DATA_DIR") or user_data_dir("entrepot"))
+    directory = data_directory()
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / 'entrepot.db'}"
+
+
+def data_directory() -> Path:
+    """Where the gateway keeps its files: `ENTREPOT_DATA_DIR`, else the user's data directory."""
+    return Path(os.environ.get("ENTREPOT_DATA_DIR") or user_data_dir("entrepot"))
 
 
 def open_engine(config: StoreConfig) -> Engine:

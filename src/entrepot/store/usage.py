@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import JSON, Engine, Integer, String, func, select
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from entrepot.store.tables import usage_records
 from entrepot.types import UsageRecord
@@ -34,23 +36,45 @@ class UsageSummaryRow:
 ROWS_PER_STATEMENT = 100
 
 
-def insert_records(engine: Engine, records: Sequence[UsageRecord]) -> None:
-    """Write a batch as multi-row INSERTs of values encoded here.
+def insert_records(
+    engine: Engine, records: Sequence[UsageRecord], *, rollback: bool = False
+) -> int:
+    """Write a batch as multi-row INSERTs of values encoded here; returns how many rows are new.
 
     Two costs of the obvious `conn.execute(insert(t), dicts)` showed under load: Core converts
     every value through its type processors (about 45 µs a row), and sqlite3's executemany
     releases and retakes the GIL for every row, each time waiting on the event loop thread. Rows
     are therefore encoded once, in the form the column types would have stored them, and sent a
-    hundred at a time in one statement: one GIL hand-over per hundred rows."""
+    hundred at a time in one statement: one GIL hand-over per hundred rows.
+
+    A record whose request id is already stored is skipped, not an error: a batch may be written
+    twice (replayed from the spool after a crash, or after a commit whose answer was lost), and
+    must neither fail nor count twice. `rollback` writes the batch and undoes it, to ask whether
+    the store accepts such records at all."""
     if not records:
-        return
+        return 0
     row_sql, encode = _row_encoding(engine.dialect.name, engine.dialect.paramstyle)
     rows = [encode(r) for r in records]
-    with engine.begin() as conn:
+    inserted = 0
+    with engine.connect() as conn, conn.begin() as transaction:
         for first in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[first : first + ROWS_PER_STATEMENT]
             values = tuple(itertools.chain.from_iterable(chunk))
-            conn.exec_driver_sql(_insert_statement(row_sql, len(chunk)), values)
+            result = conn.exec_driver_sql(_insert_statement(row_sql, len(chunk)), values)
+            inserted += result.rowcount
+        if rollback:
+            transaction.rollback()
+    return inserted
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether a failed write means the store cannot take writes now (connection refused or
+    lost, database locked or read-only, disk full), as opposed to a batch holding a record the
+    store rejects (a constraint, a value out of range, text the driver cannot encode)."""
+    return isinstance(
+        error,
+        OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError | OSError,
+    ) or bool(getattr(error, "connection_invalidated", False))
 
 
 RowEncoder = Callable[[UsageRecord], tuple[Any, ...]]
@@ -64,7 +88,10 @@ _CREATED_AT = _ROW_COLUMNS.index("created_at")
 @functools.cache
 def _insert_statement(row_sql: str, rows: int) -> str:
     values = ", ".join([row_sql] * rows)
-    return f"INSERT INTO usage_records ({', '.join(_ROW_COLUMNS)}) VALUES {values}"
+    return (
+        f"INSERT INTO usage_records ({', '.join(_ROW_COLUMNS)}) VALUES {values}"
+        " ON CONFLICT (request_id) DO NOTHING"
+    )
 
 
 @functools.cache

@@ -1,0 +1,250 @@
+"""Where usage records wait while the store cannot take them, and where rejected ones are kept.
+
+The spool is a directory of segments, `<sequence>.jsonl`, one JSON line per record. A segment is
+written once, start to end, and made durable (the file and the directory are fsynced) before the
+writer lets go of its records; it is deleted only after its records are committed to the store.
+A crash between the commit and the delete replays the segment, which is harmless: the store
+skips request ids it already holds. A crash while a segment is being written leaves a torn last
+line, which reading skips (those records were not yet durable: the same loss as a crash before a
+batch is written to the store).
+
+Segments replay in sequence order, and a sequence number is reserved *before* the writer tries
+the store: if that write fails, its records are spooled under the older number, so records that
+were spilled meanwhile (see the writer) still come after them.
+
+`quarantine.jsonl` keeps each record the store rejected, with the reason, for an operator to fix
+and re-import; it is never read back automatically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from entrepot.config import StoreConfig
+from entrepot.store.db import data_directory
+from entrepot.types import UsageRecord
+
+log = logging.getLogger("entrepot.ledger")
+
+SPOOL_DIRNAME = "ledger-spool"
+QUARANTINE_FILE = "quarantine.jsonl"
+_SEGMENT = re.compile(r"^(\d{20})\.jsonl$")
+_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageRecord))
+
+
+def spool_directory(config: StoreConfig, engine: Engine) -> Path:
+    """`store.spool_dir`, else beside the SQLite file, else in the data directory."""
+    if config.spool_dir:
+        return Path(config.spool_dir).expanduser()
+    url = make_url(str(engine.url))
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(str(url.database)).expanduser().resolve().parent / SPOOL_DIRNAME
+    return data_directory() / SPOOL_DIRNAME
+
+
+def encode_record(record: UsageRecord) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def decode_record(line: bytes) -> UsageRecord:
+    """A record from one spooled line; fields a later version added are left out, fields an
+    earlier one lacked take their defaults."""
+    data: dict[str, Any] = orjson.loads(line)
+    if not isinstance(data, dict) or "request_id" not in data:
+        raise ValueError("not a usage record")
+    values = {name: value for name, value in data.items() if name in _FIELDS}
+    values["created_at"] = dt.datetime.fromisoformat(values["created_at"])
+    return UsageRecord(**values)
+
+
+class Spool:
+    """The segments on disk and what they hold. Reservations are made on the event loop and the
+    files written from worker threads; one lock keeps the bookkeeping consistent between them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.records = 0
+        self.bytes = 0
+        self.quarantined = 0
+        self._segments: dict[int, tuple[int, int]] = {}  # sequence -> (records, bytes)
+        self._reserved: set[int] = set()
+        self._next = 1
+        self._lock = threading.Lock()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing spooled and nothing about to be: new records may go straight to the store."""
+        return not self._segments and not self._reserved
+
+    @property
+    def holds_records(self) -> bool:
+        return bool(self._segments)
+
+    def open(self) -> None:
+        """Take stock of what an earlier process left: segments to replay, quarantined records."""
+        if not self.directory.is_dir():
+            return
+        for path in self.directory.iterdir():
+            match = _SEGMENT.match(path.name)
+            if match:
+                data = path.read_bytes()
+                sequence = int(match.group(1))
+                self._add(sequence, data.count(b"\n"), len(data))
+                self._next = max(self._next, sequence + 1)
+        quarantine = self.directory / QUARANTINE_FILE
+        if quarantine.exists():
+            self.quarantined = quarantine.read_bytes().count(b"\n")
+
+    def reserve(self) -> int:
+        with self._lock:
+            sequence = self._next
+            self._next += 1
+            self._reserved.add(sequence)
+            return sequence
+
+    def release(self, sequence: int) -> None:
+        """The reserved place is not needed: its records reached the store."""
+        with self._lock:
+            self._reserved.discard(sequence)
+
+    def write(self, sequence: int, records: Sequence[UsageRecord]) -> None:
+        """Write a segment durably under a reserved sequence number. Raises OSError if the disk
+        refuses; the reservation is then kept, so the caller can try again with it."""
+        lines: list[bytes] = []
+        for record in records:
+            try:
+                lines.append(encode_record(record))
+            except TypeError as error:
+                self.quarantine([(record, f"cannot be encoded: {error}")])
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(sequence)
+        data = b"".join(lines)
+        try:
+            _write_durably(path, data, "wb")
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._reserved.discard(sequence)
+            self._add(sequence, len(lines), len(data))
+
+    def next_ready(self) -> int | None:
+        """The oldest segment, unless an older reservation may still become one."""
+        with self._lock:
+            if not self._segments:
+                return None
+            oldest = min(self._segments)
+            if self._reserved and min(self._reserved) < oldest:
+                return None
+            return oldest
+
+    def read(self, sequence: int) -> list[UsageRecord]:
+        """A segment's records. A torn last line (a crash mid-write) is skipped; any other line
+        that cannot be read is quarantined rather than replayed."""
+        data = self._path(sequence).read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1]:
+            log.warning(
+                "ledger spool segment %s ends in a torn line (a crash while it was written); "
+                "the records before it are replayed",
+                self._path(sequence).name,
+            )
+        records: list[UsageRecord] = []
+        for line in lines[:-1]:
+            try:
+                records.append(decode_record(line))
+            except (ValueError, TypeError, KeyError) as error:
+                self._quarantine_line(line, f"unreadable spool line: {error}")
+        return records
+
+    def remove(self, sequence: int) -> None:
+        """The segment's records are in the store."""
+        self._path(sequence).unlink(missing_ok=True)
+        _fsync_directory(self.directory)
+        with self._lock:
+            records, size = self._segments.pop(sequence, (0, 0))
+            self.records -= records
+            self.bytes -= size
+
+    def quarantine(self, rejected: Sequence[tuple[UsageRecord, str]]) -> None:
+        """Keep records the store rejected, with the reason, out of the way of the others."""
+        entries = []
+        for record, reason in rejected:
+            log.error("ledger record %s quarantined: %s", record.request_id, reason)
+            entries.append(
+                {"quarantined_at": dt.datetime.now(dt.UTC), "reason": reason, "record": record}
+            )
+        self._append_quarantine(entries)
+
+    def _quarantine_line(self, line: bytes, reason: str) -> None:
+        log.error("ledger spool line quarantined: %s", reason)
+        text = line.decode("utf-8", "replace")
+        entry = {"quarantined_at": dt.datetime.now(dt.UTC), "reason": reason, "line": text}
+        self._append_quarantine([entry])
+
+    def _append_quarantine(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        data = b"".join(_lenient_json(entry) + b"\n" for entry in entries)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_durably(self.directory / QUARANTINE_FILE, data, "ab")
+        with self._lock:
+            self.quarantined += len(entries)
+
+    def _add(self, sequence: int, records: int, size: int) -> None:
+        self._segments[sequence] = (records, size)
+        self.records += records
+        self.bytes += size
+
+    def _path(self, sequence: int) -> Path:
+        return self.directory / f"{sequence:020d}.jsonl"
+
+
+def _lenient_json(entry: dict[str, Any]) -> bytes:
+    """A quarantine entry as one JSON line, whatever the record holds: it may have been rejected
+    precisely for a value that strict encoders refuse (a lone surrogate, an odd type)."""
+    try:
+        text = json.dumps(entry, default=_plain, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = json.dumps({**entry, "record": repr(entry.get("record"))}, default=_plain)
+    return text.encode()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return repr(value)
+
+
+def _write_durably(path: Path, data: bytes, mode: str) -> None:
+    """Write and fsync the file, and its directory entry when the file is new."""
+    new = not path.exists()
+    with path.open(mode) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if new:
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
