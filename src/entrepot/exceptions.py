@@ -2,7 +2,6 @@
 
     EntrepotError
     ├── ConfigError                      the configuration is missing, malformed or inconsistent
-    ├── StoreUnavailableError            the database cannot take writes now (ledger: spool)
     └── GatewayError (500)               a request failed; answered in OpenAI's error format
         ├── InvalidRequestError (400)
         │   ├── MethodNotAllowedError (405)
@@ -38,11 +37,6 @@ class EntrepotError(Exception):
 
 class ConfigError(EntrepotError):
     """The configuration file is missing, malformed or inconsistent."""
-
-
-class StoreUnavailableError(EntrepotError):
-    """The database cannot take writes now (unreachable, locked, read-only, full), as opposed to
-    rejecting a record: the ledger spools and retries rather than setting any record aside."""
 
 
 class GatewayError(EntrepotError):
@@ -101,7 +95,8 @@ class RateLimitedError(GatewayError):
     code = "rate_limit_exceeded"
 
     def __init__(
-        self, message: str, *, kind: Literal["requests", "tokens"], headers: dict[str, str]) -> None:
+        self, message: str, *, kind: Literal["requests", "tokens"], headers: dict[str, str]
+    ) -> None:
         super().__init__(message)
         self.error_type = kind
         self.headers = headers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from entrepot.api.inference import new_request_id
+from entrepot.api.pipeline import new_request_id
 
 
 def test_request_ids_are_unique_and_sort_in_the_order_they_were_made() -> None:

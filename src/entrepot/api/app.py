@@ -16,11 +16,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrepot import __version__
-from entrepot.api import admin, errors, inference, openapi
+from entrepot.api import admin, errors, openapi
 from entrepot.api.asgi import send_error
+from entrepot.api.endpoints import ROUTES
 from entrepot.api.gateway import Gateway
+from entrepot.api.pipeline import DEPLOYMENT_HEADER
 from entrepot.exceptions import GatewayError, MethodNotAllowedError
 from entrepot.policy.access import authorize_model, visible_models
+from entrepot.policy.egress import CLASS_HEADER
 from entrepot.routing import cache
 
 # Every request header the gateway reads, and the response headers a browser client may need,
@@ -29,13 +32,13 @@ CORS_REQUEST_HEADERS = [
     "authorization",
     "content-type",
     "x-api-key",
-    inference.DATA_CLASS_HEADER,
+    CLASS_HEADER,
     cache.HEADER,
 ]
 CORS_RESPONSE_HEADERS = [
     "x-request-id",
     "retry-after",
-    inference.DEPLOYMENT_HEADER,
+    DEPLOYMENT_HEADER,
     cache.HEADER,
     *(
         f"x-ratelimit-{what}-{kind}"
@@ -75,20 +78,8 @@ async def get_model(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Liveness. It answers 200 while the gateway serves, degraded or not: when a database shared
-    by every replica is down, a load balancer pulling them all would stop a service that still
-    bills correctly (the ledger spools); `status` and `reasons` say what needs attention."""
     gateway: Gateway = request.app.state.gateway
-    reasons = gateway.ledger.problems()
-    return _json(
-        {
-            "status": "degraded" if reasons else "ok",
-            "reasons": reasons,
-            "version": __version__,
-            "models": len(gateway.routing.aliases),
-            "ledger": gateway.ledger.backlog(),
-        }
-    )
+    return _json({"status": "ok", "version": __version__, "models": len(gateway.routing.aliases)})
 
 
 async def metrics(request: Request) -> Response:
@@ -109,8 +100,8 @@ class GatewayApp:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = inference.ENDPOINTS.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None:
+        handler = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None:
             await self.routes(scope, receive, send)
         elif scope["method"] != "POST":
             await send_error(
@@ -121,7 +112,7 @@ class GatewayApp:
                 {"allow": "POST"},
             )
         else:
-            await inference.serve(self.gateway, endpoint, scope, receive, send)
+            await handler(self.gateway, scope, receive, send)
 
 
 def create_app(gateway: Gateway) -> ASGIApp:

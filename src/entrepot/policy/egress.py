@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from entrepot.config import JurisdictionRule, ModelConfig, PolicyConfig, TeamConfig
-from entrepot.exceptions import InvalidRequestError, PermissionDeniedError
+from entrepot.exceptions import EgressDeniedError, InvalidRequestError
 
 CLASS_HEADER = "x-entrepot-data-class"
 LOCAL = "local"
@@ -104,13 +104,13 @@ class EgressPolicy:
 
     def blocked_error(
         self, alias: str, data_class: str, verdicts: list[tuple[str, Verdict]]
-    ) -> PermissionDeniedError:
+    ) -> EgressDeniedError:
         """The 403 for a request none of whose deployments may receive it, with every reason."""
         message = f"no deployment of {alias!r} may receive data of class {data_class!r}"
         reasons = "; ".join(f"{deployment}: {verdict.reason}" for deployment, verdict in verdicts)
         if reasons:
             message = f"{message}: {reasons}"
-        return PermissionDeniedError(message, param="model", code="egress_denied")
+        return EgressDeniedError(message, param="model")
 
 
 def _breach(rule: JurisdictionRule, deployment: ModelConfig) -> str | None:

@@ -1,0 +1,16 @@
+"""`POST /v1/chat/completions`: OpenAI's chat completions, complete or streamed."""
+
+from __future__ import annotations
+
+from starlette.types import Receive, Scope, Send
+
+from entrepot.api.endpoints.openai_http import serve
+from entrepot.api.gateway import Gateway
+from entrepot.api.pipeline import Endpoint
+from entrepot.api.validation import validate_chat
+
+CHAT = Endpoint("chat", validate_chat, "chat", "stream_chat", "chat.completion")
+
+
+async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await serve(gateway, CHAT, scope, receive, send)

@@ -1,0 +1,18 @@
+"""`POST /v1/completions`: OpenAI's legacy text completions, complete or streamed."""
+
+from __future__ import annotations
+
+from starlette.types import Receive, Scope, Send
+
+from entrepot.api.endpoints.openai_http import serve
+from entrepot.api.gateway import Gateway
+from entrepot.api.pipeline import Endpoint
+from entrepot.api.validation import validate_completion
+
+COMPLETIONS = Endpoint(
+    "completions", validate_completion, "complete", "stream_complete", "text_completion"
+)
+
+
+async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await serve(gateway, COMPLETIONS, scope, receive, send)

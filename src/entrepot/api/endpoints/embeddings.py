@@ -1,0 +1,16 @@
+"""`POST /v1/embeddings`: OpenAI's embeddings; never streamed, so no completion object."""
+
+from __future__ import annotations
+
+from starlette.types import Receive, Scope, Send
+
+from entrepot.api.endpoints.openai_http import serve
+from entrepot.api.gateway import Gateway
+from entrepot.api.pipeline import Endpoint
+from entrepot.api.validation import validate_embedding
+
+EMBEDDINGS = Endpoint("embeddings", validate_embedding, "embed", None, None)
+
+
+async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await serve(gateway, EMBEDDINGS, scope, receive, send)

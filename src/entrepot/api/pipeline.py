@@ -1,0 +1,291 @@
+"""The one path every inference request takes, whichever surface it came in by: authenticate →
+validate → data class and eligible deployments (policy) → response cache → admission (limits and
+budget) → pick and call a deployment with fallbacks (routing, providers) → bill (ledger) →
+record. Every request leaves exactly one usage record, whichever step it stopped at.
+
+An ingress adapter drives an `Exchange` through these steps: the OpenAI-format HTTP endpoints in
+`api/endpoints/`, and `call` below for in-process users (`entrepot bench`, `entrepot audit`),
+which so obey the same policy, limits and ledger as any client of the server. A new surface (say
+Anthropic's Messages API) is a new adapter that translates its body into an endpoint's format and
+the answer back, not a copy of this path.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from entrepot.api.errors import log_unexpected
+from entrepot.api.gateway import Gateway
+from entrepot.api.streaming import OpenedStream, open_stream, stream_events
+from entrepot.exceptions import GatewayError, InvalidRequestError
+from entrepot.ledger.billing import estimated_tokens, settle, worst_case_cost_nanos
+from entrepot.limits.limiter import Admission
+from entrepot.policy.access import authorize_model
+from entrepot.policy.eligibility import Eligibility, eligible_deployments
+from entrepot.routing import cache
+from entrepot.routing.table import Deployment
+from entrepot.types import JSON, ApiKey, Attempt, UsageRecord
+
+DEPLOYMENT_HEADER = "x-entrepot-deployment"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What differs between operations: how a body is checked, which provider method answers
+    it (and which streams it), and the object type a complete answer must carry."""
+
+    name: str
+    validate: Callable[[Any], JSON]
+    call: str
+    stream_call: str | None
+    completion_object: str | None
+
+
+class Exchange:
+    """One request on its way through the pipeline. The ingress calls the steps in order —
+    `identify`, `prepare` (validate, classify, cache, admit), then `answer` or `stream` — and
+    `finish` once at the end; each step fills in the usage record as it goes, so a request that
+    stops early is recorded with what was known by then."""
+
+    __slots__ = (
+        "admission",
+        "attempts",
+        "body",
+        "eligible",
+        "endpoint",
+        "fingerprint",
+        "gateway",
+        "headers",
+        "key",
+        "record",
+        "started",
+        "ttl",
+    )
+
+    def __init__(self, gateway: Gateway, endpoint: Endpoint, record_as: str | None = None) -> None:
+        """`record_as` names the request's origin in the ledger's endpoint column (say
+        "bench:chat") when it is not a client of the HTTP API."""
+        self.gateway = gateway
+        self.endpoint = endpoint
+        self.record = UsageRecord(request_id=new_request_id(), endpoint=record_as or endpoint.name)
+        self.started = time.perf_counter()
+        self.headers = {"x-request-id": self.record.request_id}
+        self.attempts: list[Attempt] = []
+        self.admission: Admission | None = None
+        self.key: ApiKey | None = None
+        self.body: JSON = {}
+        self.eligible: Eligibility | None = None
+        self.fingerprint = ""
+        self.ttl: float | None = None
+
+    def identify(self, key: ApiKey | None) -> None:
+        """Who is calling (None: an anonymous caller where keys are not required)."""
+        self.key = key
+        if key is not None:
+            record = self.record
+            record.key_id, record.key_name, record.team = key.id, key.name, key.team
+
+    async def prepare(
+        self, parsed: object, size: int, class_header: str | None, cache_header: str | None
+    ) -> bytes | None:
+        """Everything before an upstream is called: check the body, settle its data class and
+        where it may go, look in the response cache (a hit is returned, and the request is
+        done), then admit it against its key's and team's limits. `size` is the body's length
+        in bytes, which bounds its prompt tokens."""
+        gateway, record, key = self.gateway, self.record, self.key
+        body = self.body = self.endpoint.validate(parsed)
+        alias: str = body["model"]
+        # A NUL would make PostgreSQL refuse the whole ledger batch, again at every retry.
+        record.model_alias = alias[:256].replace("\x00", "\N{REPLACEMENT CHARACTER}")
+        authorize_model(key, alias)
+        eligible = self.eligible = eligible_deployments(
+            table=gateway.routing,
+            detector=gateway.detector,
+            egress=gateway.egress,
+            key=key,
+            alias=alias,
+            body=body,
+            class_header=class_header,
+            offline=gateway.offline,
+            reroute_alias=gateway.config.policy.reroute_alias,
+        )
+        self.attempts += eligible.skipped
+        record.data_class, record.findings = eligible.data_class, eligible.findings or None
+        streaming = record.stream = bool(self.endpoint.stream_call and body.get("stream"))
+
+        if not streaming:
+            self.ttl = gateway.cache.ttl_for(cache_header, key.cache_ttl_seconds if key else None)
+        if self.ttl is not None:
+            self.fingerprint = cache.ResponseCache.fingerprint(
+                f"key:{key.id}" if key else "anonymous", self.endpoint.name, body
+            )
+            hit = gateway.cache.get(self.fingerprint)
+            self.headers[cache.HEADER] = "hit" if hit is not None else "miss"
+            if hit is not None:
+                record.cache_hit = True
+                return hit
+
+        deployments = eligible.deployments
+        self.admission = await gateway.limiter.admit(
+            gateway.subjects(key),
+            estimated_tokens=estimated_tokens(size, body, deployments),
+            worst_cost_nanos=worst_case_cost_nanos(size, body, deployments),
+            cost_currency=next(
+                (d.price.currency for d in deployments if d.price is not None), None
+            ),
+        )
+        self.headers.update(self.admission.headers)
+        return None
+
+    def _note(self, deployment: Deployment) -> None:
+        record = self.record
+        record.deployment = deployment.name
+        record.provider = deployment.config.provider
+        record.jurisdiction = deployment.config.jurisdiction
+        self.headers[DEPLOYMENT_HEADER] = deployment.name
+
+    async def answer(self) -> JSON:
+        """Route and call for a complete answer, under the client's alias, billed."""
+        assert self.eligible is not None
+        body, method = self.body, self.endpoint.call
+
+        async def ask(deployment: Deployment) -> JSON:
+            self._note(deployment)
+            upstream = {**body, "model": deployment.config.target}
+            result: JSON = await getattr(deployment.provider, method)(upstream)
+            return result
+
+        gateway = self.gateway
+        result, deployment = await gateway.router.call(
+            self.eligible.alias, self.eligible.deployments, ask, self.attempts
+        )
+        gateway.router.finished(deployment)
+        self._note(deployment)
+        normalise(result, body["model"], self.endpoint)
+        settle(self.record, deployment, result.get("usage"), self.started)
+        return result
+
+    def remember(self, payload: bytes) -> None:
+        """Keep a complete answer in the response cache, if this request may be cached."""
+        if self.ttl is not None:
+            self.gateway.cache.put(self.fingerprint, payload, self.ttl)
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        """Route until a deployment's stream has started, then relay it as server-sent events.
+        From here the stream owns the request's end: it calls `finish` when it is over."""
+        assert self.eligible is not None and self.endpoint.stream_call is not None
+        body, method = self.body, self.endpoint.stream_call
+        options = body.get("stream_options") or {}
+
+        async def start(deployment: Deployment) -> OpenedStream:
+            self._note(deployment)
+            upstream = {
+                **body,
+                "model": deployment.config.target,
+                "stream_options": {**options, "include_usage": True},
+            }
+            return await open_stream(deployment, method, upstream)
+
+        router = self.gateway.router
+        opened, deployment = await router.call(
+            self.eligible.alias, self.eligible.deployments, start, self.attempts
+        )
+        self._note(deployment)
+
+        async def end_stream() -> None:
+            router.finished(deployment)
+            await self.finish()
+
+        return stream_events(
+            deployment,
+            opened,
+            self.record,
+            self.started,
+            bool(options.get("include_usage")),
+            end_stream,
+        )
+
+    def failed(self, exc: GatewayError) -> None:
+        self.record.status = exc.status_code
+        self.record.error_type = exc.code or exc.error_type
+
+    async def finish(self) -> None:
+        """Release what the request held and write its record; runs exactly once per request."""
+        record = self.record
+        record.attempts = [a.as_json() for a in self.attempts] or None
+        if self.admission is not None:
+            tokens = record.prompt_tokens + record.completion_tokens
+            await self.gateway.limiter.settle(
+                self.admission, actual_tokens=tokens, actual_cost_nanos=record.cost_nanos
+            )
+        record.latency_ms = int((time.perf_counter() - self.started) * 1000)
+        self.gateway.ledger.record(record)
+
+
+async def call(
+    gateway: Gateway,
+    endpoint: Endpoint,
+    body: JSON,
+    *,
+    key: ApiKey | None,
+    principal: str,
+    record_as: str,
+) -> JSON:
+    """Answer one request in-process, exactly as the server would answer it over HTTP (without
+    streaming): the same policy, limits, cache and ledger, with `key` as the caller — or, with
+    no key, the caller named `principal` in the ledger, treated as an anonymous client. A
+    refusal or failure is raised as the `GatewayError` a client would have received."""
+    exchange = Exchange(gateway, endpoint, record_as)
+    try:
+        exchange.identify(key)
+        if key is None:
+            exchange.record.key_name = principal
+        if body.get("stream"):
+            raise InvalidRequestError("in-process calls do not stream", param="stream")
+        hit = await exchange.prepare(body, len(orjson.dumps(body)), None, None)
+        if hit is not None:
+            cached: JSON = orjson.loads(hit)
+            return cached
+        result = await exchange.answer()
+        exchange.remember(orjson.dumps(result))
+        return result
+    except GatewayError as exc:
+        exchange.failed(exc)
+        raise
+    except Exception as exc:
+        log_unexpected(exc)
+        internal = GatewayError("the gateway hit an internal error")
+        exchange.failed(internal)
+        raise internal from None
+    finally:
+        await exchange.finish()
+
+
+def new_request_id() -> str:
+    """Unique and in time order: the clock in nanoseconds, then 64 random bits. The ledger's
+    unique index on request ids then grows at its end; random ids made each insert a random
+    B-tree descent, which cost twice as much per row and grew with the table. An id is a label,
+    not a secret, so the bits come from `random` (seeded from the OS, reseeded after a fork)
+    rather than a system call per request."""
+    return f"req_{time.time_ns():016x}{random.getrandbits(64):016x}"
+
+
+def normalise(result: JSON, alias: str, endpoint: Endpoint) -> None:
+    """Fill what OpenAI's schema requires but some upstreams omit, and answer under the alias."""
+    result["model"] = alias
+    if endpoint.completion_object is None:
+        return
+    result.setdefault("object", endpoint.completion_object)
+    result.setdefault("created", int(time.time()))
+    for choice in result.get("choices") or ():
+        choice.setdefault("logprobs", None)
+        message = choice.get("message")
+        if isinstance(message, dict):
+            message.setdefault("content", None)
+            message.setdefault("refusal", None)
