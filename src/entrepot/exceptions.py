@@ -2,6 +2,7 @@
 
     EntrepotError
     ├── ConfigError                      the configuration is missing, malformed or inconsistent
+    ├── StoreUnavailableError            the database cannot take writes now (ledger: spool)
     └── GatewayError (500)               a request failed; answered in OpenAI's error format
         ├── InvalidRequestError (400)
         │   ├── MethodNotAllowedError (405)
@@ -37,6 +38,11 @@ class EntrepotError(Exception):
 
 class ConfigError(EntrepotError):
     """The configuration file is missing, malformed or inconsistent."""
+
+
+class StoreUnavailableError(EntrepotError):
+    """The database cannot take writes now (unreachable, locked, read-only, full), as opposed to
+    rejecting a record: the ledger spools and retries rather than setting any record aside."""
 
 
 class GatewayError(EntrepotError):

@@ -78,8 +78,20 @@ async def get_model(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """Liveness. It answers 200 while the gateway serves, degraded or not: when a database shared
+    by every replica is down, a load balancer pulling them all would stop a service that still
+    bills correctly (the ledger spools); `status` and `reasons` say what needs attention."""
     gateway: Gateway = request.app.state.gateway
-    return _json({"status": "ok", "version": __version__, "models": len(gateway.routing.aliases)})
+    reasons = gateway.ledger.problems()
+    return _json(
+        {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "version": __version__,
+            "models": len(gateway.routing.aliases),
+            "ledger": gateway.ledger.backlog(),
+        }
+    )
 
 
 async def metrics(request: Request) -> Response:
