@@ -142,22 +142,6 @@ def test_rollback_writes_nothing(engine: Engine) -> None:
     assert summarise(engine, "key") == []
 
 
-def test_a_request_id_already_stored_is_skipped_not_an_error(engine: Engine) -> None:
-    """A batch written twice (replayed after a crash, or after a commit whose answer was lost)
-    neither fails nor counts twice; the count returned is of new rows."""
-    assert insert_records(engine, [rec("a", at(1, 1), None, None, prompt=1)]) == 1
-    again = [rec("b", at(1, 1), None, None), rec("a", at(1, 1), None, None, prompt=99)]
-    assert insert_records(engine, again) == 1
-    with engine.connect() as conn:
-        rows = conn.execute(select(usage_records.c.request_id, usage_records.c.prompt_tokens))
-        assert sorted(tuple(row) for row in rows) == [("a", 1), ("b", 0)]
-
-
-def test_rollback_writes_nothing(engine: Engine) -> None:
-    assert insert_records(engine, [rec("a", at(1, 1), None, None)], rollback=True) == 1
-    assert summarise(engine, "key") == []
-
-
 def test_summary_by_key(ledger: Engine) -> None:
     rows = summarise(ledger, "key")
     assert by_group(rows) == {
