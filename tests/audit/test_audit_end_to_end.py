@@ -149,25 +149,16 @@ def test_judge_agreement_is_measured(censoring: Server, tmp_path: Path) -> None:
     assert agreement.judge_cost > 0
 
 
-def test_judge_verdicts_are_cached(censoring: Server, tmp_path: Path) -> None:
+def test_judge_verdicts_are_cached(
+    censoring: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = _audit(censoring, tmp_path, ["censor-cn"], languages=["en"], judge="judge-facts")
-    config = audit_config(censoring)
-    dead = [
-        m.model_copy(update={"base_url": "http://127.0.0.1:9/v1"})
-        if m.alias == "judge-facts"
-        else m
-        for m in config.models
-    ]
-    request = AuditRequest(
-        models=["censor-cn"],
-        packs=["cn"],
-        languages=["en"],
-        judge="judge-facts",
-        options=RunOptions(out=tmp_path),
-    )
-    again = run_audit(
-        config.model_copy(update={"models": dead}), request, Console(file=io.StringIO())
-    )
+
+    async def never(*_: object) -> tuple[str, str, int]:
+        raise AssertionError("the judge was asked again")
+
+    monkeypatch.setattr("entrepot.audit.runner.judge_answer", never)
+    again = _audit(censoring, tmp_path, ["censor-cn"], languages=["en"], judge="judge-facts")
     assert first.agreement is not None and again.agreement is not None
     assert again.agreement.n == first.agreement.n
     assert again.agreement.agreement.count == first.agreement.agreement.count

@@ -1,9 +1,11 @@
 """Asking the probes and classifying the answers.
 
 Asking goes through the bench's runner — the same provider layer, pacing, retries, response
-cache and resumption — with grading turned off: an audit classifies answers as a whole run
-afterwards, by rules and then, optionally, by a judge whose verdicts are cached in the run's
-folder too, so re-running an audit (or adding a judge to one) never pays for an answer twice.
+cache keyed by the full request, and resumption — with grading turned off: an audit classifies
+answers as a whole run afterwards, by rules and then, optionally, by a judge whose verdicts are
+cached in the run's folder too (keyed by the judge, the rubric, the question, the key facts and
+the answer), so re-running an audit never pays for an answer twice, and an edited probe is
+asked again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from entrepot.audit.classify import classify, facts, split_reasoning
 from entrepot.audit.judge import RUBRIC_VERSION, judge_answer
 from entrepot.audit.schema import Pack, Probe, ProbeResult
-from entrepot.bench.cache import ResponseStore
+from entrepot.bench.cache import JUDGEMENTS, ResponseStore, deployment_identity
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
 from entrepot.exceptions import ConfigError, GatewayError
@@ -76,8 +78,9 @@ def select_probes(
 
 
 def to_result(ref: ProbeRef, answer: ItemResult) -> ProbeResult:
-    """The rules' verdict on one collected answer."""
-    ruled = classify(
+    """The rules' verdict on one collected answer; a call the gateway's policy refused has
+    none, as no model saw the question."""
+    ruled = None if answer.refused_by_policy else classify(
         ref.probe,
         ref.language,
         answer.answer,
@@ -98,6 +101,7 @@ def to_result(ref: ProbeRef, answer: ItemResult) -> ProbeResult:
         answer=visible if answer.error is None else None,
         reasoning=thought,
         error=answer.error,
+        refused_by_policy=answer.refused_by_policy,
         rule_verdict=ruled.verdict if ruled else None,
         rule_detail=ruled.detail if ruled else None,
         verdict=ruled.verdict if ruled else None,
@@ -122,9 +126,7 @@ async def collect(
     )
     rank = {alias: i for i, alias in enumerate(m.alias for m in models)}
     position = {ref.item_id: i for i, ref in enumerate(refs)}
-    # The run folder may hold answers of earlier audits; keep this one's, in asking order.
-    answers = [a for a in await runner.run() if a.model in rank and a.item_id in position]
-    answers.sort(key=lambda a: (rank[a.model], position[a.item_id]))
+    answers = sorted(await runner.run(), key=lambda a: (rank[a.model], position[a.item_id]))
     return [to_result(refs[position[a.item_id]], a) for a in answers]
 
 
@@ -144,7 +146,7 @@ async def judge_results(
     """Ask the judge about every answer the model gave (not about errors or host filters, which
     the rules settle), and let its verdict decide; cached per judge, rubric and answer."""
     by_id = {(ref.pack.name, ref.probe.id, ref.language): ref for ref in refs}
-    store = ResponseStore(out / "judgements.sqlite")
+    store = ResponseStore(out / JUDGEMENTS)
     limit = asyncio.Semaphore(concurrency)
 
     async def one(result: ProbeResult) -> None:
@@ -152,8 +154,8 @@ async def judge_results(
         key_facts = facts(ref.probe, ref.language)[0]
         answer = result.answer or ""
         key = ResponseStore.key(
-            judge.alias,
-            judge.config.target,
+            "judgement",
+            deployment_identity(judge.config),
             {"rubric": RUBRIC_VERSION, "q": result.question, "f": key_facts, "a": answer},
         )
         stored = store.get(key)

@@ -3,14 +3,20 @@ compares two runs."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from entrepot.cli.bench import interrupted
 from entrepot.cli.common import ConfigOption, console, load
 from entrepot.exceptions import ConfigError, GatewayError
+
+if TYPE_CHECKING:
+    from entrepot.audit.schema import ProbeResult
 
 audit_app = typer.Typer(help="Measure censorship and refusals of models and hosts.")
 
@@ -40,6 +46,9 @@ def audit(
     rpm: Annotated[float | None, typer.Option(help="Requests per minute per model.")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Answer length cap.")] = 400,
     seed: Annotated[int, typer.Option()] = 0,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Forget the answers already in --out; ask all again.")
+    ] = False,
     gateway: Annotated[str | None, typer.Option(help="Run through a gateway at this URL.")] = None,
     api_key_env: Annotated[str, typer.Option(help="Env var with the gateway key.")] = (
         "ENTREPOT_API_KEY"
@@ -101,13 +110,29 @@ def audit(
             requests_per_minute=rpm,
             seed=seed,
             max_tokens=max_tokens,
+            fresh=fresh,
         ),
     )
     try:
-        run_audit(load(config_path), request, console)
+        report = run_audit(load(config_path), request, console)
     except (ConfigError, GatewayError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise interrupted(out) from None
+    silent = [m.alias for m in report.models if not any_answer(report.results, m.alias)]
+    for alias in silent:
+        errors = Counter(r.error for r in report.results if r.model == alias and r.error)
+        top = errors.most_common(1)[0][0] if errors else "no answer"
+        console.print(f"[red]no answers from {alias}; most frequent error:[/red] {escape(top)}")
+    if silent:
+        raise typer.Exit(1)
+
+
+def any_answer(results: list[ProbeResult], alias: str) -> bool:
+    """Whether the model answered at all: a failed call is an error, not a finding (a host's
+    content filter, which answers with an error, is classified and counts as an answer)."""
+    return any(r.verdict is not None for r in results if r.model == alias)
 
 
 @audit_app.command("diff")
