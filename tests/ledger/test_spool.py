@@ -28,7 +28,7 @@ import entrepot.ledger.writer as writer_module
 from entrepot.config import StoreConfig
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.spool import QUARANTINE_FILE, Spool, spool_directory
-from entrepot.ledger.writer import SPILL_BATCHES, LedgerWriter
+from entrepot.ledger.writer import HOLD_BATCHES, SPILL_BATCHES, LedgerWriter
 from entrepot.store.db import open_engine
 from entrepot.store.tables import usage_records
 from entrepot.store.usage import insert_records
@@ -388,3 +388,36 @@ def test_spool_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ENTREPOT_DATA_DIR", str(tmp_path / "state"))
     remote = create_engine("postgresql+psycopg://ledger@db.internal/entrepot")
     assert spool_directory(StoreConfig(), remote) == tmp_path / "state" / "ledger-spool"
+
+
+def test_store_and_spool_both_failing_hold_records_in_bounded_memory(
+    engine: Engine, db_path: Path, tmp_path: Path
+) -> None:
+    """The double fault: the database is down and the spool's disk refuses too (here: a file
+    stands where the spool directory should be, which stops root as well). Records stay in
+    memory up to `HOLD_BATCHES` batches, beyond which they are counted as dropped; when either
+    comes back, what was held is written."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = StoreConfig(
+        ledger_flush_seconds=NEVER, ledger_batch_size=2, spool_dir=str(blocker / "spool")
+    )
+    metrics = GatewayMetrics()
+    limit = HOLD_BATCHES * 2
+
+    async def main() -> None:
+        w = LedgerWriter(engine, config, metrics)
+        await w.start()
+        with locked(db_path):
+            for i in range(limit + 5):
+                w.record(record(i))
+            await w.flush()
+            assert (w.held_records, w.dropped) == (limit, 5)
+            assert w.problems() == ["ledger not writable"]
+            assert "entrepot_ledger_dropped_records_total 5.0" in exposed(metrics)
+        await w.flush()
+        assert w.problems() == [] and w.held_records == 0
+        await w.stop()
+
+    asyncio.run(main())
+    assert stored_ids(engine) == ids(limit)

@@ -133,9 +133,11 @@ class Spool:
         path = self._path(sequence)
         data = b"".join(lines)
         try:
-            _write_durably(path, data, "wb")
+            _write_durably(path, data, "xb")  # never over a segment of an earlier run
+        except FileExistsError:
+            raise
         except OSError:
-            path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # a partial segment: these records are kept in memory
             raise
         with self._lock:
             self._reserved.discard(sequence)
@@ -153,8 +155,12 @@ class Spool:
 
     def read(self, sequence: int) -> list[UsageRecord]:
         """A segment's records. A torn last line (a crash mid-write) is skipped; any other line
-        that cannot be read is quarantined rather than replayed."""
-        data = self._path(sequence).read_bytes()
+        that cannot be read is quarantined rather than replayed. A segment someone deleted
+        holds nothing."""
+        try:
+            data = self._path(sequence).read_bytes()
+        except FileNotFoundError:
+            return []
         lines = data.split(b"\n")
         if lines and lines[-1]:
             log.warning(

@@ -54,6 +54,7 @@ class LedgerWriter:
         self._batch_size = config.ledger_batch_size
         self._metrics = metrics
         self.spool = Spool(spool_directory(config, engine))
+        self.spool.open()  # before any record: new segments are numbered after old ones
         metrics.ledger_backlog = self
         self._pending: list[UsageRecord] = []
         self._wake = asyncio.Event()
@@ -62,6 +63,7 @@ class LedgerWriter:
         self._retry = asyncio.Event()
         self._spills: set[asyncio.Task[None]] = set()
         self._busy = 0  # flushes in progress
+        self._stranded = False  # the last write reached neither the store nor the spool
         self._stopping = False
         self._store_log = FailureLog(log, "ledger store write")
         self._disk_log = FailureLog(log, "ledger spool write")
@@ -95,8 +97,8 @@ class LedgerWriter:
         problems = []
         if self.spooling:
             problems.append("ledger spooling")
-        if self._disk_log.failing:
-            problems.append("ledger spool not writable")
+        if self._stranded:
+            problems.append("ledger not writable")
         return problems
 
     def backlog(self) -> dict[str, int]:
@@ -116,9 +118,8 @@ class LedgerWriter:
                 self._spill()
 
     async def start(self) -> None:
-        """Take stock of the spool an earlier process left, and replay it."""
-        await asyncio.to_thread(self.spool.open)
-        if self.spool.records:
+        """Replay what an earlier process left in the spool."""
+        if self.spool.holds_records:
             log.warning(
                 "ledger: %d records spooled by an earlier run; replaying them",
                 self.spool.records,
@@ -183,17 +184,23 @@ class LedgerWriter:
                     await self._to_spool(place, queued[start:])
                     return
                 self._store_log.succeeded()
+                self._stranded = False
                 self.written += written
                 await self._quarantine(rejected)
         finally:
             self.spool.release(place)  # unless spooled under it
 
     async def _to_spool(self, place: int, records: list[UsageRecord]) -> None:
+        if not self.spool.holds_records:
+            log.warning(
+                "ledger: the store is not taking writes; records wait in %s", self.spool.directory
+            )
         try:
             await asyncio.to_thread(self.spool.write, place, records)
         except OSError as error:
             # The store and the local disk both refuse: hold the records and try again later.
             self._disk_log.failed(error)
+            self._stranded = True
             self.spool.release(place)
             self._pending[:0] = records
             excess = len(self._pending) - HOLD_BATCHES * self._batch_size
@@ -203,6 +210,7 @@ class LedgerWriter:
                 self.dropped += excess
             return
         self._disk_log.succeeded()
+        self._stranded = False
         self._kick_replay()
 
     def _spill(self) -> None:
