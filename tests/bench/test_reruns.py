@@ -163,3 +163,43 @@ def test_a_model_whose_every_call_failed_is_an_error_not_a_zero(
     assert keyless["errors"] == 3 and "credentials (401)" in keyless["top_error"]
     assert big["on_frontier"] and big["score"]["estimate"] == pytest.approx(2 / 3)
     assert report["comparisons"] == []
+
+
+def test_a_judge_grade_is_kept_for_the_same_judge_only(
+    fake_openai: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entrepot.bench import judge as judges
+
+    asked: list[str] = []
+    ask = judges.ask
+
+    async def counting(model: Any, prompt: str, max_tokens: int = 200) -> tuple[str, int]:
+        asked.append(model.alias)
+        return await ask(model, prompt, max_tokens)
+
+    monkeypatch.setattr(judges, "ask", counting)
+    graded = {"grader": {"kind": "judge", "rubric": "Says alpha."}}
+    items = [TaskItem.model_validate({**ITEMS[0], **graded})]
+
+    def run(judge: str) -> ItemResult:
+        config = _config(fake_openai)
+        (model,) = bench_models(config, ["big"])
+        (helper,) = bench_models(config, [judge])
+        runner = BenchRunner(
+            [model], items, RunOptions(out=tmp_path), judge=judges.make_judge(helper)
+        )
+
+        async def main() -> list[ItemResult]:
+            await helper.provider.start()
+            try:
+                return await runner.run()
+            finally:
+                await helper.provider.close()
+
+        (result,) = asyncio.run(main())
+        return result
+
+    first = run("small")
+    assert run("small").cached and asked == ["small"]
+    assert run("keyless").error is not None and asked == ["small", "keyless"]
+    assert first.detail is not None and first.detail.startswith("judge score")
