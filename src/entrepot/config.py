@@ -13,6 +13,7 @@ import os
 import re
 import socket
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from entrepot.exceptions import ConfigError
+from entrepot.exceptions import ConfigError, CurrencyRateMissingError
 
 BUNDLED_ALIAS = "local/smollm2-135m-instruct"
 BUNDLED_TARGET = "bundled:smollm2-135m-instruct"
@@ -78,6 +79,10 @@ class ModelConfig(_Strict):
     max_concurrency: int = Field(default=256, ge=1)
     weight: float = Field(default=1.0, gt=0)
     max_output_tokens: int = Field(default=4096, ge=1)
+    # The body field an OpenAI-compatible upstream honours as the output cap. Many servers know
+    # only `max_tokens` and ignore `max_completion_tokens`; OpenAI's reasoning models accept
+    # only `max_completion_tokens`. The gateway always sends the cap it reserved for, in this field.
+    output_cap_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
     @property
     def is_local(self) -> bool:
@@ -109,6 +114,50 @@ class ModelConfig(_Strict):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class CurrencyRates(_Strict):
+    """What one unit of each currency is worth in `base`, as read on `as_of`: a budget is kept in
+    one currency, and a cost in another is converted at these rates — or, with no rate, the
+    request is refused (`CurrencyRateMissingError`) rather than left out of the budget."""
+
+    as_of: dt.date | None = None
+    base: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("rates")
+    @classmethod
+    def _positive_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, rate in rates.items():
+            if len(currency) != 3 or not currency.isascii() or not currency.isupper():
+                raise ValueError(f"{currency!r} is not a three-letter currency code like EUR")
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"the rate for {currency} must be a positive number")
+        return rates
+
+    @model_validator(mode="after")
+    def _dated(self) -> CurrencyRates:
+        if self.rates and self.as_of is None:
+            raise ValueError("currency rates need the date they were read (`as_of`)")
+        if self.rates.get(self.base, 1) != 1:
+            raise ValueError(f"the base currency {self.base} is worth 1 {self.base} by definition")
+        return self
+
+    def convert(self, nanos: int, source: str, target: str) -> int:
+        """`nanos` of `source` in `target`, rounded half to even: the same rounding wherever a
+        cost is converted, so a budget counter and the ledger it is seeded from agree."""
+        if source == target:
+            return nanos
+        missing = [c for c in (source, target) if c != self.base and c not in self.rates]
+        if missing:
+            needed = ", ".join(missing)
+            raise CurrencyRateMissingError(
+                f"a cost in {source} cannot be charged to a budget in {target}: the gateway's"
+                f" currency_rates (base {self.base}) have no rate for {needed}; an administrator"
+                f" must add it, or price the model in {target}"
+            )
+        worth = Fraction(self.rates.get(source, 1)) / Fraction(self.rates.get(target, 1))
+        return round(nanos * worth)
 
 
 class Budget(_Strict):
@@ -234,6 +283,7 @@ class Config(_Strict):
     policy: PolicyConfig = PolicyConfig()
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
+    currency_rates: CurrencyRates = CurrencyRates()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

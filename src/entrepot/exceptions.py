@@ -11,6 +11,7 @@
         │   └── ClientClosedError (499)
         ├── AuthenticationError (401)
         ├── BudgetExceededError (402)    limits: a key's or team's budget is spent
+        ├── CurrencyRateMissingError     limits: no configured rate into a budget's currency
         ├── PermissionDeniedError (403)
         │   └── EgressDeniedError (403)  policy: no deployment may receive this data
         ├── NotFoundError (404)
@@ -92,6 +93,14 @@ class BudgetExceededError(GatewayError):
     def __init__(self, message: str, *, headers: dict[str, str]) -> None:
         super().__init__(message)
         self.headers = headers
+
+
+class CurrencyRateMissingError(GatewayError):
+    """A cost is in a currency the configured rate table cannot convert into a budget's currency.
+    The request is refused rather than run unpriced: a budget that silently skipped such costs
+    could be overspent without limit. A server-side gap (500), which the configuration fixes."""
+
+    code = "currency_rate_missing"
 
 
 class RateLimitedError(GatewayError):

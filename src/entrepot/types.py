@@ -137,6 +137,8 @@ class UsageRecord:
     reasoning_tokens: int = 0
     cached_tokens: int = 0
     usage_reported: bool = False
+    # Billed from the gateway's own token count: the upstream reported no usage for it.
+    usage_estimated: bool = False
     cost_nanos: int | None = None
     currency: str | None = None
     price_date: str | None = None

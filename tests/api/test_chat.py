@@ -131,8 +131,10 @@ def test_parameters_reach_the_upstream(fake_openai: Server, client: openai.OpenA
     assert len(completion.choices) == 2
     sent = httpx.get(fake_openai.url + "/last-request").json()
     assert sent["model"] == "echo-model"
-    for field in ("tools", "tool_choice", "n", "stop", "max_completion_tokens", "seed"):
+    for field in ("tools", "tool_choice", "n", "stop", "seed"):
         assert field in sent
+    # The cap goes in the field most OpenAI-compatible servers honour (`output_cap_field`).
+    assert sent["max_tokens"] == 50 and "max_completion_tokens" not in sent
     assert sent["response_format"] == {"type": "json_object"}
     assert sent["vendor_extension"] == {"kept": True}
 

@@ -7,7 +7,11 @@ The upstream model name picks the behaviour: `echo-model` answers "echo: <last u
 and `odd-choices` (choices that are not objects; these four with status 200) fail in the way their
 names say; `midstream-drop` (connection reset) and `truncated-sse` (a clean close without a finish
 reason or `[DONE]`) break a stream after its second word and answer non-streaming requests
-normally. Token counts are word counts, so tests can compute the expected bill by hand.
+normally. Billing checks: `no-usage` answers like `echo-model` but never reports usage;
+`slow-stream` streams one word every `SLOW_WORD_SECONDS` (`slow-stream-drop` resets the connection
+after its fourth word), so a client can leave mid-answer; `max-tokens-only` ignores
+`max_completion_tokens`, as many servers do, and writes `max_tokens` words (else `OWN_CAP`).
+Token counts are word counts, so tests can compute the expected bill by hand.
 Every chat request is counted per model (`GET /received/<model>`), so a test can tell how many
 times a request was sent; `gate` fails (503), holds or answers as `POST /gate` sets it, and
 `GET /gate` says how many requests it holds.
@@ -28,6 +32,8 @@ from aiohttp import web
 EXPECTED_KEY = os.environ.get("FAKE_OPENAI_KEY", "test-upstream-key")
 RETRY_AFTER_SECONDS = "7"
 SLOW_BYTE_SECONDS = 0.001
+SLOW_WORD_SECONDS = 0.05
+OWN_CAP = 200
 BROKEN_EVENT = b'data: {"id": "chatcmpl-fake", "choi\n\n'
 BROKEN_JSON = b'{"id": "chatcmpl-fake", "choi'
 
@@ -133,6 +139,8 @@ def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None
             "function": {"name": name, "arguments": '{"city": "Paris"}'},
         }
         return "", reasoning, [call]
+    if body.get("model") == "max-tokens-only":
+        return " ".join(["word"] * int(body.get("max_tokens") or OWN_CAP)), reasoning, None
     if (body.get("response_format") or {}).get("type") == "json_object":
         return '{"echo": true}', reasoning, None
     return f"echo: {text}", reasoning, None
@@ -165,6 +173,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     ]
     usage = _usage(body, answer, reasoning)
     completion = {**base, "object": "chat.completion", "choices": choices, "usage": usage}
+    if model == "no-usage":
+        del completion["usage"]
     if model == "slow-bytes":
         data = orjson.dumps(completion)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -212,7 +222,13 @@ async def _stream_chat(
     if reasoning:
         await send({"reasoning_content": reasoning})
     for i, word in enumerate(answer.split(" ")):
+        if model in ("slow-stream", "slow-stream-drop"):
+            await asyncio.sleep(SLOW_WORD_SECONDS)
         await send({"content": word if i == 0 else " " + word})
+        if model == "slow-stream-drop" and i == 3:
+            assert request.transport is not None
+            request.transport.abort()
+            return response
         if model == "midstream-drop" and i == 1:
             assert request.transport is not None
             request.transport.abort()
@@ -223,7 +239,7 @@ async def _stream_chat(
     if tool_calls:
         await send({"tool_calls": [{"index": 0, **tool_calls[0]}]})
     await send({}, finish)
-    if (body.get("stream_options") or {}).get("include_usage"):
+    if (body.get("stream_options") or {}).get("include_usage") and model != "no-usage":
         usage_chunk = {
             **base,
             "object": "chat.completion.chunk",

@@ -10,7 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from entrepot.config import Budget, Limits
+from entrepot.config import Budget, CurrencyRates, Limits
+from entrepot.exceptions import CurrencyRateMissingError
+from entrepot.ledger.pricing import Cost
 from entrepot.limits.counters import MemoryCounters
 from entrepot.limits.limiter import (
     BEGINNING,
@@ -50,6 +52,10 @@ class SeedRecorder(MemoryCounters):
         await super().seed(name, spent, ttl_seconds=ttl_seconds)
 
 
+def usd(nanos: int) -> Cost:
+    return Cost(nanos, "USD")
+
+
 def budget(amount: str, period: str = "month") -> Budget:
     return Budget.model_validate({"amount": Decimal(amount), "period": period})
 
@@ -66,7 +72,7 @@ def test_requests_per_minute_refusal_is_a_429_with_headers() -> None:
 
     async def scenario() -> list[Admission]:
         return [
-            await subject_limiter.admit([team], estimated_tokens=10, worst_cost_nanos=None)
+            await subject_limiter.admit([team], estimated_tokens=10, worst_costs=())
             for _ in range(2)
         ]
 
@@ -77,7 +83,7 @@ def test_requests_per_minute_refusal_is_a_429_with_headers() -> None:
         "x-ratelimit-reset-requests": "1m30s",
     }
     with pytest.raises(RateLimitedError) as caught:
-        asyncio.run(subject_limiter.admit([team], estimated_tokens=10, worst_cost_nanos=None))
+        asyncio.run(subject_limiter.admit([team], estimated_tokens=10, worst_costs=()))
     error = caught.value
     assert (error.status_code, error.error_type, error.code) == (
         429,
@@ -100,12 +106,12 @@ def test_tokens_per_minute_uses_the_estimate_then_the_actual_count() -> None:
     subject_limiter = limiter(counters)
 
     async def scenario() -> RateLimitedError:
-        first = await subject_limiter.admit([key], estimated_tokens=100, worst_cost_nanos=None)
-        await subject_limiter.admit([key], estimated_tokens=100, worst_cost_nanos=None)
+        first = await subject_limiter.admit([key], estimated_tokens=100, worst_costs=())
+        await subject_limiter.admit([key], estimated_tokens=100, worst_costs=())
         with pytest.raises(RateLimitedError) as caught:
-            await subject_limiter.admit([key], estimated_tokens=100, worst_cost_nanos=None)
-        await subject_limiter.settle(first, actual_tokens=40, actual_cost_nanos=None)
-        third = await subject_limiter.admit([key], estimated_tokens=100, worst_cost_nanos=None)
+            await subject_limiter.admit([key], estimated_tokens=100, worst_costs=())
+        await subject_limiter.settle(first, actual_tokens=40, actual_cost=None)
+        third = await subject_limiter.admit([key], estimated_tokens=100, worst_costs=())
         assert third.headers["x-ratelimit-remaining-tokens"] == "10"
         assert third.headers["x-ratelimit-reset-tokens"] == "2m0s"
         return caught.value
@@ -119,9 +125,7 @@ def test_tokens_per_minute_uses_the_estimate_then_the_actual_count() -> None:
 def test_a_request_larger_than_the_token_limit_says_so() -> None:
     key = Subject("key:7", Limits(tokens_per_minute=100), label="tests")
     with pytest.raises(RateLimitedError) as caught:
-        asyncio.run(
-            limiter(MemoryCounters()).admit([key], estimated_tokens=500, worst_cost_nanos=None)
-        )
+        asyncio.run(limiter(MemoryCounters()).admit([key], estimated_tokens=500, worst_costs=()))
     assert caught.value.message == (
         "key 'tests' allows 100 tokens per minute; this request alone is estimated at 500"
     )
@@ -132,7 +136,7 @@ def test_headers_come_from_the_most_constrained_subject() -> None:
     team = Subject("team:a", Limits(requests_per_minute=5, tokens_per_minute=1_000_000))
     admission = asyncio.run(
         limiter(MemoryCounters(lambda: 59.9)).admit(
-            [key, team], estimated_tokens=300, worst_cost_nanos=None
+            [key, team], estimated_tokens=300, worst_costs=()
         )
     )
     assert admission.headers == {
@@ -163,17 +167,17 @@ def test_a_refusal_by_one_subject_takes_back_the_others_counts() -> None:
         return requests.used, tokens.used, await counters.spent(key_budget)
 
     async def scenario() -> None:
-        await subject_limiter.admit([key, rate_team], estimated_tokens=100, worst_cost_nanos=CENT)
+        await subject_limiter.admit([key, rate_team], estimated_tokens=100, worst_costs=[usd(CENT)])
         before = await key_counts()
         assert before == (1, 100, (0, CENT))
         with pytest.raises(RateLimitedError):
             await subject_limiter.admit(
-                [key, rate_team], estimated_tokens=100, worst_cost_nanos=CENT
+                [key, rate_team], estimated_tokens=100, worst_costs=[usd(CENT)]
             )
         assert await key_counts() == before
         with pytest.raises(BudgetExceededError) as caught:
             await subject_limiter.admit(
-                [key, broke_team], estimated_tokens=100, worst_cost_nanos=2 * CENT
+                [key, broke_team], estimated_tokens=100, worst_costs=[usd(2 * CENT)]
             )
         assert await key_counts() == before
         assert await counters.spent("team:b:budget:USD:2024-05") == (0, 0)
@@ -193,7 +197,7 @@ def test_an_exhausted_budget_refuses_even_unpriced_requests_with_a_402() -> None
     key = Subject("key:12", Limits(budget=budget("10")), label="tests")
     subject_limiter = limiter(MemoryCounters(), Ledger(spent=10 * 1_000_000_000))
     with pytest.raises(BudgetExceededError) as caught:
-        asyncio.run(subject_limiter.admit([key], estimated_tokens=1, worst_cost_nanos=None))
+        asyncio.run(subject_limiter.admit([key], estimated_tokens=1, worst_costs=()))
     error = caught.value
     assert (error.status_code, error.error_type, error.code) == (
         402,
@@ -209,9 +213,9 @@ def test_a_worst_case_that_does_not_fit_is_refused_and_says_why() -> None:
     subject_limiter = limiter(MemoryCounters(), Ledger(spent=3 * CENT))
 
     async def scenario() -> str:
-        await subject_limiter.admit([team], estimated_tokens=1, worst_cost_nanos=CENT)
+        await subject_limiter.admit([team], estimated_tokens=1, worst_costs=[usd(CENT)])
         with pytest.raises(BudgetExceededError) as caught:
-            await subject_limiter.admit([team], estimated_tokens=1, worst_cost_nanos=2 * CENT)
+            await subject_limiter.admit([team], estimated_tokens=1, worst_costs=[usd(2 * CENT)])
         return caught.value.message
 
     assert asyncio.run(scenario()) == (
@@ -254,9 +258,9 @@ def test_budget_periods(
     counters = SeedRecorder()
     ledger = Ledger()
     admission = asyncio.run(
-        limiter(counters, ledger, now).admit([key], estimated_tokens=1, worst_cost_nanos=7)
+        limiter(counters, ledger, now).admit([key], estimated_tokens=1, worst_costs=[usd(7)])
     )
-    assert admission.reservations == (Reservation(counter, 7),)
+    assert admission.reservations == (Reservation(counter, 7, "USD"),)
     assert ledger.calls == [("key:1", start)]
     assert counters.ttls == {counter: ttl}
 
@@ -269,7 +273,7 @@ def test_the_ledger_is_read_once_per_period_and_seeds_the_counter() -> None:
     subject_limiter = Limiter(counters, ledger, clock=lambda: clock["now"])
 
     async def admit() -> Admission:
-        return await subject_limiter.admit([key], estimated_tokens=1, worst_cost_nanos=CENT)
+        return await subject_limiter.admit([key], estimated_tokens=1, worst_costs=[usd(CENT)])
 
     async def scenario() -> None:
         await asyncio.gather(*(admit() for _ in range(10)))
@@ -293,32 +297,77 @@ def test_settle_moves_the_reservation_to_the_actual_cost_once() -> None:
     name = "key:1:budget:USD:2024-05"
 
     async def scenario() -> None:
-        priced = await subject_limiter.admit([key], estimated_tokens=300, worst_cost_nanos=CENT)
-        unpriced = await subject_limiter.admit([key], estimated_tokens=100, worst_cost_nanos=None)
+        priced = await subject_limiter.admit([key], estimated_tokens=300, worst_costs=[usd(CENT)])
+        unpriced = await subject_limiter.admit([key], estimated_tokens=100, worst_costs=())
         assert await counters.spent(name) == (0, CENT)
         for _ in range(2):
-            await subject_limiter.settle(priced, actual_tokens=120, actual_cost_nanos=4_000)
-            await subject_limiter.settle(unpriced, actual_tokens=100, actual_cost_nanos=None)
+            await subject_limiter.settle(priced, actual_tokens=120, actual_cost=usd(4_000))
+            await subject_limiter.settle(unpriced, actual_tokens=100, actual_cost=None)
         assert await counters.spent(name) == (4_000, 0)
         assert (await counters.hit("key:1:tokens", 0, 1_000, 60.0)).used == 220
 
     asyncio.run(scenario())
 
 
-def test_a_cost_in_another_currency_is_not_charged_to_the_budget() -> None:
+RATES = CurrencyRates.model_validate(
+    {"as_of": "2026-11-01", "base": "USD", "rates": {"EUR": "1.08", "CNY": "0.14"}}
+)
+
+
+def test_a_cost_in_another_currency_is_converted_at_the_dated_rate() -> None:
     key = Subject("key:1", Limits(budget=budget("1")))
     counters = MemoryCounters()
-    subject_limiter = limiter(counters)
+    subject_limiter = Limiter(counters, Ledger(), clock=lambda: NOW, rates=RATES)
+    name = "key:1:budget:USD:2024-05"
 
     async def scenario() -> None:
         admission = await subject_limiter.admit(
-            [key], estimated_tokens=1, worst_cost_nanos=CENT, cost_currency="EUR"
+            [key], estimated_tokens=1, worst_costs=[usd(CENT), Cost(CENT, "EUR")]
         )
-        assert admission.reservations == ()
-        await subject_limiter.settle(admission, actual_tokens=1, actual_cost_nanos=CENT)
-        assert await counters.spent("key:1:budget:USD:2024-05") == (0, 0)
+        assert admission.reservations == (Reservation(name, 10_800_000, "USD"),)
+        await subject_limiter.settle(admission, actual_tokens=1, actual_cost=Cost(4_000, "EUR"))
+        assert await counters.spent(name) == (4_320, 0)
 
     asyncio.run(scenario())
+
+
+def test_cross_rates_go_through_the_base_currency() -> None:
+    key = Subject("key:1", Limits(budget=Budget(amount=Decimal(1), currency="CNY")))
+    counters = MemoryCounters()
+    subject_limiter = Limiter(counters, Ledger(), clock=lambda: NOW, rates=RATES)
+
+    async def scenario() -> None:
+        admission = await subject_limiter.admit(
+            [key], estimated_tokens=1, worst_costs=[Cost(7_000, "EUR")]
+        )
+        # 1 EUR = 1.08 USD = 1.08 / 0.14 CNY
+        assert admission.reservations[0].amount == 54_000
+
+    asyncio.run(scenario())
+
+
+def test_a_cost_with_no_rate_is_refused_naming_the_rate_and_takes_nothing() -> None:
+    key = Subject("key:1", Limits(requests_per_minute=5, budget=budget("1")))
+    counters = MemoryCounters(lambda: 30.0)
+    subject_limiter = limiter(counters)
+
+    async def scenario() -> None:
+        with pytest.raises(CurrencyRateMissingError) as caught:
+            await subject_limiter.admit([key], estimated_tokens=1, worst_costs=[Cost(CENT, "EUR")])
+        assert "EUR" in caught.value.message and "currency_rates" in caught.value.message
+        assert caught.value.status_code == 500 and caught.value.code == "currency_rate_missing"
+        assert await counters.spent("key:1:budget:USD:2024-05") == (0, 0)
+        assert (await counters.hit("key:1:requests", 0, 5, 60.0)).used == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_key_without_a_budget_needs_no_rate() -> None:
+    key = Subject("key:1", Limits(requests_per_minute=5))
+    admission = asyncio.run(
+        limiter(MemoryCounters()).admit([key], estimated_tokens=1, worst_costs=[Cost(1, "EUR")])
+    )
+    assert admission.reservations == ()
 
 
 async def spend_concurrently(rng: random.Random | None) -> tuple[int, int]:
@@ -336,7 +385,7 @@ async def spend_concurrently(rng: random.Random | None) -> tuple[int, int]:
             await asyncio.sleep(rng.uniform(0, 0.005))
         try:
             admission: Admission | None = await subject_limiter.admit(
-                [key], estimated_tokens=1, worst_cost_nanos=1_500_000
+                [key], estimated_tokens=1, worst_costs=[usd(1_500_000)]
             )
         except BudgetExceededError:
             admission = None
@@ -349,7 +398,7 @@ async def spend_concurrently(rng: random.Random | None) -> tuple[int, int]:
             await asyncio.sleep(rng.uniform(0, 0.005))
         else:
             await all_attempted.wait()
-        await subject_limiter.settle(admission, actual_tokens=1, actual_cost_nanos=1_000_000)
+        await subject_limiter.settle(admission, actual_tokens=1, actual_cost=usd(1_000_000))
         return True
 
     results = await asyncio.gather(*(request() for _ in range(64)))

@@ -12,6 +12,7 @@ import datetime as dt
 from sqlalchemy import Engine
 
 from entrepot.api.auth import KeyRing
+from entrepot.api.streaming import finish_drains
 from entrepot.config import Config
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.writer import LedgerWriter
@@ -42,7 +43,7 @@ class Gateway:
         self.routing = RoutingTable(config)
         self.router = Router(config)
         self.cache = ResponseCache(config.cache)
-        self.limiter = Limiter(MemoryCounters(), self._spend_since)
+        self.limiter = Limiter(MemoryCounters(), self._spend_since, rates=config.currency_rates)
         self._subjects: dict[int, tuple[ApiKey, list[Subject]]] = {}
 
     def subjects(self, key: ApiKey | None) -> list[Subject]:
@@ -70,6 +71,7 @@ class Gateway:
             self.engine,
             since=since,
             currency=budget.currency,
+            rates=self.config.currency_rates,
             key_id=int(ident) if kind == "key" else None,
             team=ident if kind == "team" else None,
         )
@@ -80,6 +82,7 @@ class Gateway:
         await self.routing.start()
 
     async def stop(self) -> None:
+        await finish_drains()
         await self.routing.close()
         await self.keys.stop()
         await self.ledger.stop()

@@ -24,7 +24,13 @@ from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
 from entrepot.api.streaming import OpenedStream, open_stream, stream_events
 from entrepot.exceptions import GatewayError, InvalidRequestError
-from entrepot.ledger.billing import estimated_tokens, settle, worst_case_cost_nanos
+from entrepot.ledger.billing import (
+    cost_of,
+    estimated_tokens,
+    settle_answer,
+    upstream_body,
+    worst_case_costs,
+)
 from entrepot.limits.limiter import Admission
 from entrepot.policy.access import authorize_model
 from entrepot.policy.eligibility import Eligibility, eligible_deployments
@@ -135,10 +141,7 @@ class Exchange:
         self.admission = await gateway.limiter.admit(
             gateway.subjects(key),
             estimated_tokens=estimated_tokens(size, body, deployments),
-            worst_cost_nanos=worst_case_cost_nanos(size, body, deployments),
-            cost_currency=next(
-                (d.price.currency for d in deployments if d.price is not None), None
-            ),
+            worst_costs=worst_case_costs(size, body, deployments),
         )
         self.headers.update(self.admission.headers)
         return None
@@ -157,7 +160,7 @@ class Exchange:
 
         async def ask(deployment: Deployment) -> JSON:
             self._note(deployment)
-            upstream = {**body, "model": deployment.config.target}
+            upstream = upstream_body(body, deployment)
             result: JSON = await getattr(deployment.provider, method)(upstream)
             return result
 
@@ -168,7 +171,7 @@ class Exchange:
         gateway.router.finished(deployment)
         self._note(deployment)
         normalise(result, body["model"], self.endpoint)
-        settle(self.record, deployment, result.get("usage"), self.started)
+        settle_answer(self.record, deployment, body, result, self.started)
         return result
 
     def remember(self, payload: bytes) -> None:
@@ -186,8 +189,7 @@ class Exchange:
         async def start(deployment: Deployment) -> OpenedStream:
             self._note(deployment)
             upstream = {
-                **body,
-                "model": deployment.config.target,
+                **upstream_body(body, deployment),
                 "stream_options": {**options, "include_usage": True},
             }
             return await open_stream(deployment, method, upstream)
@@ -222,7 +224,7 @@ class Exchange:
         if self.admission is not None:
             tokens = record.prompt_tokens + record.completion_tokens
             await self.gateway.limiter.settle(
-                self.admission, actual_tokens=tokens, actual_cost_nanos=record.cost_nanos
+                self.admission, actual_tokens=tokens, actual_cost=cost_of(record)
             )
         record.latency_ms = int((time.perf_counter() - self.started) * 1000)
         self.gateway.ledger.record(record)

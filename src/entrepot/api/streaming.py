@@ -1,6 +1,18 @@
 """Streaming responses: the first chunk is awaited under routing (so a failure to start can still
 fall back or become a proper HTTP error); after it, the stream belongs to the client and a
-failure can only end it with an error event — never a silent retry."""
+failure can only end it with an error event — never a silent retry.
+
+Every generated token is billed, however the stream ends. The upstream is read by a task of its
+own, which counts the output as it passes (`ledger/estimate.py`), rather than by the task writing
+to the client — a client disconnect cancels that one, and would cut the upstream off mid-answer
+with its usage report unread. When the stream ends before the upstream has finished (the client
+left, or relaying failed), a deployment billed per token is drained in the background: read on
+to its usage report, for at most its total timeout and the output cap it was sent, and only then
+is the request billed and its budget reservation settled, once. A deployment billed by time, or
+not at all, is closed at once instead — that stops the generation, which is what costs. Whatever
+the upstream did not report (it omitted `usage`, failed mid-way, or was cut off) is billed from
+the gateway's own count and flagged `usage_estimated`.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +26,23 @@ import orjson
 from entrepot.api.asgi import error_body
 from entrepot.api.errors import log_unexpected
 from entrepot.exceptions import GatewayError, UpstreamTimeoutError
-from entrepot.ledger.billing import settle
+from entrepot.ledger.billing import bill, reported_usage, requested_output
+from entrepot.ledger.estimate import StreamTally
 from entrepot.routing.table import Deployment
 from entrepot.types import JSON, UsageRecord
 
 DONE = b"data: [DONE]\n\n"
+_END = None
+
+# Streams whose client has gone, still read for their usage report; `finish_drains` ends them.
+_draining: set[asyncio.Task[None]] = set()
 
 
 @dataclass(slots=True)
 class OpenedStream:
     first: JSON | None
     chunks: AsyncIterator[JSON]
+    body: JSON  # as sent upstream: its prompt and output cap bound what the stream can cost
 
 
 async def open_stream(deployment: Deployment, method: str, body: JSON) -> OpenedStream:
@@ -43,7 +61,58 @@ async def open_stream(deployment: Deployment, method: str, body: JSON) -> Opened
     except BaseException:
         await close_stream(chunks)
         raise
-    return OpenedStream(first, chunks)
+    return OpenedStream(first, chunks, body)
+
+
+class _Upstream:
+    """The upstream's chunks, read in a task of their own and tallied as they arrive. The relay
+    takes them from `queue`, which ends with `_END` or the exception that ended the stream."""
+
+    __slots__ = ("body", "cap", "ended", "queue", "relaying", "tally", "task")
+
+    def __init__(self, deployment: Deployment, opened: OpenedStream) -> None:
+        self.body = opened.body
+        self.tally = StreamTally()
+        self.queue: asyncio.Queue[JSON | Exception | None] = asyncio.Queue()
+        self.cap = requested_output(opened.body, deployment)
+        self.relaying = True
+        self.ended = opened.first is None
+        if opened.first is None:
+            self.queue.put_nowait(_END)
+        else:
+            self.tally.add(opened.first)
+            self.queue.put_nowait(opened.first)
+        self.task = asyncio.create_task(self._read(opened.chunks))
+
+    async def _read(self, chunks: AsyncIterator[JSON]) -> None:
+        try:
+            if not self.ended:
+                async for chunk in chunks:
+                    self.tally.add(chunk)
+                    if self.relaying:
+                        self.queue.put_nowait(chunk)
+                    elif self.tally.pieces > self.cap:
+                        break  # it ignores the cap it was sent: stop paying for more
+            self.ended = True
+            self.queue.put_nowait(_END)
+        except Exception as exc:
+            self.ended = True
+            self.queue.put_nowait(exc)
+        finally:
+            await close_stream(chunks)
+
+    def detach(self) -> None:
+        """Nobody relays any more: keep reading, but hold on to nothing."""
+        self.relaying = False
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def stop(self) -> None:
+        """Close the upstream — at once if it is still sending, which stops its generation — and
+        wait until it is closed."""
+        if not self.ended:
+            self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def stream_events(
@@ -54,19 +123,18 @@ async def stream_events(
     include_usage: bool,
     on_end: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[bytes, None]:
-    """Relay chunks under the client's alias; bill from the upstream's usage report; `on_end`
-    finishes the request's bookkeeping exactly once, however the stream ends."""
+    """Relay chunks under the client's alias; `on_end` finishes the request's bookkeeping exactly
+    once, after the stream is billed, however the stream ends."""
     alias = record.model_alias or deployment.alias
-    usage: JSON | None = None
-    finished = False
+    upstream = _Upstream(deployment, opened)
     record.status, record.error_type = 499, "client_closed"
     try:
-        chunk = opened.first
-        while chunk is not None:
-            if chunk.get("usage") is not None:
-                usage = chunk["usage"]
-                if not include_usage:
-                    del chunk["usage"]
+        while (item := await upstream.queue.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            chunk = item
+            if not include_usage and chunk.get("usage") is not None:
+                del chunk["usage"]
             if record.ttft_ms is None and _has_output(chunk):
                 record.ttft_ms = _ms_since(started)
             if chunk.get("choices") or include_usage:
@@ -74,9 +142,7 @@ async def stream_events(
                 for choice in chunk.get("choices") or ():
                     choice.setdefault("finish_reason", None)
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-            chunk = await anext(opened.chunks, None)
         yield DONE
-        finished = True
         record.status, record.error_type = 200, None
     except GatewayError as exc:
         deployment.breaker.record_failure()
@@ -88,10 +154,57 @@ async def stream_events(
         record.status, record.error_type = internal.status_code, internal.error_type
         yield b"data: " + orjson.dumps(error_body(internal)) + b"\n\n"
     finally:
-        await close_stream(opened.chunks)
-        if finished or usage is not None:
-            settle(record, deployment, usage, started)
-        await on_end()
+        if upstream.ended or deployment.price is None:
+            await asyncio.shield(_settle(upstream, deployment, record, started, on_end))
+        else:
+            upstream.detach()
+            drain = asyncio.create_task(_drain(upstream, deployment, record, started, on_end))
+            _draining.add(drain)
+            drain.add_done_callback(_draining.discard)
+
+
+async def _drain(
+    upstream: _Upstream,
+    deployment: Deployment,
+    record: UsageRecord,
+    started: float,
+    on_end: Callable[[], Awaitable[None]],
+) -> None:
+    """Read the rest of an abandoned stream for its usage report, within the deployment's total
+    timeout (counted from the request's start), then bill and settle."""
+    remaining = deployment.config.timeouts.total - (time.perf_counter() - started)
+    try:
+        await asyncio.wait_for(asyncio.shield(upstream.task), max(remaining, 0.0))
+    except TimeoutError:
+        pass
+    finally:
+        await _settle(upstream, deployment, record, started, on_end)
+
+
+async def _settle(
+    upstream: _Upstream,
+    deployment: Deployment,
+    record: UsageRecord,
+    started: float,
+    on_end: Callable[[], Awaitable[None]],
+) -> None:
+    """Close the upstream if it is still open, bill the stream, and end the request."""
+    await upstream.stop()
+    tally = upstream.tally
+    tokens = reported_usage(tally.usage)
+    if tokens is None:
+        bill(record, deployment, tally.estimate(upstream.body), estimated=True, started=started)
+    else:
+        bill(record, deployment, tokens, estimated=False, started=started)
+    await on_end()
+
+
+async def finish_drains() -> None:
+    """At shutdown: stop reading abandoned streams and bill them by what was counted so far,
+    so that their records reach the ledger before it closes."""
+    for drain in list(_draining):
+        drain.cancel()
+    await asyncio.gather(*_draining, return_exceptions=True)
 
 
 async def close_stream(chunks: AsyncIterator[JSON]) -> None:

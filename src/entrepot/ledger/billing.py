@@ -1,5 +1,7 @@
-"""What a request costs: the worst case reserved before calling an upstream, and the real cost
-settled onto its usage record afterwards."""
+"""What a request costs: the worst case reserved before calling an upstream, the output cap that
+makes that worst case a bound the upstream is told, and the real cost settled onto its usage
+record afterwards — from the upstream's usage report, or from the gateway's own count
+(`ledger/estimate.py`) when the upstream gave none."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from entrepot.config import ModelConfig, Price
-from entrepot.ledger.pricing import cost_nanos, hardware_cost_nanos
+from entrepot.ledger.estimate import answer_usage
+from entrepot.ledger.pricing import Cost, cost_nanos, hardware_cost_nanos
 from entrepot.types import JSON, TokenUsage, UsageRecord
 
 BYTES_PER_TOKEN_ESTIMATE = 4
+# `hardware_cost_per_hour` is configured in US dollars.
+HARDWARE_CURRENCY = "USD"
+# The field the gateway sets the output cap in; each provider sends it in the field its upstream
+# honours (`ModelConfig.output_cap_field` for OpenAI-compatible ones).
+CAP_FIELD = "max_completion_tokens"
 
 
 class Billable(Protocol):
@@ -26,10 +34,33 @@ class Billable(Protocol):
     def price(self) -> Price | None: ...
 
 
-def requested_output(body: JSON, deployment: Billable) -> int:
+def generates(body: JSON) -> bool:
+    """Whether the body asks for generated text (chat or completion), rather than embeddings."""
+    return "messages" in body or "prompt" in body
+
+
+def output_cap(body: JSON, deployment: Billable) -> int:
+    """Tokens per choice: what the client asked for, else the deployment's `max_output_tokens`."""
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    per_choice = int(limit) if limit else deployment.config.max_output_tokens
-    return per_choice * int(body.get("n") or 1)
+    return int(limit) if limit else deployment.config.max_output_tokens
+
+
+def requested_output(body: JSON, deployment: Billable) -> int:
+    if not generates(body):
+        return 0
+    return output_cap(body, deployment) * int(body.get("n") or 1)
+
+
+def upstream_body(body: JSON, deployment: Billable) -> JSON:
+    """The body sent to `deployment`: the client's, under the deployment's target name, with the
+    output cap the budget reserved for written out. An upstream left to its own default (or
+    sent a field it ignores) can generate far past the reservation, so the worst case would
+    bound nothing."""
+    upstream = {**body, "model": deployment.config.target}
+    if generates(body):
+        upstream.pop("max_tokens", None)
+        upstream[CAP_FIELD] = output_cap(body, deployment)
+    return upstream
 
 
 def estimated_tokens(body_size: int, body: JSON, deployments: Sequence[Billable]) -> int:
@@ -38,38 +69,89 @@ def estimated_tokens(body_size: int, body: JSON, deployments: Sequence[Billable]
     return body_size // BYTES_PER_TOKEN_ESTIMATE + output
 
 
-def worst_case_cost_nanos(
-    body_size: int, body: JSON, deployments: Sequence[Billable]
-) -> int | None:
-    """An upper bound on what the request can cost on any eligible deployment.
+def busy_bound_seconds(deployment: Billable) -> float:
+    """The longest a request is billed machine time for on a deployment priced by the hour: its
+    total timeout, plus the wait for a local model's queue. Billed time is capped here, so the
+    reservation made from it is a real bound (`settle`)."""
+    config = deployment.config
+    queued = config.local.queue_timeout if config.provider == "llama_cpp" else 0.0
+    return config.timeouts.total + queued
+
+
+def worst_case_costs(body_size: int, body: JSON, deployments: Sequence[Billable]) -> list[Cost]:
+    """An upper bound on what the request can cost on each eligible deployment that has a price,
+    each in its own currency (the limiter converts them into a budget's).
 
     No tokenizer produces more tokens than the request has bytes, so the body's size bounds the
-    prompt; the output is bounded by max_tokens (or the deployment's cap) times n. None when no
-    eligible deployment has a token price (local models are billed by time, not reserved)."""
-    bounds = [
-        cost_nanos(
-            TokenUsage(prompt_tokens=body_size, completion_tokens=requested_output(body, d)),
-            d.price,
-        )
-        for d in deployments
-        if d.price is not None
-    ]
-    return max(bounds) if bounds else None
+    prompt; the output is bounded by the cap sent upstream (`upstream_body`) times n. A deployment
+    priced by machine time is bounded by `busy_bound_seconds`. Empty when none is priced."""
+    bounds: list[Cost] = []
+    for deployment in deployments:
+        price, per_hour = deployment.price, deployment.config.hardware_cost_per_hour
+        if price is not None:
+            usage = TokenUsage(
+                prompt_tokens=body_size, completion_tokens=requested_output(body, deployment)
+            )
+            bounds.append(Cost(cost_nanos(usage, price), price.currency))
+        elif per_hour is not None:
+            seconds = busy_bound_seconds(deployment)
+            bounds.append(Cost(hardware_cost_nanos(seconds, per_hour), HARDWARE_CURRENCY))
+    return bounds
 
 
-def settle(record: UsageRecord, deployment: Billable, usage: Any, started: float) -> None:
+def reported_usage(usage: Any) -> TokenUsage | None:
+    """The upstream's usage report as billed: None when there is none, or it claims no tokens at
+    all (nothing is free to generate). Reasoning is part of `completion_tokens` by OpenAI's
+    convention; an upstream reporting more reasoning than completion tokens plainly counted
+    them apart, so they are added."""
     tokens = TokenUsage.from_openai(usage)
-    if tokens is not None:
-        record.usage_reported = True
-        record.prompt_tokens = tokens.prompt_tokens
-        record.completion_tokens = tokens.completion_tokens
-        record.reasoning_tokens = tokens.reasoning_tokens
-        record.cached_tokens = tokens.cached_tokens
+    if tokens is None or tokens.prompt_tokens + tokens.completion_tokens == 0:
+        return None
+    if tokens.reasoning_tokens > tokens.completion_tokens:
+        tokens.completion_tokens += tokens.reasoning_tokens
+    return tokens
+
+
+def settle_answer(
+    record: UsageRecord, deployment: Billable, body: JSON, answer: JSON, started: float
+) -> None:
+    """Bill a complete answer to `body`: from its usage report, else by the gateway's count."""
+    tokens = reported_usage(answer.get("usage"))
+    if tokens is None:
+        bill(record, deployment, answer_usage(body, answer), estimated=True, started=started)
+    else:
+        bill(record, deployment, tokens, estimated=False, started=started)
+
+
+def bill(
+    record: UsageRecord,
+    deployment: Billable,
+    tokens: TokenUsage,
+    *,
+    estimated: bool,
+    started: float,
+) -> None:
+    """Put the tokens and their cost on the record: by the token price, else by machine time
+    since `started` (at most `busy_bound_seconds`)."""
+    record.usage_reported = not estimated
+    record.usage_estimated = estimated
+    record.prompt_tokens = tokens.prompt_tokens
+    record.completion_tokens = tokens.completion_tokens
+    record.reasoning_tokens = tokens.reasoning_tokens
+    record.cached_tokens = tokens.cached_tokens
     price = deployment.price
     per_hour = deployment.config.hardware_cost_per_hour
-    if price is not None and tokens is not None:
+    if price is not None:
         record.cost_nanos = cost_nanos(tokens, price)
         record.currency, record.price_date = price.currency, price.as_of.isoformat()
     elif per_hour is not None:
-        record.cost_nanos = hardware_cost_nanos(time.perf_counter() - started, per_hour)
-        record.currency = "USD"
+        busy = min(time.perf_counter() - started, busy_bound_seconds(deployment))
+        record.cost_nanos = hardware_cost_nanos(busy, per_hour)
+        record.currency = HARDWARE_CURRENCY
+
+
+def cost_of(record: UsageRecord) -> Cost | None:
+    """The cost settled onto a record, in its currency; None if it has none."""
+    if record.cost_nanos is None or record.currency is None:
+        return None
+    return Cost(record.cost_nanos, record.currency)

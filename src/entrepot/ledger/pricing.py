@@ -12,6 +12,7 @@ import math
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from importlib import resources
+from typing import NamedTuple
 
 import yaml
 
@@ -19,6 +20,14 @@ from entrepot.config import ModelConfig, Price
 from entrepot.types import TokenUsage
 
 NANOS = Decimal(1_000_000_000)
+
+
+class Cost(NamedTuple):
+    """An amount in billionths of `currency`: a cost is never a bare number, so a budget kept in
+    another currency converts it (or refuses it) instead of adding it up unconverted."""
+
+    nanos: int
+    currency: str
 
 
 @lru_cache(maxsize=1)

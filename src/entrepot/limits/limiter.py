@@ -6,6 +6,11 @@ had already counted, so being refused costs nothing. Budgets reserve the worst-c
 request runs and settle at the real cost after, which keeps concurrent requests from spending past
 a limit together. The ledger is read once per subject and period, to seed the counter; after that
 no request touches the database.
+
+A budget is kept in its own currency. A cost in another is converted at the configured rate table
+(`currency_rates`) when it is reserved and when it settles — and the ledger is converted the same
+way when a counter is seeded — or, if no rate converts it, the request is refused
+(`CurrencyRateMissingError`): never run unpriced.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from entrepot.config import Budget, Limits
+from entrepot.config import Budget, CurrencyRates, Limits
 from entrepot.exceptions import BudgetExceededError, RateLimitedError
-from entrepot.ledger.pricing import NANOS, nanos_to_amount
+from entrepot.ledger.pricing import NANOS, Cost, nanos_to_amount
 from entrepot.limits.counters import Counters, WindowState
 
 WINDOW_SECONDS = 60.0
@@ -60,8 +65,11 @@ class Subject:
 
 
 class Reservation(NamedTuple):
+    """`amount` reserved on a budget `counter`, in the budget's `currency`."""
+
     counter: str
     amount: int
+    currency: str
 
 
 @dataclass(slots=True)
@@ -97,10 +105,12 @@ class Limiter:
         counters: Counters,
         load_spend: Callable[[Subject, dt.datetime], Awaitable[int]],
         clock: Callable[[], dt.datetime] = _utc_now,
+        rates: CurrencyRates | None = None,
     ) -> None:
         """`load_spend(subject, start)` is the ledger's spend in the budget's currency since
-        `start`, in nanos."""
+        `start`, in nanos, converted at the same `rates`."""
         self._counters = counters
+        self._rates = rates or CurrencyRates()
         self._load_spend = load_spend
         self._clock = clock
         self._seeded: dict[str, str] = {}
@@ -111,11 +121,12 @@ class Limiter:
         subjects: Sequence[Subject],
         *,
         estimated_tokens: int,
-        worst_cost_nanos: int | None,
-        cost_currency: str | None = None,
+        worst_costs: Sequence[Cost] = (),
     ) -> Admission:
-        """`worst_cost_nanos` is None for an unpriced model. A budget in a currency other than
-        `cost_currency` (when given) treats the request as unpriced and is not charged for it."""
+        """`worst_costs` bounds the request's cost on each deployment that may serve it, each in
+        its own currency; a budget reserves the largest, converted into its currency. Empty for
+        an unpriced model: the request is admitted while the budget has room, and reserves
+        nothing."""
         taken = _Taken()
         try:
             for subject in subjects:
@@ -124,9 +135,8 @@ class Limiter:
             for subject in subjects:
                 budget = subject.limits.budget
                 if budget is not None:
-                    priced = cost_currency in (None, budget.currency)
-                    worst = worst_cost_nanos if priced else None
-                    await self._reserve(subject, budget, now, worst, priced, taken)
+                    worst = self._worst(worst_costs, budget.currency)
+                    await self._reserve(subject, budget, now, worst, taken)
         except BaseException:
             await self._roll_back(taken)
             raise
@@ -138,20 +148,30 @@ class Limiter:
         )
 
     async def settle(
-        self, admission: Admission, *, actual_tokens: int, actual_cost_nanos: int | None
+        self, admission: Admission, *, actual_tokens: int, actual_cost: Cost | None
     ) -> None:
-        """Safe to call more than once: only the first call counts."""
+        """Safe to call more than once: only the first call counts. `actual_cost`'s currency
+        was among those admission converted, so it converts here too."""
         if admission.settled:
             return
         admission.settled = True
-        actual = actual_cost_nanos or 0
         for reservation in admission.reservations:
+            actual = 0
+            if actual_cost is not None:
+                nanos, currency = actual_cost
+                actual = self._rates.convert(nanos, currency, reservation.currency)
             if reservation.amount or actual:
                 await self._counters.settle(reservation.counter, reservation.amount, actual)
         correction = actual_tokens - admission.estimated_tokens
         if correction:
             for counter in admission.token_windows:
                 await self._counters.add(counter, correction, WINDOW_SECONDS)
+
+    def _worst(self, costs: Sequence[Cost], currency: str) -> int | None:
+        """The largest of `costs` in `currency`; None if there are none (unpriced)."""
+        if not costs:
+            return None
+        return max(self._rates.convert(nanos, source, currency) for nanos, source in costs)
 
     async def _hit_windows(self, subject: Subject, estimated_tokens: int, taken: _Taken) -> None:
         limits = subject.limits
@@ -188,7 +208,6 @@ class Limiter:
         budget: Budget,
         now: dt.datetime,
         worst: int | None,
-        priced: bool,
         taken: _Taken,
     ) -> None:
         period, start, end = _period(budget, now)
@@ -206,8 +225,8 @@ class Limiter:
             spent, reserved = await self._counters.spent(counter)
             message = _budget_message(subject, budget, spent, reserved, worst)
             raise BudgetExceededError(message, headers=_rate_headers(taken.hits, rolled_back=True))
-        if priced:
-            taken.reservations.append(Reservation(counter, worst or 0))
+        if worst is not None:
+            taken.reservations.append(Reservation(counter, worst, budget.currency))
 
     async def _seed(
         self, subject: Subject, counter: str, start: dt.datetime, ttl: float | None

@@ -1,9 +1,10 @@
 """Any upstream that speaks OpenAI's wire format: OpenAI, DeepSeek, DashScope's compatible mode,
 OpenRouter, vLLM, Ollama, a llama.cpp server, or another Entrepôt.
 
-The body is forwarded as the client sent it (only `model` is swapped for the target), so fields
-this gateway has never heard of — `reasoning_effort`, vendor extensions — still reach the upstream,
-and DeepSeek/Qwen `reasoning_content` comes back untouched.
+The body is forwarded as the client sent it (only `model` is swapped for the target, and the
+output cap is sent in the one field the upstream honours), so fields this gateway has never heard
+of — `reasoning_effort`, vendor extensions — still reach the upstream, and DeepSeek/Qwen
+`reasoning_content` comes back untouched.
 """
 
 from __future__ import annotations
@@ -34,22 +35,37 @@ class OpenAICompatibleProvider:
         await self._http.close()
 
     async def chat(self, body: JSON) -> JSON:
-        return self._answer(await self._http.post_json("/chat/completions", body), "choices")
+        result = await self._http.post_json("/chat/completions", self._capped(body))
+        return self._answer(result, "choices")
 
     def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/chat/completions", body)
+        return self._stream("/chat/completions", self._capped(body))
 
     async def complete(self, body: JSON) -> JSON:
-        return self._answer(await self._http.post_json("/completions", body), "choices")
+        result = await self._http.post_json("/completions", self._capped(body))
+        return self._answer(result, "choices")
 
     def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/completions", body)
+        return self._stream("/completions", self._capped(body))
 
     async def embed(self, body: JSON) -> JSON:
         return self._answer(await self._http.post_json("/embeddings", body), "data")
 
     async def health(self) -> bool:
         return await self._http.get_ok("/models")
+
+    def _capped(self, body: JSON) -> JSON:
+        """The output cap in `output_cap_field` only. Many OpenAI-compatible servers ignore
+        `max_completion_tokens` and generate to their own limit, past what the budget reserved;
+        OpenAI's reasoning models refuse `max_tokens`. Sending one field avoids both."""
+        field = self.config.output_cap_field
+        other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+        if other not in body:
+            return body
+        capped = {key: value for key, value in body.items() if key != other}
+        if capped.get(field) is None:
+            capped[field] = body[other]
+        return capped
 
     def _answer(self, result: JSON, field: str) -> JSON:
         """Some upstreams report an error with status 200; relayed, it would be billed and cached

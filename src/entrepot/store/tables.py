@@ -64,6 +64,7 @@ usage_records = Table(
     Column("reasoning_tokens", Integer, nullable=False),
     Column("cached_tokens", Integer, nullable=False),
     Column("usage_reported", Boolean, nullable=False),
+    Column("usage_estimated", Boolean, nullable=False, server_default=false()),
     Column("cost_nanos", BigInteger, nullable=True),
     Column("currency", String(8), nullable=True),
     Column("price_date", String(10), nullable=True),

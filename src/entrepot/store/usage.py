@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Engine, Integer, String, func, select
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from entrepot.config import CurrencyRates
 from entrepot.store.tables import usage_records
 from entrepot.types import UsageRecord
 
@@ -161,18 +162,32 @@ def spend_since(
     *,
     since: dt.datetime,
     currency: str,
+    rates: CurrencyRates,
     key_id: int | None = None,
     team: str | None = None,
 ) -> int:
     """What a key or a team has spent since a moment, in nanos of one currency: the starting
-    point of a budget period for a process that did not see the earlier requests."""
+    point of a budget period for a process that did not see the earlier requests.
+
+    Costs in other currencies are converted one record at a time, as the limiter converted each
+    when it settled, so a restarted gateway's counter equals the one it replaced (records with
+    the same cost are read as one group and multiplied). A cost `rates` cannot convert raises
+    `CurrencyRateMissingError`: a budget seeded without it would be understated."""
     t = usage_records
-    query = select(func.coalesce(func.sum(t.c.cost_nanos), 0)).where(
-        t.c.created_at >= since, t.c.currency == currency
-    )
+    scope = [t.c.created_at >= since, t.c.cost_nanos.is_not(None)]
     if key_id is not None:
-        query = query.where(t.c.key_id == key_id)
+        scope.append(t.c.key_id == key_id)
     if team is not None:
-        query = query.where(t.c.team == team)
+        scope.append(t.c.team == team)
+    own = select(func.coalesce(func.sum(t.c.cost_nanos), 0)).where(*scope, t.c.currency == currency)
+    foreign = (
+        select(t.c.currency, t.c.cost_nanos, func.count())
+        .where(*scope, t.c.currency != currency)
+        .group_by(t.c.currency, t.c.cost_nanos)
+    )
     with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        total = int(conn.execute(own).scalar_one())
+        groups = conn.execute(foreign).all()
+    for source, nanos, count in groups:
+        total += rates.convert(int(nanos), source, currency) * int(count)
+    return total
