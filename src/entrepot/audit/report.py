@@ -46,6 +46,8 @@ def rates_of(results: Iterable[ProbeResult]) -> tuple[dict[Verdict, Rate], int, 
     """(rate per verdict, answers classified, errors) for a group of results."""
     classified, errors = [], 0
     for result in results:
+        if result.refused_by_policy is not None:
+            continue
         if result.verdict is None:
             errors += 1
         else:

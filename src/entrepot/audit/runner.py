@@ -80,14 +80,16 @@ def select_probes(
 def to_result(ref: ProbeRef, answer: ItemResult) -> ProbeResult:
     """The rules' verdict on one collected answer; a call the gateway's policy refused has
     none, as no model saw the question."""
-    ruled = None if answer.refused_by_policy else classify(
-        ref.probe,
-        ref.language,
-        answer.answer,
-        reasoning=answer.reasoning,
-        error=answer.error,
-        finish_reason=answer.finish_reason,
-    )
+    ruled = None
+    if answer.refused_by_policy is None:
+        ruled = classify(
+            ref.probe,
+            ref.language,
+            answer.answer,
+            reasoning=answer.reasoning,
+            error=answer.error,
+            finish_reason=answer.finish_reason,
+        )
     visible, thought = split_reasoning(answer.answer or "", answer.reasoning)
     return ProbeResult(
         model=answer.model,

@@ -121,6 +121,8 @@ class ProbeResult(_Strict):
     answer: str | None = None
     reasoning: str | None = None
     error: str | None = None
+    # The policy rule that refused the call: not the model's refusal, so never classified.
+    refused_by_policy: str | None = None
     rule_verdict: Verdict | None = None
     rule_detail: str | None = None
     judge_verdict: Verdict | None = None

@@ -46,7 +46,7 @@ def summarise(
     summaries = []
     for model in models:
         own = [r for r in results if r.model == model]
-        answered = [r for r in own if r.error is None]
+        answered = [r for r in own if r.error is None and r.refused_by_policy is None]
         scores = _item_scores(results, model)
         total = sum(r.cost_nanos or 0 for r in own) / NANOS
         correct = sum(scores.values())
@@ -55,6 +55,7 @@ def summarise(
         for item, score in scores.items():
             per_task[task_of[item]].append(score)
         errors = Counter(r.error for r in own if r.error is not None)
+        refusals = Counter(r.refused_by_policy for r in own if r.refused_by_policy is not None)
         summaries.append(
             ModelSummary(
                 model=model,
@@ -73,6 +74,8 @@ def summarise(
                 queue_p50_ms=percentile([r.queue_ms for r in answered], 50),
                 queue_p95_ms=percentile([r.queue_ms for r in answered], 95),
                 top_error=errors.most_common(1)[0][0] if errors else None,
+                refused_by_policy=refusals.total(),
+                top_refusal=refusals.most_common(1)[0][0] if refusals else None,
                 prompt_tokens=sum(r.prompt_tokens for r in own),
                 completion_tokens=sum(r.completion_tokens for r in own),
                 judge_cost=sum(r.judge_cost_nanos for r in own) / NANOS,
@@ -187,6 +190,12 @@ def print_report(report: BenchReport, console: Console) -> None:
             else f"{s.errors} call(s) failed; scored on the rest"
         )
         console.print(f"[red]{s.model}: {what}. Most frequent error:[/red] {s.top_error}")
+    for s in report.models:
+        if s.top_refusal is not None:
+            console.print(
+                f"[yellow]{s.model}: {s.refused_by_policy} call(s) refused by policy, neither "
+                f"scored nor counted as errors:[/yellow] {s.top_refusal}"
+            )
     reused = sum(1 for r in report.results if r.cached)
     asked = len(report.results) - reused
     failed = sum(1 for r in report.results if not r.cached and r.error is not None)

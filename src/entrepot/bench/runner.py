@@ -30,7 +30,7 @@ from entrepot.bench.cache import (
 from entrepot.bench.graders import EmbedFn, JudgeFn, grade
 from entrepot.bench.schema import Grade, ItemResult, TaskItem
 from entrepot.config import Config, ModelConfig, Price
-from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.exceptions import ConfigError, EgressDeniedError, GatewayError
 from entrepot.ledger.pricing import cost_nanos, price_for
 from entrepot.providers.base import Provider
 from entrepot.providers.registry import create_provider
@@ -249,6 +249,9 @@ class BenchRunner:
         if stored is None:
             try:
                 stored = await self._ask(model, body)
+            except EgressDeniedError as exc:
+                result.refused_by_policy = exc.message
+                return result
             except GatewayError as exc:
                 result.error = f"{exc.status_code} {exc.code or exc.error_type}: {exc.message}"
                 return result

@@ -110,6 +110,9 @@ class ItemResult(_Strict):
     score: float | None = None
     detail: str | None = None
     error: str | None = None
+    # The policy rule that refused the call (egress rules, offline mode): neither an answer
+    # nor the model's failure, so it is neither scored nor counted as an error.
+    refused_by_policy: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_nanos: int | None = None
@@ -150,6 +153,8 @@ class ModelSummary(_Strict):
     queue_p50_ms: float = 0.0
     queue_p95_ms: float = 0.0
     top_error: str | None = None
+    refused_by_policy: int = 0
+    top_refusal: str | None = None
     prompt_tokens: int
     completion_tokens: int
     judge_cost: float = 0.0
