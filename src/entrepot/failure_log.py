@@ -57,9 +57,7 @@ class FailureLog:
 
     def succeeded(self) -> None:
         if self._failures:
-            self._logger.warning(
-                "%s works again after %d failed attempts", self._what, self._failures
-            )
+            self._logger.info("%s works again after %d failed attempts", self._what, self._failures)
         self._failures = 0
         self._unlogged = 0
 

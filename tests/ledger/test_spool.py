@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import entrepot.ledger.writer as writer_module
 from entrepot.config import StoreConfig
+from entrepot.exceptions import ConfigError
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.spool import QUARANTINE_FILE, Spool, spool_directory
 from entrepot.ledger.writer import HOLD_BATCHES, SPILL_BATCHES, LedgerWriter
@@ -421,3 +422,16 @@ def test_store_and_spool_both_failing_hold_records_in_bounded_memory(
 
     asyncio.run(main())
     assert stored_ids(engine) == ids(limit)
+
+
+def test_an_unreadable_spool_directory_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "spool").mkdir()
+
+    def denied(self: Path) -> Iterator[Path]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # as root, chmod would not stop the read
+    with pytest.raises(ConfigError, match=r"store.spool_dir: cannot read .*: Permission denied"):
+        Spool(tmp_path / "spool").open()

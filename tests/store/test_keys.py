@@ -324,7 +324,7 @@ def test_refresh_failures_are_logged_with_their_reason_and_rate_limited(
         assert "works again" in messages()[2]
         await ring.stop()
 
-    with caplog.at_level(logging.WARNING, logger="entrepot.auth"):
+    with caplog.at_level(logging.INFO, logger="entrepot.auth"):
         asyncio.run(main())
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from entrepot.config import StoreConfig
+from entrepot.exceptions import ConfigError
 from entrepot.store.db import data_directory
 from entrepot.types import UsageRecord
 
@@ -95,6 +96,14 @@ class Spool:
 
     def open(self) -> None:
         """Take stock of what an earlier process left: segments to replay, quarantined records."""
+        try:
+            self._take_stock()
+        except OSError as error:
+            raise ConfigError(
+                f"store.spool_dir: cannot read {self.directory}: {error.strerror or error}"
+            ) from None
+
+    def _take_stock(self) -> None:
         if not self.directory.is_dir():
             return
         for path in self.directory.iterdir():
