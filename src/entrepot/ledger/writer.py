@@ -258,7 +258,7 @@ class LedgerWriter:
             self._store_log.succeeded()
             delay = self._interval
         if replayed and self.spool.empty:
-            log.warning("ledger: spool replayed, %d records written to the store", replayed)
+            log.info("ledger: spool replayed, %d records written to the store", replayed)
 
     async def _replay_segment(self, sequence: int) -> int:
         records = await asyncio.to_thread(self.spool.read, sequence)
