@@ -81,7 +81,7 @@ def _cli(fake: Server, tmp_path: Path, *args: str) -> tuple[int, str]:
 def test_a_model_without_answers_fails_the_audit(fake_openai: Server, tmp_path: Path) -> None:
     code, output = _cli(fake_openai, tmp_path, "--models", "echo,keyless")
     assert code == 1, output
-    assert "no answers from keyless; most frequent error: 502" in output and "(401)" in output
+    assert "no answers from keyless; most frequent error:" in output and "(401)" in output
     report = AuditReport.model_validate_json((tmp_path / "out" / "report.json").read_bytes())
     keyless = [r for r in report.results if r.model == "keyless"]
     assert keyless and all(r.error is not None and r.verdict is None for r in keyless)

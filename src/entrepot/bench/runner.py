@@ -297,8 +297,11 @@ class BenchRunner:
 
     async def _ask(self, model: BenchModel, body: JSON) -> JSON:
         """Ask once a slot of the model is free, retrying what may succeed later. Latency is
-        the answering attempt alone; waits for a slot and for pacing add up as queueing."""
-        lane, queued = self._lanes[model.alias], 0.0
+        the answering attempt alone; waits for a slot and for pacing add up as queueing.
+
+        When every attempt fails, the first failure is raised: it is the cause (a missing key,
+        say), while later ones are often its consequences (the deployment's circuit opened)."""
+        lane, queued, first = self._lanes[model.alias], 0.0, None
         async with lane.in_flight:
             for attempt in range(self.options.retries + 1):
                 waiting = time.time()
@@ -310,8 +313,9 @@ class BenchRunner:
                     try:
                         response = await model.provider.chat(body)
                     except GatewayError as exc:
+                        first = first or exc
                         if not is_retryable(exc) or attempt == self.options.retries:
-                            raise
+                            raise first from None if first is exc else exc
                     else:
                         return {
                             "response": response,
