@@ -328,12 +328,13 @@ class BenchRunner:
 
 
 def kept_answers(out: Path) -> int:
-    """How many answers the last run into `out` kept (its `results.jsonl`; errors excluded)."""
+    """How many answers the last run into `out` kept (its `results.jsonl`), not counting
+    failed calls or calls the policy refused, which a resumed run asks again."""
     path = out / RESULTS
     if not path.exists():
         return 0
-    lines = (line for line in path.read_bytes().splitlines() if line.strip())
-    return sum(1 for line in lines if orjson.loads(line).get("error") is None)
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return sum(1 for row in rows if row.get("error") is None and not row.get("refused_by_policy"))
 
 
 def apply_hardware_costs(models: list[BenchModel], results: list[ItemResult]) -> None:
