@@ -108,6 +108,15 @@ def start_fake(tmp: Path, module: str, probe: str) -> Server:
     return Server(f"http://127.0.0.1:{port}", process, log)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In-process runs (`bench`, `audit`, the CLI) open the gateway's store, which defaults to
+    the user's data directory: the tests' records go to a directory of their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENTREPOT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def fake_openai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_fake(tmp_path_factory.mktemp("fake-openai"), "openai_upstream", "/v1/models")

@@ -1,10 +1,14 @@
 """One `entrepot audit` invocation: load the packs, ask every model every probe with a live
 progress display, classify (rules, then the judge if one is named), then write the JSON and HTML
-reports and print the table."""
+reports and print the table.
+
+Every call goes through a gateway: in-process, the pipeline of one built from the configuration
+(see `bench.through_gateway`), or a running one by URL."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,10 @@ from entrepot.audit.schema import AuditReport, ModelInfo, ProbeResult
 from entrepot.bench.report import write_json
 from entrepot.bench.runner import BenchModel, RunOptions, bench_models
 from entrepot.bench.schema import ItemResult
+from entrepot.bench.session import KEY_WITH_GATEWAY
+from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.config import Config
+from entrepot.exceptions import ConfigError
 
 
 @dataclass(slots=True)
@@ -33,6 +40,7 @@ class AuditRequest:
     judge: str | None = None
     gateway_url: str | None = None
     api_key_env: str | None = None
+    key_name: str | None = None
 
 
 def model_info(config: Config, model: BenchModel, results: list[ProbeResult]) -> ModelInfo:
@@ -60,15 +68,18 @@ def model_info(config: Config, model: BenchModel, results: list[ProbeResult]) ->
 def run_audit(config: Config, request: AuditRequest, console: Console) -> AuditReport:
     packs = [load_pack(ref) for ref in request.packs]
     refs = select_probes(packs, request.languages, request.limit)
-    models = bench_models(
-        config, request.models, gateway_url=request.gateway_url, api_key_env=request.api_key_env
-    )
-    judge = None
-    if request.judge:
-        (judge,) = bench_models(
-            config, [request.judge], gateway_url=request.gateway_url,
-            api_key_env=request.api_key_env,
-        )  # fmt: skip
+    judges = [request.judge] if request.judge else []
+    through: InProcessGateway | None = None
+    if request.gateway_url is None:
+        through = InProcessGateway(config, [*request.models, *judges], "audit", request.key_name)
+        models = through.models(request.models)
+        judge = next(iter(through.models(judges)), None)
+    else:
+        if request.key_name is not None:
+            raise ConfigError(KEY_WITH_GATEWAY)
+        url, key_env = request.gateway_url, request.api_key_env
+        models = bench_models(config, request.models, gateway_url=url, api_key_env=key_env)
+        judge = next(iter(bench_models(config, judges, gateway_url=url, api_key_env=key_env)), None)
     progress = Progress(
         TextColumn("{task.fields[model]:<28}"),
         BarColumn(),
@@ -94,7 +105,9 @@ def run_audit(config: Config, request: AuditRequest, console: Console) -> AuditR
         progress.update(bars[f"judge:{judge.alias}"], advance=1)
 
     with progress:
-        results = asyncio.run(_run(models, refs, request.options, judge, answered, judging, judged))
+        results = asyncio.run(
+            _run(models, refs, request.options, judge, answered, judging, judged, through)
+        )
     report = summarise(
         results,
         packs,
@@ -117,9 +130,11 @@ async def _run(
     answered: Callable[[ItemResult], object],
     judging: Callable[[int], object],
     judged: Callable[[ProbeResult], object],
+    through: InProcessGateway | None,
 ) -> list[ProbeResult]:
-    results = await collect(models, refs, options, answered)
-    if judge is not None:
-        judging(sum(1 for r in results if needs_judge(r)))
-        await judge_results(judge, refs, results, options.out, options.concurrency, judged)
+    async with through or contextlib.nullcontext():
+        results = await collect(models, refs, options, answered)
+        if judge is not None:
+            judging(sum(1 for r in results if needs_judge(r)))
+            await judge_results(judge, refs, results, options.out, options.concurrency, judged)
     return results

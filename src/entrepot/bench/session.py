@@ -1,9 +1,13 @@
 """One `entrepot bench` invocation: load tasks, run them on the models with a live progress
-display, then write the JSON and HTML reports and print the table and headlines."""
+display, then write the JSON and HTML reports and print the table and headlines.
+
+Every call goes through a gateway: in-process, the pipeline of one built from the configuration
+(see `through_gateway`), or a running one by URL."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,7 +21,14 @@ from entrepot.bench.report import print_report, summarise, write_html, write_jso
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions, bench_models
 from entrepot.bench.schema import BenchReport, ItemResult
 from entrepot.bench.tasks import load_tasks
+from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.config import Config
+from entrepot.exceptions import ConfigError
+
+KEY_WITH_GATEWAY = (
+    "--key names a client key for in-process runs; through a gateway, the key is the secret in "
+    "--api-key-env"
+)
 
 
 @dataclass(slots=True)
@@ -32,6 +43,7 @@ class BenchRequest:
     judge: str | None = None
     embed_model: str | None = None
     hardware_costs: dict[str, Decimal] | None = None
+    key_name: str | None = None
 
 
 def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchReport:
@@ -44,20 +56,28 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
                 kept.append(item)
                 taken[item.task] += 1
         items = kept
-    models = bench_models(
-        config,
-        request.models,
-        gateway_url=request.gateway_url,
-        api_key_env=request.api_key_env,
-        hardware_costs=request.hardware_costs,
-    )
     helpers = [a for a in (request.judge, request.embed_model) if a]
-    helper_models = {
-        m.alias: m
-        for m in bench_models(
-            config, helpers, gateway_url=request.gateway_url, api_key_env=request.api_key_env
+    through: InProcessGateway | None = None
+    if request.gateway_url is None:
+        through = InProcessGateway(config, [*request.models, *helpers], "bench", request.key_name)
+        models = through.models(request.models, request.hardware_costs)
+        helper_models = {m.alias: m for m in through.models(helpers)}
+    else:
+        if request.key_name is not None:
+            raise ConfigError(KEY_WITH_GATEWAY)
+        models = bench_models(
+            config,
+            request.models,
+            gateway_url=request.gateway_url,
+            api_key_env=request.api_key_env,
+            hardware_costs=request.hardware_costs,
         )
-    }
+        helper_models = {
+            m.alias: m
+            for m in bench_models(
+                config, helpers, gateway_url=request.gateway_url, api_key_env=request.api_key_env
+            )
+        }
     judge_model = helper_models.get(request.judge or "")
     embed_model = helper_models.get(request.embed_model or "")
     progress = Progress(
@@ -99,7 +119,7 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
         on_result=on_result,
     )
     with progress:
-        results = asyncio.run(_run(runner, list(helper_models.values())))
+        results = asyncio.run(_run(runner, list(helper_models.values()), through))
     report = summarise(
         results,
         reference=request.reference,
@@ -117,12 +137,15 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     return report
 
 
-async def _run(runner: BenchRunner, helpers: list[BenchModel]) -> list[ItemResult]:
+async def _run(
+    runner: BenchRunner, helpers: list[BenchModel], through: InProcessGateway | None
+) -> list[ItemResult]:
     """The judge and embedding models serve the graders, outside the models under test."""
-    for helper in helpers:
-        await helper.provider.start()
-    try:
-        return await runner.run()
-    finally:
+    async with through or contextlib.nullcontext():
         for helper in helpers:
-            await helper.provider.close()
+            await helper.provider.start()
+        try:
+            return await runner.run()
+        finally:
+            for helper in helpers:
+                await helper.provider.close()

@@ -53,6 +53,14 @@ def audit(
     api_key_env: Annotated[str, typer.Option(help="Env var with the gateway key.")] = (
         "ENTREPOT_API_KEY"
     ),
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Run under this client key (by name): its models, limits and budget. "
+            "Default: the anonymous principal cli:audit.",
+        ),
+    ] = None,
     list_packs: Annotated[bool, typer.Option("--list", help="List the shipped packs.")] = False,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the report's JSON Schema.")
@@ -104,6 +112,7 @@ def audit(
         judge=judge,
         gateway_url=gateway,
         api_key_env=api_key_env if gateway else None,
+        key_name=key,
         options=RunOptions(
             out=out,
             concurrency=concurrency,

@@ -37,6 +37,14 @@ def bench(
     api_key_env: Annotated[str, typer.Option(help="Env var with the gateway key.")] = (
         "ENTREPOT_API_KEY"
     ),
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Run under this client key (by name): its models, limits and budget. "
+            "Default: the anonymous principal cli:bench.",
+        ),
+    ] = None,
     judge: Annotated[str | None, typer.Option(help="Model alias for LLM-as-judge.")] = None,
     embed_model: Annotated[
         str | None, typer.Option(help="Embedding model alias for similarity grading.")
@@ -100,6 +108,7 @@ def bench(
         limit=limit,
         gateway_url=gateway,
         api_key_env=api_key_env if gateway else None,
+        key_name=key,
         judge=judge,
         embed_model=embed_model,
         hardware_costs=costs,

@@ -1,0 +1,72 @@
+"""`entrepot audit` in-process asks through the gateway's pipeline: a probe the policy may not send
+to a model's jurisdiction is refused by policy (never classified as the model refusing), nothing
+reaches the upstream, and every call is in the ledger as the audit's."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from rich.console import Console
+
+from entrepot.audit.session import AuditRequest, run_audit
+from entrepot.bench.runner import RunOptions
+from entrepot.config import Config
+from tests.conftest import UPSTREAM_KEY, Server
+
+PACK = str(Path(__file__).parent / "packs" / "harbour.yaml")
+
+
+@pytest.fixture(autouse=True)
+def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
+
+
+def test_a_probe_the_policy_forbids_is_refused_by_policy(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    target = "audit-policy-cn"
+    config = Config.model_validate(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+            # Everything this deployment is asked counts as confidential, which may not go to CN.
+            "policy": {
+                "default_class": "confidential",
+                "rules": {"confidential": {"deny": ["CN"]}},
+            },
+            "models": [
+                {
+                    "alias": "cn-model",
+                    "provider": "openai_compatible",
+                    "target": target,
+                    "base_url": fake_openai.url + "/v1",
+                    "api_key_env": "FAKE_UPSTREAM_KEY",
+                    "jurisdiction": "CN",
+                }
+            ],
+        }
+    )
+    request = AuditRequest(
+        models=["cn-model"],
+        packs=[PACK],
+        languages=["en"],
+        limit=1,
+        options=RunOptions(out=tmp_path / "out"),
+    )
+    report = run_audit(config, request, Console(file=io.StringIO(), width=200))
+
+    assert report.results
+    for result in report.results:
+        assert result.refused_by_policy is not None and "CN" in result.refused_by_policy
+        assert result.verdict is None and result.rule_verdict is None and result.error is None
+    assert all(cell.n == 0 and cell.errors == 0 for cell in report.cells)
+    assert int(httpx.get(f"{fake_openai.url}/received/{target}").json()) == 0
+
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        rows = db.execute("SELECT endpoint, key_name, status, error_type FROM usage_records")
+        assert sorted(rows) == [("audit:chat", "cli:audit", 403, "egress_denied")] * len(
+            report.results
+        )

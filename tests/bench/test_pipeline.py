@@ -1,0 +1,167 @@
+"""`entrepot bench` in-process calls its models through the gateway's pipeline: the detector and
+the egress rules decide where an item may go (a refusal is reported as such, and nothing reaches
+the upstream), every call is in the ledger with the command named, and a key's budget stops the
+run with 402s."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from rich.console import Console
+
+from entrepot.bench.runner import RunOptions
+from entrepot.bench.schema import BenchReport
+from entrepot.bench.session import BenchRequest, run_bench
+from entrepot.config import Config
+from entrepot.exceptions import AuthenticationError
+from entrepot.store.db import open_engine
+from entrepot.store.keys import KeyStore
+from tests.conftest import UPSTREAM_KEY, Server
+
+# 2,000 nanos per prompt word and 8,000 per answer word on the fake (which counts words).
+PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
+PERSONAL = "Summarise: please refund Jane at jane.doe@example.com, IBAN DE89370400440532013000."
+
+
+@pytest.fixture(autouse=True)
+def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
+
+
+def _config(fake: Server, tmp: Path, target: str, **extra: Any) -> Config:
+    """One model on the fake, hosted in CN; personal data may not go to CN."""
+    return Config.model_validate(
+        {
+            "store": {"url": f"sqlite:///{tmp / 'ledger.db'}", "ledger_flush_seconds": 0.05},
+            "policy": {"rules": {"confidential": {"deny": ["CN"]}}},
+            "models": [
+                {
+                    "alias": "cn-model",
+                    "provider": "openai_compatible",
+                    "target": target,
+                    "base_url": fake.url + "/v1",
+                    "api_key_env": "FAKE_UPSTREAM_KEY",
+                    "jurisdiction": "CN",
+                    "price": PRICE,
+                }
+            ],
+            **extra,
+        }
+    )
+
+
+def _tasks(tmp: Path, *items: dict[str, Any]) -> str:
+    path = tmp / "tickets.yaml"
+    path.write_text(yaml.safe_dump(list(items)))
+    return str(path)
+
+
+def _bench(config: Config, tasks: str, out: Path, key: str | None = None) -> BenchReport:
+    request = BenchRequest(
+        tasks=[tasks],
+        models=["cn-model"],
+        reference="cn-model",
+        options=RunOptions(out=out, concurrency=1, max_tokens=16),
+        key_name=key,
+    )
+    return run_bench(config, request, Console(file=io.StringIO(), width=200))
+
+
+def _received(fake: Server, target: str) -> int:
+    return int(httpx.get(f"{fake.url}/received/{target}").json())
+
+
+def _ledger(tmp: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(tmp / "ledger.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM usage_records ORDER BY id")]
+
+
+def test_personal_data_is_refused_by_policy_and_never_sent(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    target = "bench-policy-cn"
+    tasks = _tasks(
+        tmp_path,
+        {"id": "personal", "prompt": PERSONAL, "expected": "x", "grader": {"kind": "contains"}},
+        {"id": "plain", "prompt": "hello", "expected": "echo: hello", "grader": {"kind": "exact"}},
+    )
+    report = _bench(_config(fake_openai, tmp_path, target), tasks, tmp_path / "out")
+
+    by_id = {r.item_id: r for r in report.results}
+    refused = by_id["personal"]
+    assert refused.refused_by_policy is not None
+    assert "confidential" in refused.refused_by_policy and "CN" in refused.refused_by_policy
+    assert refused.error is None and refused.score is None and refused.answer is None
+    assert by_id["plain"].score == 1.0
+    (summary,) = report.models
+    assert (summary.refused_by_policy, summary.errors, summary.graded) == (1, 0, 1)
+    assert summary.score is not None and summary.score.estimate == 1.0
+
+    assert _received(fake_openai, target) == 1  # the plain item only
+
+    rows = {row["status"]: row for row in _ledger(tmp_path)}
+    assert set(rows) == {403, 200}
+    denied, served = rows[403], rows[200]
+    assert denied["error_type"] == "egress_denied"
+    assert denied["deployment"] is None and denied["cost_nanos"] is None
+    assert served["data_class"] == "internal" and served["cost_nanos"] > 0
+    for row in (denied, served):
+        assert (row["endpoint"], row["key_name"], row["key_id"]) == (
+            "bench:chat",
+            "cli:bench",
+            None,
+        )
+
+
+def test_a_keys_budget_stops_the_bench_with_402s(fake_openai: Server, tmp_path: Path) -> None:
+    target = "bench-budget"
+    config = _config(fake_openai, tmp_path, target)
+    budget = Decimal("0.0004")
+    engine = open_engine(config.store)
+    key, _secret = KeyStore(engine).create("tiny", budget_amount=budget)
+    engine.dispose()
+    items = [
+        {"id": f"q{i}", "prompt": f"question {i}", "expected": f"echo: question {i}"}
+        for i in range(6)
+    ]
+
+    report = _bench(config, _tasks(tmp_path, *items), tmp_path / "out", key="tiny")
+
+    answered = [r for r in report.results if r.error is None]
+    refused = [r for r in report.results if r.error is not None]
+    assert answered and refused
+    assert all(r.error.startswith("402 budget_exceeded") for r in refused if r.error)
+    assert _received(fake_openai, target) == len(answered)
+
+    rows = _ledger(tmp_path)
+    assert len(rows) == len(report.results)
+    assert {(r["key_id"], r["key_name"], r["endpoint"]) for r in rows} == {
+        (key.id, "tiny", "bench:chat")
+    }
+    assert sorted(r["status"] for r in rows) == [200] * len(answered) + [402] * len(refused)
+    assert sum(r["cost_nanos"] or 0 for r in rows) <= budget * 1_000_000_000
+
+
+def test_a_key_the_store_does_not_know_is_refused(fake_openai: Server, tmp_path: Path) -> None:
+    config = _config(fake_openai, tmp_path, "bench-unknown-key")
+    tasks = _tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "echo: hi"})
+    with pytest.raises(AuthenticationError, match="no active key named 'nobody'"):
+        _bench(config, tasks, tmp_path / "out", key="nobody")
+
+
+def test_without_a_key_where_keys_are_required_the_run_is_refused(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    config = _config(fake_openai, tmp_path, "bench-no-key", server={"require_client_keys": True})
+    tasks = _tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "echo: hi"})
+    with pytest.raises(AuthenticationError, match="--key NAME"):
+        _bench(config, tasks, tmp_path / "out")
+    assert _received(fake_openai, "bench-no-key") == 0
