@@ -64,12 +64,12 @@ CHAT = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
 def test_the_cap_reserved_for_is_written_into_the_upstream_body() -> None:
     deployment = Deployment(remote(max_output_tokens=300))
     sent = upstream_body({**CHAT, "max_tokens": 5}, deployment)
-    assert sent == {**CHAT, "model": "t", "max_completion_tokens": 5}
-    assert upstream_body(CHAT, deployment)["max_completion_tokens"] == 300
+    assert sent == {**CHAT, "model": "t", "max_tokens": 5}
+    assert upstream_body(CHAT, deployment)["max_tokens"] == 300
     assert upstream_body({**CHAT, "max_completion_tokens": 7, "max_tokens": 9}, deployment) == {
         **CHAT,
         "model": "t",
-        "max_completion_tokens": 7,
+        "max_tokens": 7,
     }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -64,55 +65,87 @@ async def open_stream(deployment: Deployment, method: str, body: JSON) -> Opened
     return OpenedStream(first, chunks, body)
 
 
+Item = JSON | Exception | None
+
+
+class _Channel:
+    """From the reading task to the relaying one: a deque and at most one waiter, which is all
+    one producer and one consumer need (asyncio.Queue costs twice as much per chunk)."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: deque[Item] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: Item) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Item:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.popleft()
+
+
 class _Upstream:
     """The upstream's chunks, read in a task of their own and tallied as they arrive. The relay
-    takes them from `queue`, which ends with `_END` or the exception that ended the stream."""
+    takes them from `channel`, which ends with `_END` or the exception that ended the stream."""
 
-    __slots__ = ("body", "cap", "ended", "queue", "relaying", "tally", "task")
+    __slots__ = ("body", "cap", "channel", "ended", "relaying", "tally", "task")
 
     def __init__(self, deployment: Deployment, opened: OpenedStream) -> None:
         self.body = opened.body
         self.tally = StreamTally()
-        self.queue: asyncio.Queue[JSON | Exception | None] = asyncio.Queue()
+        self.channel = _Channel()
         self.cap = requested_output(opened.body, deployment)
         self.relaying = True
         self.ended = opened.first is None
         if opened.first is None:
-            self.queue.put_nowait(_END)
+            self.channel.put(_END)
         else:
             self.tally.add(opened.first)
-            self.queue.put_nowait(opened.first)
+            self.channel.put(opened.first)
         self.task = asyncio.create_task(self._read(opened.chunks))
 
     async def _read(self, chunks: AsyncIterator[JSON]) -> None:
+        exhausted = self.ended
         try:
-            if not self.ended:
+            if not exhausted:
                 async for chunk in chunks:
                     self.tally.add(chunk)
                     if self.relaying:
-                        self.queue.put_nowait(chunk)
+                        self.channel.put(chunk)
                     elif self.tally.pieces > self.cap:
                         break  # it ignores the cap it was sent: stop paying for more
+                else:
+                    exhausted = True
             self.ended = True
-            self.queue.put_nowait(_END)
+            self.channel.put(_END)
         except Exception as exc:
             self.ended = True
-            self.queue.put_nowait(exc)
+            self.channel.put(exc)
         finally:
-            await close_stream(chunks)
+            if not exhausted:  # an exhausted stream is closed already
+                await close_stream(chunks)
 
     def detach(self) -> None:
         """Nobody relays any more: keep reading, but hold on to nothing."""
         self.relaying = False
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        self.channel.items.clear()
 
     async def stop(self) -> None:
         """Close the upstream — at once if it is still sending, which stops its generation — and
         wait until it is closed."""
         if not self.ended:
             self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.wait((self.task,))
 
 
 async def stream_events(
@@ -129,7 +162,7 @@ async def stream_events(
     upstream = _Upstream(deployment, opened)
     record.status, record.error_type = 499, "client_closed"
     try:
-        while (item := await upstream.queue.get()) is not _END:
+        while (item := await upstream.channel.get()) is not _END:
             if isinstance(item, Exception):
                 raise item
             chunk = item
@@ -154,7 +187,10 @@ async def stream_events(
         record.status, record.error_type = internal.status_code, internal.error_type
         yield b"data: " + orjson.dumps(error_body(internal)) + b"\n\n"
     finally:
-        if upstream.ended or deployment.price is None:
+        if upstream.task.done():
+            _bill(upstream, deployment, record, started)
+            await on_end()
+        elif upstream.ended or deployment.price is None:
             await asyncio.shield(_settle(upstream, deployment, record, started, on_end))
         else:
             upstream.detach()
@@ -190,13 +226,18 @@ async def _settle(
 ) -> None:
     """Close the upstream if it is still open, bill the stream, and end the request."""
     await upstream.stop()
+    _bill(upstream, deployment, record, started)
+    await on_end()
+
+
+def _bill(upstream: _Upstream, deployment: Deployment, record: UsageRecord, started: float) -> None:
+    """From the upstream's usage report, else from the gateway's count of the stream."""
     tally = upstream.tally
     tokens = reported_usage(tally.usage)
     if tokens is None:
         bill(record, deployment, tally.estimate(upstream.body), estimated=True, started=started)
     else:
         bill(record, deployment, tokens, estimated=False, started=started)
-    await on_end()
 
 
 async def finish_drains() -> None:

@@ -17,9 +17,10 @@ from entrepot.types import JSON, TokenUsage, UsageRecord
 BYTES_PER_TOKEN_ESTIMATE = 4
 # `hardware_cost_per_hour` is configured in US dollars.
 HARDWARE_CURRENCY = "USD"
-# The field the gateway sets the output cap in; each provider sends it in the field its upstream
-# honours (`ModelConfig.output_cap_field` for OpenAI-compatible ones).
-CAP_FIELD = "max_completion_tokens"
+# The field the gateway sets the output cap in: the one most upstreams honour. A provider whose
+# upstream needs another moves it (`ModelConfig.output_cap_field` for OpenAI-compatible ones).
+CAP_FIELD = "max_tokens"
+OTHER_CAP_FIELD = "max_completion_tokens"
 
 
 class Billable(Protocol):
@@ -58,7 +59,7 @@ def upstream_body(body: JSON, deployment: Billable) -> JSON:
     bound nothing."""
     upstream = {**body, "model": deployment.config.target}
     if generates(body):
-        upstream.pop("max_tokens", None)
+        upstream.pop(OTHER_CAP_FIELD, None)
         upstream[CAP_FIELD] = output_cap(body, deployment)
     return upstream
 

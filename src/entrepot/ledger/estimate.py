@@ -28,6 +28,7 @@ from entrepot.types import JSON, TokenUsage
 
 BYTES_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
+ANSWER_FIELDS = ("content", "refusal")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
@@ -88,18 +89,31 @@ class StreamTally:
         self.pieces = self.reasoning_pieces = 0
 
     def add(self, chunk: JSON) -> None:
-        if chunk.get("usage") is not None:
-            self.usage = chunk["usage"]
+        """Count one chunk. Called for every chunk of every stream, so it walks each delta's
+        fields once rather than looking up every field it might have."""
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = usage
         for choice in chunk.get("choices") or ():
+            text = thought = 0
             delta = choice.get("delta")
-            text, thought = _output_bytes(delta) if isinstance(delta, dict) else (0, 0)
-            text += _size(choice.get("text"))
+            if delta.__class__ is dict:
+                for name, value in delta.items():
+                    if value.__class__ is str:
+                        if name in ANSWER_FIELDS:
+                            text += _size(value)
+                        elif name in REASONING_FIELDS:
+                            thought += _size(value)
+                    elif name == "tool_calls":
+                        text += _calls_bytes(delta)
+            elif "text" in choice:
+                text = _size(choice["text"])
             if text or thought:
                 self.pieces += 1
                 self.generated += text + thought
-            if thought:
-                self.reasoning_pieces += 1
-                self.reasoning += thought
+                if thought:
+                    self.reasoning_pieces += 1
+                    self.reasoning += thought
 
     def output_tokens(self) -> int:
         return max(self.pieces, tokens_in(self.generated))
@@ -145,4 +159,7 @@ def _reasoning_bytes(part: JSON) -> int:
 
 
 def _size(value: object) -> int:
-    return len(value.encode()) if isinstance(value, str) else 0
+    """UTF-8 bytes of a string (and 0 of anything else), without encoding ASCII."""
+    if not isinstance(value, str):
+        return 0
+    return len(value) if value.isascii() else len(value.encode())

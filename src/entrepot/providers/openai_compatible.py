@@ -35,37 +35,25 @@ class OpenAICompatibleProvider:
         await self._http.close()
 
     async def chat(self, body: JSON) -> JSON:
-        result = await self._http.post_json("/chat/completions", self._capped(body))
-        return self._answer(result, "choices")
+        capped = _capped(body, self.config.output_cap_field)
+        return self._answer(await self._http.post_json("/chat/completions", capped), "choices")
 
     def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/chat/completions", self._capped(body))
+        return self._stream("/chat/completions", _capped(body, self.config.output_cap_field))
 
+    # The legacy completions API has only ever known `max_tokens`.
     async def complete(self, body: JSON) -> JSON:
-        result = await self._http.post_json("/completions", self._capped(body))
-        return self._answer(result, "choices")
+        capped = _capped(body, "max_tokens")
+        return self._answer(await self._http.post_json("/completions", capped), "choices")
 
     def stream_complete(self, body: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/completions", self._capped(body))
+        return self._stream("/completions", _capped(body, "max_tokens"))
 
     async def embed(self, body: JSON) -> JSON:
         return self._answer(await self._http.post_json("/embeddings", body), "data")
 
     async def health(self) -> bool:
         return await self._http.get_ok("/models")
-
-    def _capped(self, body: JSON) -> JSON:
-        """The output cap in `output_cap_field` only. Many OpenAI-compatible servers ignore
-        `max_completion_tokens` and generate to their own limit, past what the budget reserved;
-        OpenAI's reasoning models refuse `max_tokens`. Sending one field avoids both."""
-        field = self.config.output_cap_field
-        other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
-        if other not in body:
-            return body
-        capped = {key: value for key, value in body.items() if key != other}
-        if capped.get(field) is None:
-            capped[field] = body[other]
-        return capped
 
     def _answer(self, result: JSON, field: str) -> JSON:
         """Some upstreams report an error with status 200; relayed, it would be billed and cached
@@ -104,6 +92,19 @@ class OpenAICompatibleProvider:
             raise UpstreamError(
                 f"upstream {self.config.deployment} ended its stream before the answer was complete"
             )
+
+
+def _capped(body: JSON, field: str) -> JSON:
+    """The output cap in `field` only. Many OpenAI-compatible servers ignore
+    `max_completion_tokens` and generate to their own limit, past what the budget reserved;
+    OpenAI's reasoning models refuse `max_tokens`. Sending one field avoids both."""
+    other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+    if other not in body:
+        return body
+    capped = {key: value for key, value in body.items() if key != other}
+    if capped.get(field) is None:
+        capped[field] = body[other]
+    return capped
 
 
 def _objects(items: object) -> bool:
