@@ -1,7 +1,8 @@
 """A thousand requests, eight at a time, one in five sent to a faulty model: every request leaves
 exactly one usage record with the outcome its client saw, and once the gateway has stopped, the
-ledger's tokens and costs add up to exactly what clients were given — nothing billed for a failed
-attempt, nothing billed twice.
+ledger's tokens and costs add up to exactly what clients were given — nothing billed for an
+attempt that generated nothing, nothing billed twice, and a stream cut off mid-answer billed for
+the part its client received, by the gateway's own count (`usage_estimated`).
 
 Only faults that fail fast are mixed in (a hang would turn a thousand requests into minutes)."""
 
@@ -16,6 +17,7 @@ from typing import Any
 import openai
 import pytest
 
+from entrepot.ledger.estimate import StreamTally
 from tests.conftest import Server
 from tests.reliability.harness import (
     AFTER_FIRST_BYTE,
@@ -48,7 +50,8 @@ FAULTY_REQUESTS = (
 @dataclass(slots=True)
 class Outcome:
     """What one client saw: `status` is None when an error event ended a stream that began
-    with 200; tokens are those of the usage the client was sent, zero if none."""
+    with 200; tokens are those of the usage the client was sent, or the gateway's count of what
+    a cut-off stream delivered, zero if nothing was."""
 
     request_id: str
     status: int | None
@@ -59,7 +62,7 @@ class Outcome:
 
     @property
     def cost_nanos(self) -> int:
-        if self.deployment is None or self.status != 200:
+        if self.deployment is None:
             return 0
         return expected_cost_nanos(self.deployment, self.prompt_tokens, self.completion_tokens)
 
@@ -123,11 +126,21 @@ async def send(client: openai.AsyncOpenAI, index: int) -> Outcome:
     request_id = raw_stream.headers["x-request-id"]
     deployment = raw_stream.headers["x-entrepot-deployment"]
     usage = None
+    delivered = StreamTally()
     try:
         async for chunk in raw_stream.parse():
+            delivered.add(chunk.model_dump())
             usage = chunk.usage or usage
     except openai.APIError as exc:
-        return Outcome(request_id, None, exc.code, deployment)
+        counted = delivered.estimate({"messages": messages})
+        return Outcome(
+            request_id,
+            None,
+            exc.code,
+            deployment,
+            counted.prompt_tokens,
+            counted.completion_tokens,
+        )
     assert usage is not None
     return Outcome(request_id, 200, None, deployment, usage.prompt_tokens, usage.completion_tokens)
 
@@ -175,6 +188,7 @@ def test_ledger_equals_what_clients_received_under_a_fifth_of_faults(
             outcome.completion_tokens,
         )
         assert (record["cost_nanos"] or 0) == outcome.cost_nanos, (index, record)
+        assert record["usage_estimated"] == (outcome.status is None), (index, record)
 
     ledger = Counter[str]()
     received = Counter[str]()

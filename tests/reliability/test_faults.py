@@ -1,7 +1,8 @@
 """Each upstream fault, met by a client on the official SDK: a fallback answer where a healthy
 deployment follows the faulty one, otherwise an error in OpenAI's format with the right status;
-exactly one usage record per request, listing every attempt and billing only the answer that was
-delivered; and other clients served while an upstream hangs or dribbles."""
+exactly one usage record per request, listing every attempt and billing what was generated (a
+stream cut off mid-answer by the gateway's own count); and other clients served while an upstream
+hangs or dribbles."""
 
 from __future__ import annotations
 
@@ -167,7 +168,11 @@ def test_fault_after_the_first_byte_ends_the_stream_with_an_error(
     assert (record["status"], record["error_type"]) == (502, "bad_gateway")
     assert record["deployment"] == deployment
     assert json.loads(record["attempts"]) == [attempt(deployment)]
-    assert billed(record) == (0, 0, None)
+    # Billed for what was generated, by the gateway's count (`ledger/estimate.py`): "echo:" and
+    # " hello" are 2 chunks, 11 bytes -> 3 tokens; the prompt, "user" and "hello there", is
+    # 15 bytes -> 4 tokens plus 4 for the message.
+    assert billed(record) == (8, 3, expected_cost_nanos(deployment, 8, 3))
+    assert record["usage_estimated"] == 1
     assert_healthy_answer(sdk)
 
 
