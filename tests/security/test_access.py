@@ -177,7 +177,8 @@ def test_clients_cannot_point_the_gateway_at_a_url(
     assert served.headers["x-entrepot-deployment"] == f"openai_compatible:{ECHO}"
     assert served.json()["choices"][0]["message"]["content"] == "echo: ssrf-probe"
     forwarded = httpx.get(fake_openai.url + "/last-request").json()
-    assert forwarded == {**body, "model": "echo-model"}
+    # Forwarded as sent, but for the target name and the output cap the budget reserved for.
+    assert forwarded == {**body, "model": "echo-model", "max_tokens": 4096}
 
     for model in (url, f"{url}/v1", f"openai_compatible:{url}", f"{ECHO}@{url}", f"//{url}"):
         chat = {"model": model, "messages": message, **redirects}
