@@ -1,12 +1,13 @@
 """`entrepot bench` in-process calls its models through the gateway's pipeline: the detector and
 the egress rules decide where an item may go (a refusal is reported as such, and nothing reaches
 the upstream), every call is in the ledger with the command named, and a key's budget stops the
-run with 402s."""
+run with 402s. With `--gateway URL` it is a client of that gateway, under the key it is given."""
 
 from __future__ import annotations
 
 import io
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from entrepot.bench.runner import RunOptions
 from entrepot.bench.schema import BenchReport
 from entrepot.bench.session import BenchRequest, run_bench
 from entrepot.config import Config
-from entrepot.exceptions import AuthenticationError
+from entrepot.exceptions import AuthenticationError, ConfigError
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
-from tests.conftest import UPSTREAM_KEY, Server
+from tests.conftest import UPSTREAM_KEY, Server, create_key
 
 # 2,000 nanos per prompt word and 8,000 per answer word on the fake (which counts words).
 PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
@@ -63,7 +64,9 @@ def _tasks(tmp: Path, *items: dict[str, Any]) -> str:
     return str(path)
 
 
-def _bench(config: Config, tasks: str, out: Path, key: str | None = None) -> BenchReport:
+def _bench(
+    config: Config, tasks: str, out: Path, key: str | None = None, console: Console | None = None
+) -> BenchReport:
     request = BenchRequest(
         tasks=[tasks],
         models=["cn-model"],
@@ -71,7 +74,7 @@ def _bench(config: Config, tasks: str, out: Path, key: str | None = None) -> Ben
         options=RunOptions(out=out, concurrency=1, max_tokens=16),
         key_name=key,
     )
-    return run_bench(config, request, Console(file=io.StringIO(), width=200))
+    return run_bench(config, request, console or Console(file=io.StringIO(), width=200))
 
 
 def _received(fake: Server, target: str) -> int:
@@ -121,6 +124,26 @@ def test_personal_data_is_refused_by_policy_and_never_sent(
         )
 
 
+def test_the_live_line_counts_refusals_apart_from_scores(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    personal = {"id": "p", "prompt": PERSONAL, "expected": "x", "grader": {"kind": "contains"}}
+    plain = {"id": "a", "prompt": "hi", "expected": "echo: hi", "grader": {"kind": "exact"}}
+    config = _config(fake_openai, tmp_path, "bench-live-refusals")
+
+    def live_line(*items: dict[str, Any]) -> str:
+        console = Console(file=io.StringIO(), width=200)
+        _bench(config, _tasks(tmp_path, *items), tmp_path / "out", console=console)
+        printed: str = console.file.getvalue()  # type: ignore[attr-defined]
+        return next(line for line in printed.splitlines() if line.startswith("cn-model "))
+
+    only_refused = live_line(personal)
+    assert "no answers · refused by policy: 1" in only_refused
+    assert "score" not in only_refused
+    mixed = live_line(personal, plain)
+    assert "score 1.00 · refused by policy: 1 · 0.0000 USD" in mixed
+
+
 def test_a_keys_budget_stops_the_bench_with_402s(fake_openai: Server, tmp_path: Path) -> None:
     target = "bench-budget"
     config = _config(fake_openai, tmp_path, target)
@@ -165,3 +188,43 @@ def test_without_a_key_where_keys_are_required_the_run_is_refused(
     with pytest.raises(AuthenticationError, match="--key NAME"):
         _bench(config, tasks, tmp_path / "out")
     assert _received(fake_openai, "bench-no-key") == 0
+
+
+def test_through_a_gateway_by_url_every_call_is_the_gateways(
+    gateway: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_URL_KEY", create_key(gateway, "bench-by-url"))
+    items = [{"id": f"u{i}", "prompt": f"url {i}", "expected": f"echo: url {i}"} for i in range(3)]
+    request = BenchRequest(
+        tasks=[_tasks(tmp_path, *items)],
+        models=["fake/echo"],
+        reference="fake/echo",
+        options=RunOptions(out=tmp_path / "out", max_tokens=16),
+        gateway_url=gateway.url,
+        api_key_env="BENCH_URL_KEY",
+    )
+    report = run_bench(Config(), request, Console(file=io.StringIO(), width=200))
+    assert [r.score for r in report.results] == [1.0] * 3
+
+    assert gateway.data_dir is not None
+    query = "SELECT model_alias, status FROM usage_records WHERE key_name = 'bench-by-url'"
+    deadline, rows = time.monotonic() + 10, []
+    while len(rows) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with sqlite3.connect(gateway.data_dir / "entrepot.db") as db:
+            rows = db.execute(query).fetchall()
+    assert rows == [("fake/echo", 200)] * 3
+
+
+def test_a_key_name_with_a_gateway_url_is_refused(tmp_path: Path) -> None:
+    request = BenchRequest(
+        tasks=[_tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "x"})],
+        models=["fake/echo"],
+        reference="fake/echo",
+        options=RunOptions(out=tmp_path / "out"),
+        gateway_url="http://127.0.0.1:9",
+        api_key_env="BENCH_URL_KEY",
+        key_name="tiny",
+    )
+    with pytest.raises(ConfigError, match="--key names a client key for in-process runs"):
+        run_bench(Config(), request, Console(file=io.StringIO()))

@@ -16,11 +16,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from entrepot.bench.runner import BenchRunner, RunOptions, bench_models
+from entrepot.bench.runner import BenchRunner, RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
 from entrepot.bench.session import BenchRequest, run_bench
+from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.cli import app
 from entrepot.config import Config, ModelConfig
+from tests.bench.through import run_through_gateway
 from tests.conftest import UPSTREAM_KEY, Server, fake_model
 
 PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
@@ -56,9 +58,10 @@ def _items(**changes: dict[str, Any]) -> list[TaskItem]:
 def _run(
     fake: Server, out: Path, items: list[TaskItem] | None = None, **options: Any
 ) -> dict[str, ItemResult]:
-    models = bench_models(_config(fake), ["big"])
-    runner = BenchRunner(models, items or _items(), RunOptions(out=out, **options))
-    return {r.item_id: r for r in asyncio.run(runner.run())}
+    results = run_through_gateway(
+        _config(fake), ["big"], items or _items(), RunOptions(out=out, **options)
+    )
+    return {r.item_id: r for r in results}
 
 
 def _last_request(fake: Server) -> dict[str, Any]:
@@ -166,6 +169,16 @@ def test_a_model_whose_every_call_failed_is_an_error_not_a_zero(
     assert report["comparisons"] == []
 
 
+def test_the_live_line_of_a_model_without_answers_shows_its_errors_not_a_zero(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    _, printed = _bench(fake_openai, tmp_path, ["big", "keyless"], tmp_path / "out")
+    lines = {line.split()[0]: line for line in printed.splitlines() if " 3/3 " in line}
+    assert "no answers · errors: 3" in lines["keyless"], printed
+    assert "score" not in lines["keyless"]
+    assert "score 0.67 · 0.0001 USD" in lines["big"] and "errors" not in lines["big"]
+
+
 def test_a_judge_grade_is_kept_for_the_same_judge_only(
     fake_openai: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,19 +196,13 @@ def test_a_judge_grade_is_kept_for_the_same_judge_only(
     items = [TaskItem.model_validate({**ITEMS[0], **graded})]
 
     def run(judge: str) -> ItemResult:
-        config = _config(fake_openai)
-        (model,) = bench_models(config, ["big"])
-        (helper,) = bench_models(config, [judge])
-        runner = BenchRunner(
-            [model], items, RunOptions(out=tmp_path), judge=judges.make_judge(helper)
-        )
-
         async def main() -> list[ItemResult]:
-            await helper.provider.start()
-            try:
+            async with InProcessGateway(_config(fake_openai), ["big", judge], "bench", None) as gw:
+                (model,), (helper,) = gw.models(["big"]), gw.models([judge])
+                runner = BenchRunner(
+                    [model], items, RunOptions(out=tmp_path), judge=judges.make_judge(helper)
+                )
                 return await runner.run()
-            finally:
-                await helper.provider.close()
 
         (result,) = asyncio.run(main())
         return result

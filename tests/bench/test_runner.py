@@ -4,7 +4,6 @@ end on the bundled local model."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -15,10 +14,11 @@ import orjson
 import pytest
 from rich.console import Console
 
-from entrepot.bench.runner import BenchRunner, RunOptions, bench_models
+from entrepot.bench.runner import RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
 from entrepot.bench.session import BenchRequest, run_bench
 from entrepot.config import Config, ModelConfig
+from tests.bench.through import run_through_gateway
 from tests.conftest import LOCAL, UPSTREAM_KEY, Server
 
 # $2 per million input tokens, $8 per million output tokens: a word costs 2,000 / 8,000 nanos.
@@ -66,8 +66,7 @@ def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(config: Config, out: Path, aliases: list[str], **options: Any) -> list[ItemResult]:
-    runner = BenchRunner(bench_models(config, aliases), _items(), RunOptions(out=out, **options))
-    return asyncio.run(runner.run())
+    return run_through_gateway(config, aliases, _items(), RunOptions(out=out, **options))
 
 
 def test_scores_and_costs_equal_hand_computed_values(fake_openai: Server, tmp_path: Path) -> None:
@@ -128,10 +127,8 @@ def test_rerun_asks_no_upstream(fake_openai: Server, tmp_path: Path) -> None:
 def test_interrupted_run_resumes_without_reasking(fake_openai: Server, tmp_path: Path) -> None:
     config = _config(fake_openai)
     items = _items()
-    runner = BenchRunner(bench_models(config, ["big"]), items[:2], RunOptions(out=tmp_path))
-    asyncio.run(runner.run())
-    resumed = BenchRunner(bench_models(config, ["big"]), items, RunOptions(out=tmp_path))
-    results = asyncio.run(resumed.run())
+    run_through_gateway(config, ["big"], items[:2], RunOptions(out=tmp_path))
+    results = run_through_gateway(config, ["big"], items, RunOptions(out=tmp_path))
     assert [(r.item_id, r.cached) for r in results] == [
         ("a", True), ("b", True), ("c", False), ("d", False)
     ]  # fmt: skip

@@ -21,9 +21,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from entrepot.bench.runner import BenchRunner, RunOptions, bench_models
+from entrepot.bench.runner import BenchRunner, RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
+from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.config import Config, ModelConfig
+from tests.bench.through import run_through_gateway
 from tests.conftest import LOCAL, ROOT, UPSTREAM_KEY, Server, fake_model
 
 GUARD_SECONDS = 120  # only against a hang: no assertion depends on how long anything takes
@@ -61,19 +63,21 @@ def test_a_stalled_model_holds_up_no_other(fake_openai: Server, tmp_path: Path) 
                 all_fast.set()
 
     async def main() -> None:
-        runner = BenchRunner(
-            bench_models(config, ["stalled", "fast"]),
-            _items(4),
-            RunOptions(out=tmp_path, concurrency=1, retries=0),
-            on_result=on_result,
-        )
-        run = asyncio.create_task(runner.run())
-        try:
-            await asyncio.wait_for(all_fast.wait(), GUARD_SECONDS)
-        finally:
-            run.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
+        aliases = ["stalled", "fast"]
+        async with InProcessGateway(config, aliases, "bench", None) as gateway:
+            runner = BenchRunner(
+                gateway.models(aliases),
+                _items(4),
+                RunOptions(out=tmp_path, concurrency=1, retries=0),
+                on_result=on_result,
+            )
+            run = asyncio.create_task(runner.run())
+            try:
+                await asyncio.wait_for(all_fast.wait(), GUARD_SECONDS)
+            finally:
+                run.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
 
     asyncio.run(main())
     assert [r.error for r in fast] == [None] * 4
@@ -89,18 +93,16 @@ def test_a_local_model_is_measured_without_its_queue(tmp_path: Path) -> None:
             "local": {"n_threads": 2, "parallel": 1},
         }
     )
-    models = bench_models(Config(models=[local]), [LOCAL])
+    config = Config(models=[local])
     options = RunOptions(out=tmp_path, concurrency=3, max_tokens=8)
-    live = asyncio.run(BenchRunner(models, _items(3), options).run())
+    live = run_through_gateway(config, [LOCAL], _items(3), options)
     assert all(r.error is None and r.started_at is not None for r in live)
     # One request at a time at a model that serves one: the spans of its work do not overlap.
     spans = sorted((r.started_at or 0, (r.started_at or 0) + r.latency_ms / 1000) for r in live)
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
     assert all(r.cost_nanos for r in live)
 
-    again = asyncio.run(
-        BenchRunner(bench_models(Config(models=[local]), [LOCAL]), _items(3), options).run()
-    )
+    again = run_through_gateway(config, [LOCAL], _items(3), options)
     assert all(r.cached for r in again)
     assert [r.cost_nanos for r in again] == [r.cost_nanos for r in live]
     assert [(r.latency_ms, r.queue_ms) for r in again] == [(r.latency_ms, r.queue_ms) for r in live]

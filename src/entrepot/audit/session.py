@@ -22,10 +22,10 @@ from entrepot.audit.report import print_report, summarise, write_html
 from entrepot.audit.runner import ProbeRef, collect, judge_results, needs_judge, select_probes
 from entrepot.audit.schema import AuditReport, ModelInfo, ProbeResult
 from entrepot.bench.report import write_json
-from entrepot.bench.runner import BenchModel, RunOptions, bench_models
+from entrepot.bench.runner import BenchModel, RunOptions
 from entrepot.bench.schema import ItemResult
 from entrepot.bench.session import KEY_WITH_GATEWAY
-from entrepot.bench.through_gateway import InProcessGateway
+from entrepot.bench.through_gateway import InProcessGateway, gateway_models
 from entrepot.config import Config
 from entrepot.exceptions import ConfigError
 
@@ -78,8 +78,8 @@ def run_audit(config: Config, request: AuditRequest, console: Console) -> AuditR
         if request.key_name is not None:
             raise ConfigError(KEY_WITH_GATEWAY)
         url, key_env = request.gateway_url, request.api_key_env
-        models = bench_models(config, request.models, gateway_url=url, api_key_env=key_env)
-        judge = next(iter(bench_models(config, judges, gateway_url=url, api_key_env=key_env)), None)
+        models = gateway_models(config, request.models, url, key_env)
+        judge = next(iter(gateway_models(config, judges, url, key_env)), None)
     progress = Progress(
         TextColumn("{task.fields[model]:<28}"),
         BarColumn(),

@@ -2,8 +2,9 @@
 keyed by the full request — a re-run or an interrupted run asks no model an answered question
 again, while a changed prompt, model or setting is asked afresh.
 
-Models come from the same configuration and provider layer as the gateway (in-process), or from
-a running gateway by URL; either way a model is configured once and used everywhere.
+The runner creates no model: it is handed each one as a `BenchModel`, whose provider is a way
+through a gateway (`through_gateway`: the in-process pipeline, or a running gateway by URL), so
+every call obeys the gateway's policy, keys, budgets and ledger.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from entrepot.bench.cache import (
 )
 from entrepot.bench.graders import EmbedFn, JudgeFn, grade
 from entrepot.bench.schema import Grade, ItemResult, TaskItem
-from entrepot.config import Config, ModelConfig, Price
-from entrepot.exceptions import ConfigError, EgressDeniedError, GatewayError
-from entrepot.ledger.pricing import cost_nanos, price_for
+from entrepot.config import ModelConfig, Price
+from entrepot.exceptions import EgressDeniedError, GatewayError
+from entrepot.ledger.pricing import cost_nanos
 from entrepot.providers.base import Provider
-from entrepot.providers.registry import create_provider
 from entrepot.routing.router import is_retryable
 from entrepot.types import JSON, TokenUsage
 
@@ -42,6 +42,9 @@ DEFAULT_MAX_TOKENS = 512
 
 @dataclass(slots=True)
 class BenchModel:
+    """A model under test or a grader's helper: `config` describes it (price, host, cache
+    identity) and `provider` is the way to it, always through a gateway (see `through_gateway`)."""
+
     alias: str
     config: ModelConfig
     provider: Provider
@@ -72,44 +75,6 @@ class BenchModel:
         if self.price is not None:
             return "tokens"
         return "hardware" if self.hardware_cost_per_hour is not None else "unpriced"
-
-
-def bench_models(
-    config: Config,
-    aliases: list[str],
-    *,
-    gateway_url: str | None = None,
-    api_key_env: str | None = None,
-    hardware_costs: dict[str, Decimal] | None = None,
-) -> list[BenchModel]:
-    """The first deployment of each alias in-process, or each alias through a gateway by URL."""
-    models = []
-    for alias in aliases:
-        configured = config.model(alias)
-        if gateway_url is not None:
-            deployment = ModelConfig(
-                alias=alias,
-                provider="openai_compatible",
-                target=alias,
-                base_url=gateway_url.rstrip("/") + "/v1",
-                api_key_env=api_key_env,
-                price=configured.price if configured else None,
-            )
-        elif configured is None:
-            known = ", ".join(sorted({m.alias for m in config.models}))
-            raise ConfigError(f"model {alias!r} is not configured (configured: {known})")
-        else:
-            deployment = configured
-        price = price_for(configured) if configured else None
-        rate = (hardware_costs or {}).get(alias)
-        if rate is None and configured is not None:
-            rate = configured.hardware_cost_per_hour
-        local = configured is not None and configured.provider == "llama_cpp"
-        parallel = configured.local.parallel if configured and local else None
-        models.append(
-            BenchModel(alias, deployment, create_provider(deployment), price, rate, parallel)
-        )
-    return models
 
 
 @dataclass(slots=True)

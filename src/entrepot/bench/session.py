@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,10 +18,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from entrepot.bench.judge import make_embed, make_judge
 from entrepot.bench.report import print_report, summarise, write_html, write_json
-from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions, bench_models
+from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions
 from entrepot.bench.schema import BenchReport, ItemResult
 from entrepot.bench.tasks import load_tasks
-from entrepot.bench.through_gateway import InProcessGateway
+from entrepot.bench.through_gateway import InProcessGateway, gateway_models
 from entrepot.config import Config
 from entrepot.exceptions import ConfigError
 
@@ -46,6 +46,46 @@ class BenchRequest:
     key_name: str | None = None
 
 
+@dataclass(slots=True)
+class LiveTally:
+    """One model's line in the live display. The mean is over the answers graded so far only:
+    a failed call or a call the policy refused is no answer, so it is counted apart and never
+    shown as a score of zero (a model with no answers says so)."""
+
+    cost_basis: str
+    currency: str
+    scores: list[float] = field(default_factory=list)
+    answered: int = 0
+    errors: int = 0
+    refused: int = 0
+    cost_nanos: int = 0
+
+    def add(self, result: ItemResult) -> None:
+        if result.score is not None:
+            self.scores.append(result.score)
+        self.answered += result.answer is not None
+        self.errors += result.error is not None
+        self.refused += result.refused_by_policy is not None
+        self.cost_nanos += result.cost_nanos or 0
+
+    def status(self) -> str:
+        if self.scores:
+            parts = [f"score {sum(self.scores) / len(self.scores):.2f}"]
+        else:
+            parts = ["not scored" if self.answered else "no answers"]
+        if self.errors:
+            parts.append(f"errors: {self.errors}")
+        if self.refused:
+            parts.append(f"refused by policy: {self.refused}")
+        if self.cost_basis == "hardware":
+            parts.append("cost from busy time at the end")
+        elif self.cost_basis == "tokens":
+            parts.append(f"{self.cost_nanos / 1e9:.4f} {self.currency}")
+        else:
+            parts.append("unpriced")
+        return " · ".join(parts)
+
+
 def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchReport:
     items = load_tasks(request.tasks)
     if request.limit is not None:
@@ -65,19 +105,9 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     else:
         if request.key_name is not None:
             raise ConfigError(KEY_WITH_GATEWAY)
-        models = bench_models(
-            config,
-            request.models,
-            gateway_url=request.gateway_url,
-            api_key_env=request.api_key_env,
-            hardware_costs=request.hardware_costs,
-        )
-        helper_models = {
-            m.alias: m
-            for m in bench_models(
-                config, helpers, gateway_url=request.gateway_url, api_key_env=request.api_key_env
-            )
-        }
+        url, key_env = request.gateway_url, request.api_key_env
+        models = gateway_models(config, request.models, url, key_env, request.hardware_costs)
+        helper_models = {m.alias: m for m in gateway_models(config, helpers, url, key_env)}
     judge_model = helper_models.get(request.judge or "")
     embed_model = helper_models.get(request.embed_model or "")
     progress = Progress(
@@ -92,23 +122,12 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     bars = {
         m.alias: progress.add_task("", total=per_model, model=m.alias, status="") for m in models
     }
-    scores: dict[str, list[float]] = defaultdict(list)
-    costs: dict[str, int] = defaultdict(int)
-    basis = {m.alias: m.cost_basis for m in models}
+    tallies = {m.alias: LiveTally(m.cost_basis, m.currency) for m in models}
 
     def on_result(result: ItemResult) -> None:
-        if result.score is not None:
-            scores[result.model].append(result.score)
-        costs[result.model] += result.cost_nanos or 0
-        done = scores[result.model]
-        mean = sum(done) / len(done) if done else 0.0
-        cost = (
-            "cost from busy time at the end"
-            if basis[result.model] == "hardware"
-            else f"${costs[result.model] / 1e9:.4f}"
-        )
-        status = f"score {mean:.2f} · {cost}"
-        progress.update(bars[result.model], advance=1, status=status)
+        tally = tallies[result.model]
+        tally.add(result)
+        progress.update(bars[result.model], advance=1, status=tally.status())
 
     runner = BenchRunner(
         models,

@@ -1,13 +1,17 @@
-"""In-process `bench` and `audit` runs call their models through the gateway's own pipeline, as
-a client of it: the same egress rules and offline mode, the same detector raising a request's data
-class, the same key (allow-list, rate limits, budget) and the same ledger, where every call is
-recorded with the command that made it (endpoint `bench:chat`, `audit:chat`, ...). Nothing here
-creates a provider: the gateway built from the configuration is the only way to a model.
+"""`bench` and `audit` call their models only through a gateway, so a run obeys the same policy,
+limits and ledger as any client. Nothing here creates a provider for a configured deployment.
 
-A run is made under a client key named with `--key NAME`, or else under the principal
-`cli:bench` / `cli:audit`: an anonymous client (no key limits, the policy's default data class),
-named so in the ledger — and refused, as an anonymous client would be, where the configuration
-requires client keys.
+In-process (`InProcessGateway`), a run is a client of the pipeline of a gateway built from the
+configuration: the same egress rules and offline mode, the same detector raising a request's data
+class, the same key (allow-list, rate limits, budget) and the same ledger, where every call is
+recorded with the command that made it (endpoint `bench:chat`, `audit:chat`, ...). A run is made
+under a client key named with `--key NAME`, or else under the principal `cli:bench` /
+`cli:audit`: an anonymous client (no key limits, the policy's default data class), named so in
+the ledger — and refused, as an anonymous client would be, where the configuration requires
+client keys.
+
+By URL (`gateway_models`), a run is an HTTP client of a running gateway, under the key whose
+secret is in `--api-key-env`; that gateway applies its own configuration.
 """
 
 from __future__ import annotations
@@ -25,11 +29,47 @@ from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError
 from entrepot.ledger.pricing import price_for
+from entrepot.providers.openai_compatible import OpenAICompatibleProvider
 from entrepot.types import JSON, ApiKey
 
 
 def default_principal(command: str) -> str:
     return f"cli:{command}"
+
+
+def gateway_models(
+    config: Config,
+    aliases: list[str],
+    url: str,
+    api_key_env: str | None,
+    hardware_costs: dict[str, Decimal] | None = None,
+) -> list[BenchModel]:
+    """Each alias as a client of the running gateway at `url` sees it, calling it with the key
+    in `api_key_env`: the gateway picks the deployment and applies its policy, limits and
+    ledger. The only model this makes is an OpenAI-format HTTP client of `url`, whatever the
+    alias's deployment is; the local configuration, where it names the alias, only describes
+    it for the report (price, hardware cost, how many requests a local model serves at once)."""
+    base_url = url.rstrip("/") + "/v1"
+    models = []
+    for alias in aliases:
+        configured = config.model(alias)
+        client = ModelConfig(
+            alias=alias,
+            provider="openai_compatible",
+            target=alias,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            price=configured.price if configured else None,
+        )
+        rate = (hardware_costs or {}).get(alias)
+        if rate is None and configured is not None:
+            rate = configured.hardware_cost_per_hour
+        local = configured is not None and configured.provider == "llama_cpp"
+        parallel = configured.local.parallel if configured and local else None
+        price = price_for(configured) if configured else None
+        provider = OpenAICompatibleProvider(client)
+        models.append(BenchModel(alias, client, provider, price, rate, parallel))
+    return models
 
 
 class InProcessGateway:
