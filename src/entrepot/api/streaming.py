@@ -35,8 +35,9 @@ from entrepot.types import JSON, UsageRecord
 DONE = b"data: [DONE]\n\n"
 _END = None
 
-# Streams whose client has gone, still read for their usage report; `finish_drains` ends them.
-_draining: set[asyncio.Task[None]] = set()
+# Streams whose client has gone, still read for their usage report (the draining task, and the
+# upstream it waits for); `finish_drains` ends them.
+_draining: dict[asyncio.Task[None], _Upstream] = {}
 
 
 @dataclass(slots=True)
@@ -98,10 +99,11 @@ class _Upstream:
     """The upstream's chunks, read in a task of their own and tallied as they arrive. The relay
     takes them from `channel`, which ends with `_END` or the exception that ended the stream."""
 
-    __slots__ = ("body", "cap", "channel", "ended", "relaying", "tally", "task")
+    __slots__ = ("body", "cap", "channel", "chunks", "ended", "relaying", "tally", "task")
 
     def __init__(self, deployment: Deployment, opened: OpenedStream) -> None:
         self.body = opened.body
+        self.chunks = opened.chunks
         self.tally = StreamTally()
         self.channel = _Channel()
         self.cap = requested_output(opened.body, deployment)
@@ -146,6 +148,8 @@ class _Upstream:
         if not self.ended:
             self.task.cancel()
         await asyncio.wait((self.task,))
+        if self.task.cancelled():  # perhaps before it began, so before it could close them
+            await close_stream(self.chunks)
 
 
 async def stream_events(
@@ -195,8 +199,8 @@ async def stream_events(
         else:
             upstream.detach()
             drain = asyncio.create_task(_drain(upstream, deployment, record, started, on_end))
-            _draining.add(drain)
-            drain.add_done_callback(_draining.discard)
+            _draining[drain] = upstream
+            drain.add_done_callback(_forget)
 
 
 async def _drain(
@@ -210,11 +214,13 @@ async def _drain(
     timeout (counted from the request's start), then bill and settle."""
     remaining = deployment.config.timeouts.total - (time.perf_counter() - started)
     try:
-        await asyncio.wait_for(asyncio.shield(upstream.task), max(remaining, 0.0))
-    except TimeoutError:
-        pass
+        await asyncio.wait((upstream.task,), timeout=max(remaining, 0.0))
     finally:
         await _settle(upstream, deployment, record, started, on_end)
+
+
+def _forget(drain: asyncio.Task[None]) -> None:
+    _draining.pop(drain, None)
 
 
 async def _settle(
@@ -242,9 +248,10 @@ def _bill(upstream: _Upstream, deployment: Deployment, record: UsageRecord, star
 
 async def finish_drains() -> None:
     """At shutdown: stop reading abandoned streams and bill them by what was counted so far,
-    so that their records reach the ledger before it closes."""
-    for drain in list(_draining):
-        drain.cancel()
+    so that their records reach the ledger before it closes. Their readers are stopped, not the
+    draining tasks, which then settle as after a timeout (even one that had not begun yet)."""
+    for upstream in _draining.values():
+        upstream.task.cancel()
     await asyncio.gather(*_draining, return_exceptions=True)
 
 
