@@ -84,6 +84,20 @@ class EgressDeniedError(PermissionDeniedError):
 
     code = "egress_denied"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        data_class: str | None = None,
+        findings: dict[str, int] | None = None,
+    ) -> None:
+        """`data_class` and `findings` (kinds and counts, never values) go into the refused
+        request's usage record: a refusal by policy is recorded with the reason it happened."""
+        super().__init__(message, param=param)
+        self.data_class = data_class
+        self.findings = findings
+
 
 class BudgetExceededError(GatewayError):
     status_code = 402

@@ -6,6 +6,7 @@ run with 402s. With `--gateway URL` it is a client of that gateway, under the ke
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import time
 from decimal import Decimal
@@ -115,6 +116,8 @@ def test_personal_data_is_refused_by_policy_and_never_sent(
     denied, served = rows[403], rows[200]
     assert denied["error_type"] == "egress_denied"
     assert denied["deployment"] is None and denied["cost_nanos"] is None
+    assert denied["data_class"] == "confidential"
+    assert json.loads(denied["findings"]) == {"email": 1, "iban": 1}
     assert served["data_class"] == "internal" and served["cost_nanos"] > 0
     for row in (denied, served):
         assert (row["endpoint"], row["key_name"], row["key_id"]) == (
@@ -207,13 +210,40 @@ def test_through_a_gateway_by_url_every_call_is_the_gateways(
     assert [r.score for r in report.results] == [1.0] * 3
 
     assert gateway.data_dir is not None
-    query = "SELECT model_alias, status FROM usage_records WHERE key_name = 'bench-by-url'"
+    query = (
+        "SELECT model_alias, status, endpoint FROM usage_records WHERE key_name = 'bench-by-url'"
+    )
     deadline, rows = time.monotonic() + 10, []
     while len(rows) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
         with sqlite3.connect(gateway.data_dir / "entrepot.db") as db:
             rows = db.execute(query).fetchall()
-    assert rows == [("fake/echo", 200)] * 3
+    assert rows == [("fake/echo", 200, "bench:chat")] * 3
+
+
+def test_a_client_cannot_write_its_own_text_into_the_ledgers_endpoint(gateway: Server) -> None:
+    key = create_key(gateway, "names-itself")
+    ids = {}
+    for claimed in ("audit", "anything else", "bench:chat"):
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "fake/echo", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {key}", "x-entrepot-client": claimed},
+        )
+        assert response.status_code == 200, response.text
+        ids[response.headers["x-request-id"]] = claimed
+    assert gateway.data_dir is not None
+    query = "SELECT request_id, endpoint FROM usage_records WHERE key_name = 'names-itself'"
+    deadline, rows = time.monotonic() + 10, []
+    while len(rows) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with sqlite3.connect(gateway.data_dir / "entrepot.db") as db:
+            rows = db.execute(query).fetchall()
+    assert {ids[request_id]: endpoint for request_id, endpoint in rows} == {
+        "audit": "audit:chat",
+        "anything else": "chat",
+        "bench:chat": "chat",
+    }
 
 
 def test_a_key_name_with_a_gateway_url_is_refused(tmp_path: Path) -> None:

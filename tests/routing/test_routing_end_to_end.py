@@ -210,6 +210,11 @@ def test_a_key_is_not_rerouted_to_a_model_outside_its_allow_list(routed: Server)
     refused = _chat(routed, limited, "cloud/echo", text, max_tokens=8)
     assert refused.status_code == 403, refused.text
     assert refused.json()["error"]["code"] == "egress_denied"
+    # The refusal is recorded with why it happened: the class the data raised and what was found.
+    record = usage_record(routed, refused.headers["x-request-id"])
+    assert (record["status"], record["error_type"]) == (403, "egress_denied")
+    assert record["data_class"] == "confidential"
+    assert json.loads(record["findings"]) == {"email": 1, "iban": 1}
     assert _chat(routed, limited, "cloud/echo", "hello").status_code == 200
 
 

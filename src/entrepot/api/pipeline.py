@@ -23,7 +23,7 @@ import orjson
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
 from entrepot.api.streaming import OpenedStream, open_stream, stream_events
-from entrepot.exceptions import GatewayError, InvalidRequestError
+from entrepot.exceptions import EgressDeniedError, GatewayError, InvalidRequestError
 from entrepot.ledger.billing import (
     cost_of,
     estimated_tokens,
@@ -32,13 +32,17 @@ from entrepot.ledger.billing import (
     worst_case_costs,
 )
 from entrepot.limits.limiter import Admission
-from entrepot.policy.access import authorize_model
 from entrepot.policy.eligibility import Eligibility, eligible_deployments
 from entrepot.routing import cache
 from entrepot.routing.table import Deployment
 from entrepot.types import JSON, ApiKey, Attempt, UsageRecord
 
 DEPLOYMENT_HEADER = "x-entrepot-deployment"
+# Entrepôt's own commands name themselves, so the ledger says which calls a bench or an audit
+# made, in process or through a gateway by URL; only these names, so that no client writes text
+# of its own choosing into the ledger.
+CLIENT_HEADER = "x-entrepot-client"
+COMMANDS = frozenset({"bench", "audit"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,7 @@ class Exchange:
 
     def __init__(self, gateway: Gateway, endpoint: Endpoint, record_as: str | None = None) -> None:
         """`record_as` names the request's origin in the ledger's endpoint column (say
-        "bench:chat") when it is not a client of the HTTP API."""
+        "bench:chat") when one of Entrepôt's own commands made it (see `recorded_endpoint`)."""
         self.gateway = gateway
         self.endpoint = endpoint
         self.record = UsageRecord(request_id=new_request_id(), endpoint=record_as or endpoint.name)
@@ -109,7 +113,6 @@ class Exchange:
         alias: str = body["model"]
         # A NUL would make PostgreSQL refuse the whole ledger batch, again at every retry.
         record.model_alias = alias[:256].replace("\x00", "\N{REPLACEMENT CHARACTER}")
-        authorize_model(key, alias)
         eligible = self.eligible = eligible_deployments(
             table=gateway.routing,
             detector=gateway.detector,
@@ -214,8 +217,11 @@ class Exchange:
         )
 
     def failed(self, exc: GatewayError) -> None:
-        self.record.status = exc.status_code
-        self.record.error_type = exc.code or exc.error_type
+        record = self.record
+        record.status = exc.status_code
+        record.error_type = exc.code or exc.error_type
+        if isinstance(exc, EgressDeniedError):
+            record.data_class, record.findings = exc.data_class, exc.findings
 
     async def finish(self) -> None:
         """Release what the request held and write its record; runs exactly once per request."""
@@ -237,7 +243,7 @@ async def call(
     *,
     key: ApiKey | None,
     principal: str,
-    record_as: str,
+    record_as: str | None,
 ) -> JSON:
     """Answer one request in-process, exactly as the server would answer it over HTTP (without
     streaming): the same policy, limits, cache and ledger, with `key` as the caller — or, with
@@ -267,6 +273,12 @@ async def call(
         raise internal from None
     finally:
         await exchange.finish()
+
+
+def recorded_endpoint(command: str | None, endpoint: Endpoint) -> str | None:
+    """The ledger's endpoint for a call made by one of Entrepôt's commands ("bench:chat"); None
+    (the plain endpoint) for any other caller or an unknown name."""
+    return f"{command}:{endpoint.name}" if command in COMMANDS else None
 
 
 def new_request_id() -> str:

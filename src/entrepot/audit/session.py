@@ -78,8 +78,8 @@ def run_audit(config: Config, request: AuditRequest, console: Console) -> AuditR
         if request.key_name is not None:
             raise ConfigError(KEY_WITH_GATEWAY)
         url, key_env = request.gateway_url, request.api_key_env
-        models = gateway_models(config, request.models, url, key_env)
-        judge = next(iter(gateway_models(config, judges, url, key_env)), None)
+        models = gateway_models(config, request.models, url, key_env, "audit")
+        judge = next(iter(gateway_models(config, judges, url, key_env, "audit")), None)
     progress = Progress(
         TextColumn("{task.fields[model]:<28}"),
         BarColumn(),

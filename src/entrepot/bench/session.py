@@ -106,8 +106,10 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
         if request.key_name is not None:
             raise ConfigError(KEY_WITH_GATEWAY)
         url, key_env = request.gateway_url, request.api_key_env
-        models = gateway_models(config, request.models, url, key_env, request.hardware_costs)
-        helper_models = {m.alias: m for m in gateway_models(config, helpers, url, key_env)}
+        models = gateway_models(
+            config, request.models, url, key_env, "bench", request.hardware_costs
+        )
+        helper_models = {m.alias: m for m in gateway_models(config, helpers, url, key_env, "bench")}
     judge_model = helper_models.get(request.judge or "")
     embed_model = helper_models.get(request.embed_model or "")
     progress = Progress(

@@ -11,7 +11,8 @@ the ledger — and refused, as an anonymous client would be, where the configura
 client keys.
 
 By URL (`gateway_models`), a run is an HTTP client of a running gateway, under the key whose
-secret is in `--api-key-env`; that gateway applies its own configuration.
+secret is in `--api-key-env`; that gateway applies its own configuration, and records the calls
+under the command's name too (the `x-entrepot-client` header).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.endpoints.completions import COMPLETIONS
 from entrepot.api.endpoints.embeddings import EMBEDDINGS
 from entrepot.api.gateway import Gateway
-from entrepot.api.pipeline import Endpoint, call
+from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, call, recorded_endpoint
 from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError
@@ -42,6 +43,7 @@ def gateway_models(
     aliases: list[str],
     url: str,
     api_key_env: str | None,
+    command: str,
     hardware_costs: dict[str, Decimal] | None = None,
 ) -> list[BenchModel]:
     """Each alias as a client of the running gateway at `url` sees it, calling it with the key
@@ -60,6 +62,7 @@ def gateway_models(
             base_url=base_url,
             api_key_env=api_key_env,
             price=configured.price if configured else None,
+            headers={CLIENT_HEADER: command},
         )
         rate = (hardware_costs or {}).get(alias)
         if rate is None and configured is not None:
@@ -130,7 +133,7 @@ class InProcessGateway:
             body,
             key=self.key,
             principal=self.principal,
-            record_as=f"{self.command}:{endpoint.name}",
+            record_as=recorded_endpoint(self.command, endpoint),
         )
 
     def models(

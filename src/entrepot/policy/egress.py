@@ -103,14 +103,20 @@ class EgressPolicy:
         )
 
     def blocked_error(
-        self, alias: str, data_class: str, verdicts: list[tuple[str, Verdict]]
+        self,
+        alias: str,
+        data_class: str,
+        verdicts: list[tuple[str, Verdict]],
+        findings: dict[str, int] | None = None,
     ) -> EgressDeniedError:
         """The 403 for a request none of whose deployments may receive it, with every reason."""
         message = f"no deployment of {alias!r} may receive data of class {data_class!r}"
         reasons = "; ".join(f"{deployment}: {verdict.reason}" for deployment, verdict in verdicts)
         if reasons:
             message = f"{message}: {reasons}"
-        return EgressDeniedError(message, param="model")
+        return EgressDeniedError(
+            message, param="model", data_class=data_class, findings=findings or None
+        )
 
 
 def _breach(rule: JurisdictionRule, deployment: ModelConfig) -> str | None:

@@ -105,4 +105,4 @@ def eligible_deployments(
         if result.deployments:
             result.alias = candidate_alias
             return result
-    raise egress.blocked_error(alias, data_class, refused)
+    raise egress.blocked_error(alias, data_class, refused, findings)

@@ -10,7 +10,7 @@ from starlette.types import Receive, Scope, Send
 from entrepot.api.asgi import parse_json, read_body, request_headers, send_error, send_json
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
-from entrepot.api.pipeline import Endpoint, Exchange
+from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, Exchange, recorded_endpoint
 from entrepot.api.sse import SSEResponse
 from entrepot.exceptions import GatewayError
 from entrepot.policy.egress import CLASS_HEADER
@@ -20,8 +20,8 @@ from entrepot.routing import cache
 async def serve(
     gateway: Gateway, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    exchange = Exchange(gateway, endpoint)
     request = request_headers(scope)
+    exchange = Exchange(gateway, endpoint, recorded_endpoint(request.get(CLIENT_HEADER), endpoint))
     handed_to_stream = False
     try:
         exchange.identify(await gateway.keys.authenticate(request))
