@@ -190,6 +190,28 @@ def test_breaker_opens_cools_down_and_probes_once() -> None:
     assert breaker.state == "closed" and breaker.admit() is Pass.REGULAR
 
 
+def test_a_started_stream_is_judged_at_its_end() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerConfig(failure_threshold=2, cooldown_seconds=10), clock)
+    for _ in range(2):  # streams that start, then break mid-answer
+        breaker.resolve(breaker.admit(), Outcome.STARTED)  # type: ignore[arg-type]
+        breaker.record_failure()
+    assert breaker.state == "open"
+    clock.now = 11
+    probe = breaker.admit()
+    assert probe is Pass.PROBE
+    breaker.resolve(probe, Outcome.STARTED)  # the probe's stream started: the probe is released
+    assert breaker.state == "closed" and breaker.refusal() is None
+    breaker.record_failure()  # ... and broke: still failing, so the circuit opens again at once
+    assert breaker.state == "open"
+    clock.now = 22
+    breaker.resolve(breaker.admit(), Outcome.STARTED)  # type: ignore[arg-type]
+    breaker.record_success()  # a stream that reached its end clears the count
+    breaker.resolve(breaker.admit(), Outcome.STARTED)  # type: ignore[arg-type]
+    breaker.record_failure()
+    assert breaker.state == "closed"
+
+
 def test_refusal_changes_nothing() -> None:
     clock = Clock()
     breaker = CircuitBreaker(BreakerConfig(failure_threshold=1, cooldown_seconds=10), clock)

@@ -61,6 +61,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory, fake_openai: Server) -> Ite
             _fake(fake_openai, "multi/reset", "echo-model", "echo-after-reset"),
             _fake(fake_openai, "multi/midstream", "midstream-drop", "drops"),
             _fake(fake_openai, "multi/midstream", "echo-model", "never-reached"),
+            _fake(fake_openai, "solo/midstream", "midstream-drop", "drops-alone"),
             {**_fake(fake_openai, "multi/local", "x", "dead-first"), "base_url": dead},
             {
                 "alias": "multi/local",
@@ -189,6 +190,29 @@ def test_circuit_breaker_opens_and_recovers(routed: Server, key: str, fake_opena
     probe = _chat(routed, key, "flaky")
     assert probe.status_code == 200
     assert _chat(routed, key, "flaky").status_code == 200
+
+
+def test_streams_that_keep_breaking_mid_answer_open_the_circuit(routed: Server, key: str) -> None:
+    # Each stream starts (its first chunk arrives) and then breaks: two such requests are two
+    # consecutive failures (threshold 2), so the third is skipped instead of breaking again.
+    for _ in range(2):
+        with httpx.stream(
+            "POST",
+            routed.url + "/v1/chat/completions",
+            json={
+                "model": "solo/midstream",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi there you"}],
+            },
+            headers={"authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as stream:
+            assert stream.status_code == 200
+            events = [line for line in stream.iter_lines() if line.startswith("data: ")]
+        assert '"error"' in events[-1]
+    skipped = _chat(routed, key, "solo/midstream", stream=True)
+    assert skipped.status_code == 503
+    assert "circuit open" in usage_record(routed, skipped.headers["x-request-id"])["attempts"]
 
 
 def test_personal_data_is_rerouted_to_the_local_model(routed: Server, key: str) -> None:

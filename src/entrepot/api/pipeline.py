@@ -199,7 +199,7 @@ class Exchange:
 
         router = self.gateway.router
         opened, deployment = await router.call(
-            self.eligible.alias, self.eligible.deployments, start, self.attempts
+            self.eligible.alias, self.eligible.deployments, start, self.attempts, streaming=True
         )
         self._note(deployment)
 

@@ -181,6 +181,7 @@ async def stream_events(
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         yield DONE
         record.status, record.error_type = 200, None
+        deployment.breaker.record_success()
     except GatewayError as exc:
         deployment.breaker.record_failure()
         record.status, record.error_type = exc.status_code, exc.code or exc.error_type

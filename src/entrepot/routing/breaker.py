@@ -13,6 +13,13 @@ so it neither counts as a failure nor, for a probe, as proof of recovery: the pr
 and the next request probes again. A 400 comes back before any generation starts, so closing the
 circuit on it would let all traffic back onto an upstream that may still be overloaded.
 
+A stream's verdict comes at its end, not when it starts: an upstream that opens every stream
+and breaks it mid-answer is failing. So a started stream (`Outcome.STARTED`) releases the probe
+and closes the circuit (the upstream answered) but leaves the count of consecutive failures as
+it was; the stream's end then counts it once, as a success (`record_success`) or a failure
+(`record_failure`). Were the start counted as a success, the count would be reset before every
+mid-stream failure and never reach the threshold.
+
 `refusal` answers "would a request be admitted now, and if not why" without changing anything,
 so `entrepot route --explain` reports exactly what `admit` would decide.
 """
@@ -38,6 +45,7 @@ class Outcome(enum.Enum):
     SUCCESS = "success"
     FAILURE = "failure"
     NEUTRAL = "neutral"  # the request's own error, cancelled, or unexpected: no evidence
+    STARTED = "started"  # a stream began; its end is counted by record_success/record_failure
 
 
 class CircuitBreaker:
@@ -88,14 +96,21 @@ class CircuitBreaker:
         if outcome is Outcome.SUCCESS:
             self._failures = 0
             self._opened_at = None
+        elif outcome is Outcome.STARTED:
+            self._opened_at = None
         elif outcome is Outcome.FAILURE:
             self._failures += 1
             if admitted is Pass.PROBE or self._failures >= self._threshold:
                 self._opened_at = self._clock()
 
+    def record_success(self) -> None:
+        """A started stream that reached its end."""
+        self._failures = 0
+        self._opened_at = None
+
     def record_failure(self) -> None:
-        """A failure noticed after the call was resolved: a stream that broke after its first
-        chunk. It counts like any failure but leaves a probe in flight alone."""
+        """A started stream that broke after its first chunk. It counts like any failure but
+        leaves a probe in flight alone."""
         self._failures += 1
         if self._failures >= self._threshold:
             self._opened_at = self._clock()

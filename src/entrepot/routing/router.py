@@ -64,9 +64,12 @@ class Router:
         eligible: list[Deployment],
         operation: Callable[[Deployment], Awaitable[T]],
         attempts: list[Attempt],
+        *,
+        streaming: bool = False,
     ) -> tuple[T, Deployment]:
         """Run `operation` on deployments in strategy order, each at most once, until one
-        succeeds or `max_attempts` calls have been made.
+        succeeds or `max_attempts` calls have been made. For a stream, `operation` succeeding
+        means only that it started: the stream's end tells the breaker how it went.
 
         On success the deployment's `in_flight` stays raised: the caller calls `finished`
         when the response (or stream) is over."""
@@ -88,7 +91,7 @@ class Router:
                 tried += 1
                 started = time.perf_counter()
                 result = await operation(deployment)
-                outcome = Outcome.SUCCESS
+                outcome = Outcome.STARTED if streaming else Outcome.SUCCESS
                 deployment.observe_latency(time.perf_counter() - started)
                 attempts.append(Attempt(deployment.name, "ok"))
                 return result, deployment
@@ -100,7 +103,7 @@ class Router:
                 last_error = exc
             finally:
                 deployment.breaker.resolve(admitted, outcome)
-                if outcome is not Outcome.SUCCESS:
+                if outcome is not Outcome.SUCCESS and outcome is not Outcome.STARTED:
                     deployment.in_flight -= 1
         if last_error is not None:
             raise last_error
