@@ -63,12 +63,7 @@ def price_for(model: ModelConfig) -> Price | None:
 
 def cost_nanos(usage: TokenUsage, price: Price) -> int:
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    cached_rate = price.cached_input_per_1m
-    per_input, per_cached, per_output, denominator = _nanos_per_token(
-        price.input_per_1m,
-        price.input_per_1m if cached_rate is None else cached_rate,
-        price.output_per_1m,
-    )
+    per_input, per_cached, per_output, denominator = _rates(price)
     exact = (
         (usage.prompt_tokens - cached) * per_input
         + cached * per_cached
@@ -80,7 +75,28 @@ def cost_nanos(usage: TokenUsage, price: Price) -> int:
     return nanos
 
 
-@lru_cache(maxsize=256)
+# Rates per price object (kept beside it, so a reused id is noticed). An lru_cache keyed by the
+# three Decimals cost as much as the arithmetic it saved — a Decimal's hash is not cached — and
+# a request is priced twice (its worst case, then its cost).
+_RATES: dict[int, tuple[Price, tuple[int, int, int, int]]] = {}
+_RATES_KEPT = 1024
+
+
+def _rates(price: Price) -> tuple[int, int, int, int]:
+    entry = _RATES.get(id(price))
+    if entry is None or entry[0] is not price:
+        if len(_RATES) >= _RATES_KEPT:
+            _RATES.clear()
+        cached_rate = price.cached_input_per_1m
+        rates = _nanos_per_token(
+            price.input_per_1m,
+            price.input_per_1m if cached_rate is None else cached_rate,
+            price.output_per_1m,
+        )
+        entry = _RATES[id(price)] = (price, rates)
+    return entry[1]
+
+
 def _nanos_per_token(
     input_per_1m: Decimal, cached_per_1m: Decimal, output_per_1m: Decimal
 ) -> tuple[int, int, int, int]:

@@ -169,9 +169,12 @@ class Limiter:
 
     def _worst(self, costs: Sequence[Cost], currency: str) -> int | None:
         """The largest of `costs` in `currency`; None if there are none (unpriced)."""
-        if not costs:
-            return None
-        return max(self._rates.convert(nanos, source, currency) for nanos, source in costs)
+        worst = None
+        for nanos, source in costs:
+            amount = nanos if source == currency else self._rates.convert(nanos, source, currency)
+            if worst is None or amount > worst:
+                worst = amount
+        return worst
 
     async def _hit_windows(self, subject: Subject, estimated_tokens: int, taken: _Taken) -> None:
         limits = subject.limits
