@@ -1,6 +1,7 @@
 """The inference surfaces the gateway serves, by path: each a thin handler that brings requests
 of its format into the one shared pipeline (`api/pipeline.py`). Another API surface is another
-module here and one more entry below."""
+module here and one more entry below. A handler returns its surface's coroutine rather than
+awaiting it: every await layer is passed through again each time the request resumes."""
 
 from __future__ import annotations
 

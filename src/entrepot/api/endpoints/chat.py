@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import Receive, Scope, Send
 
 from entrepot.api.endpoints.openai_http import serve
@@ -12,5 +14,5 @@ from entrepot.api.validation import validate_chat
 CHAT = Endpoint("chat", validate_chat, "chat", "stream_chat", "chat.completion")
 
 
-async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await serve(gateway, CHAT, scope, receive, send)
+def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    return serve(gateway, CHAT, scope, receive, send)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import Receive, Scope, Send
 
 from entrepot.api.endpoints.openai_http import serve
@@ -14,5 +16,5 @@ COMPLETIONS = Endpoint(
 )
 
 
-async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await serve(gateway, COMPLETIONS, scope, receive, send)
+def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    return serve(gateway, COMPLETIONS, scope, receive, send)

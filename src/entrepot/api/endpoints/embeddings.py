@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import Receive, Scope, Send
 
 from entrepot.api.endpoints.openai_http import serve
@@ -12,5 +14,5 @@ from entrepot.api.validation import validate_embedding
 EMBEDDINGS = Endpoint("embeddings", validate_embedding, "embed", None, None)
 
 
-async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await serve(gateway, EMBEDDINGS, scope, receive, send)
+def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    return serve(gateway, EMBEDDINGS, scope, receive, send)
