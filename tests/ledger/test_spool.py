@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client import generate_latest
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import entrepot.ledger.writer as writer_module
@@ -31,9 +31,9 @@ from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.spool import QUARANTINE_FILE, Spool, spool_directory
 from entrepot.ledger.writer import HOLD_BATCHES, SPILL_BATCHES, LedgerWriter
 from entrepot.store.db import open_engine
-from entrepot.store.tables import usage_records
 from entrepot.store.usage import insert_records
 from entrepot.types import UsageRecord
+from tests.ledger.helpers import row_count, stored_ids, until
 
 NEVER = 3600.0
 
@@ -88,26 +88,6 @@ def writer(
 ) -> LedgerWriter:
     config = StoreConfig(ledger_flush_seconds=interval, ledger_batch_size=batch_size)
     return LedgerWriter(engine, config, metrics or GatewayMetrics())
-
-
-def stored_ids(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(usage_records.c.request_id).order_by(usage_records.c.id))
-        return [row[0] for row in rows]
-
-
-def row_count(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(usage_records)).scalar_one())
-
-
-async def until(condition: Callable[[], bool], attempts: int = 4_000) -> None:
-    """Let the event loop run until `condition` holds (a bound on hangs, not a timing check)."""
-    for _ in range(attempts):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition never became true")
 
 
 def ids(n: int, first: int = 0) -> list[str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 import entrepot.ledger.writer as writer_module
@@ -19,9 +19,9 @@ from entrepot.config import StoreConfig
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.writer import LedgerWriter
 from entrepot.store.db import open_engine
-from entrepot.store.tables import usage_records
 from entrepot.store.usage import insert_records
 from entrepot.types import UsageRecord
+from tests.ledger.helpers import row_count, stored_ids, until
 
 NEVER = 3600.0  # a flush interval no test waits for: only a full batch or stop() writes
 
@@ -59,26 +59,6 @@ def record(i: int, model: str = "m", status: int = 200) -> UsageRecord:
 def writer(engine: Engine, batch_size: int, interval: float = NEVER) -> LedgerWriter:
     config = StoreConfig(ledger_flush_seconds=interval, ledger_batch_size=batch_size)
     return LedgerWriter(engine, config, GatewayMetrics())
-
-
-def stored_ids(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(usage_records.c.request_id).order_by(usage_records.c.id))
-        return [row[0] for row in rows]
-
-
-def row_count(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(usage_records)).scalar_one())
-
-
-async def until(condition: Callable[[], bool], attempts: int = 2_000) -> None:
-    """Let the event loop run until `condition` holds (a bound on hangs, not a timing check)."""
-    for _ in range(attempts):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition never became true")
 
 
 def test_full_batch_is_written_by_background_task(engine: Engine, batches: list[list[str]]) -> None:
