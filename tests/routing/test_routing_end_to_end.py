@@ -102,6 +102,20 @@ def _chat(
     return httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
 
 
+def _stream(gateway: Server, key: str, model: str, text: str) -> tuple[str, list[str]]:
+    """A streamed chat that started (status 200): its request id and its `data:` events."""
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={"model": model, "stream": True, "messages": [{"role": "user", "content": text}]},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+        return response.headers["x-request-id"], events
+
+
 @pytest.mark.parametrize(
     ("alias", "first", "second", "why"),
     [
@@ -136,20 +150,7 @@ def test_fallback_to_the_bundled_local_model(routed: Server, key: str) -> None:
 
 
 def test_no_retry_after_the_first_byte(routed: Server, key: str) -> None:
-    with httpx.stream(
-        "POST",
-        routed.url + "/v1/chat/completions",
-        json={
-            "model": "multi/midstream",
-            "stream": True,
-            "messages": [{"role": "user", "content": "one two three four"}],
-        },
-        headers={"authorization": f"Bearer {key}"},
-        timeout=30,
-    ) as response:
-        assert response.status_code == 200
-        request_id = response.headers["x-request-id"]
-        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    request_id, events = _stream(routed, key, "multi/midstream", "one two three four")
     assert '"error"' in events[-1] and "[DONE]" not in events[-1]
     record = usage_record(routed, request_id)
     assert record["status"] == 502 and record["deployment"] == "drops"
@@ -196,19 +197,7 @@ def test_streams_that_keep_breaking_mid_answer_open_the_circuit(routed: Server, 
     # Each stream starts (its first chunk arrives) and then breaks: two such requests are two
     # consecutive failures (threshold 2), so the third is skipped instead of breaking again.
     for _ in range(2):
-        with httpx.stream(
-            "POST",
-            routed.url + "/v1/chat/completions",
-            json={
-                "model": "solo/midstream",
-                "stream": True,
-                "messages": [{"role": "user", "content": "hi there you"}],
-            },
-            headers={"authorization": f"Bearer {key}"},
-            timeout=60,
-        ) as stream:
-            assert stream.status_code == 200
-            events = [line for line in stream.iter_lines() if line.startswith("data: ")]
+        _, events = _stream(routed, key, "solo/midstream", "hi there you")
         assert '"error"' in events[-1]
     skipped = _chat(routed, key, "solo/midstream", stream=True)
     assert skipped.status_code == 503

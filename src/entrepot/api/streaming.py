@@ -21,13 +21,14 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 
 from entrepot.api.asgi import error_body
 from entrepot.api.errors import log_unexpected
 from entrepot.exceptions import GatewayError, UpstreamTimeoutError
-from entrepot.ledger.billing import bill, reported_usage, requested_output
+from entrepot.ledger.billing import requested_output, settle
 from entrepot.ledger.estimate import StreamTally
 from entrepot.routing.table import Deployment
 from entrepot.types import JSON, UsageRecord
@@ -199,25 +200,13 @@ async def stream_events(
             await asyncio.shield(_settle(upstream, deployment, record, started, on_end))
         else:
             upstream.detach()
-            drain = asyncio.create_task(_drain(upstream, deployment, record, started, on_end))
+            # Read on within the deployment's total timeout, counted from the request's start.
+            left = deployment.config.timeouts.total - (time.perf_counter() - started)
+            drain = asyncio.create_task(
+                _settle(upstream, deployment, record, started, on_end, drain_for=max(left, 0.0))
+            )
             _draining[drain] = upstream
             drain.add_done_callback(_forget)
-
-
-async def _drain(
-    upstream: _Upstream,
-    deployment: Deployment,
-    record: UsageRecord,
-    started: float,
-    on_end: Callable[[], Awaitable[None]],
-) -> None:
-    """Read the rest of an abandoned stream for its usage report, within the deployment's total
-    timeout (counted from the request's start), then bill and settle."""
-    remaining = deployment.config.timeouts.total - (time.perf_counter() - started)
-    try:
-        await asyncio.wait((upstream.task,), timeout=max(remaining, 0.0))
-    finally:
-        await _settle(upstream, deployment, record, started, on_end)
 
 
 def _forget(drain: asyncio.Task[None]) -> None:
@@ -230,21 +219,22 @@ async def _settle(
     record: UsageRecord,
     started: float,
     on_end: Callable[[], Awaitable[None]],
+    drain_for: float | None = None,
 ) -> None:
-    """Close the upstream if it is still open, bill the stream, and end the request."""
-    await upstream.stop()
-    _bill(upstream, deployment, record, started)
-    await on_end()
+    """Close the upstream if it is still open, bill the stream, and end the request — for an
+    abandoned stream, after reading on for its usage report for at most `drain_for` seconds."""
+    try:
+        if drain_for is not None:
+            await asyncio.wait((upstream.task,), timeout=drain_for)
+    finally:
+        await upstream.stop()
+        _bill(upstream, deployment, record, started)
+        await on_end()
 
 
 def _bill(upstream: _Upstream, deployment: Deployment, record: UsageRecord, started: float) -> None:
-    """From the upstream's usage report, else from the gateway's count of the stream."""
     tally = upstream.tally
-    tokens = reported_usage(tally.usage)
-    if tokens is None:
-        bill(record, deployment, tally.estimate(upstream.body), estimated=True, started=started)
-    else:
-        bill(record, deployment, tokens, estimated=False, started=started)
+    settle(record, deployment, tally.usage, partial(tally.estimate, upstream.body), started)
 
 
 async def finish_drains() -> None:

@@ -6,7 +6,8 @@ record afterwards — from the upstream's usage report, or from the gateway's ow
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from entrepot.config import ModelConfig, Price
@@ -113,15 +114,27 @@ def reported_usage(usage: Any) -> TokenUsage | None:
     return tokens
 
 
+def settle(
+    record: UsageRecord,
+    deployment: Billable,
+    usage: Any,
+    count: Callable[[], TokenUsage],
+    started: float,
+) -> None:
+    """Bill from the upstream's usage report; where there is none, from `count`, the gateway's
+    own count of the same request (asked only then), flagged estimated."""
+    tokens = reported_usage(usage)
+    if tokens is None:
+        bill(record, deployment, count(), estimated=True, started=started)
+    else:
+        bill(record, deployment, tokens, estimated=False, started=started)
+
+
 def settle_answer(
     record: UsageRecord, deployment: Billable, body: JSON, answer: JSON, started: float
 ) -> None:
-    """Bill a complete answer to `body`: from its usage report, else by the gateway's count."""
-    tokens = reported_usage(answer.get("usage"))
-    if tokens is None:
-        bill(record, deployment, answer_usage(body, answer), estimated=True, started=started)
-    else:
-        bill(record, deployment, tokens, estimated=False, started=started)
+    """Bill a complete answer to `body`."""
+    settle(record, deployment, answer.get("usage"), partial(answer_usage, body, answer), started)
 
 
 def bill(
