@@ -38,8 +38,6 @@ class Trace:
     """Filled in by `eligible_deployments` as it decides, for an explanation; the request path
     passes none."""
 
-    data_class: str | None = None
-    findings: dict[str, int] = field(default_factory=dict)
     verdicts: list[tuple[str, Deployment, Verdict]] = field(default_factory=list)
     reroute_refused: str | None = None
 
@@ -77,8 +75,6 @@ def eligible_deployments(
 ) -> Eligibility:
     authorize_model(key, alias)
     data_class, findings = classify_request(detector, egress, key, body, class_header)
-    if trace is not None:
-        trace.data_class, trace.findings = data_class, findings
     team = key.team if key else None
     result = Eligibility(data_class, findings, [], alias)
     refused: list[tuple[str, Verdict]] = []

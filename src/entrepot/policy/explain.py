@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from entrepot.config import Config
-from entrepot.exceptions import GatewayError
+from entrepot.exceptions import EgressDeniedError, GatewayError
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
 from entrepot.policy.eligibility import Eligibility, Trace, eligible_deployments
@@ -79,6 +79,8 @@ def explain_route(
     trace = Trace()
     refusal: Refusal | None = None
     eligibility: Eligibility | None = None
+    data_class: str | None = None
+    findings: dict[str, int] = {}
     try:
         eligibility = eligible_deployments(
             table=table,
@@ -92,8 +94,11 @@ def explain_route(
             reroute_alias=config.policy.reroute_alias,
             trace=trace,
         )
+        data_class, findings = eligibility.data_class, eligibility.findings
     except GatewayError as exc:
         refusal = Refusal.of(exc)
+        if isinstance(exc, EgressDeniedError):
+            data_class, findings = exc.data_class, exc.findings or {}
     served = eligibility.alias if eligibility is not None else alias
     ranks: dict[str, int] = {}
     skipped: dict[str, str] = {}
@@ -120,6 +125,4 @@ def explain_route(
     ]
     notes = [trace.reroute_refused] if trace.reroute_refused else []
     strategy = config.route(served).strategy
-    return RouteExplanation(
-        served, trace.data_class, trace.findings, strategy, rows, refusal, notes
-    )
+    return RouteExplanation(served, data_class, findings, strategy, rows, refusal, notes)
