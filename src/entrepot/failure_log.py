@@ -32,11 +32,7 @@ class FailureLog:
         self._unlogged = 0
         self._logged_at = 0.0
 
-    @property
-    def failing(self) -> bool:
-        return self._failures > 0
-
-    def failed(self, reason: BaseException | str) -> None:
+    def failed(self, reason: BaseException) -> None:
         self._failures += 1
         self._unlogged += 1
         now = self._clock()
@@ -62,10 +58,10 @@ class FailureLog:
         self._unlogged = 0
 
 
-def describe(reason: BaseException | str) -> str:
+def describe(reason: BaseException) -> str:
     """An error's type and first line."""
-    if isinstance(reason, str | EntrepotError):
+    if isinstance(reason, EntrepotError):
         return str(reason)
     # SQLAlchemy appends the statement and its parameters: long, and not the reason.
-    first_line = str(reason).splitlines()[0] if str(reason) else ""
+    first_line = next(iter(str(reason).splitlines()), "")
     return f"{type(reason).__name__}: {first_line}" if first_line else type(reason).__name__

@@ -31,7 +31,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from entrepot.config import StoreConfig
 from entrepot.exceptions import ConfigError
@@ -50,7 +49,7 @@ def spool_directory(config: StoreConfig, engine: Engine) -> Path:
     """`store.spool_dir`, else beside the SQLite file, else in the data directory."""
     if config.spool_dir:
         return Path(config.spool_dir).expanduser()
-    url = make_url(str(engine.url))
+    url = engine.url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return Path(str(url.database)).expanduser().resolve().parent / SPOOL_DIRNAME
     return data_directory() / SPOOL_DIRNAME
