@@ -195,7 +195,7 @@ def test_rejected_records_are_quarantined_and_the_rest_written(engine: Engine) -
         for i in range(10):
             w.record({3: bad_status, 6: bad_text}.get(i) or record(i))
         await w.flush()
-        assert w.quarantined_records == 2
+        assert w.spool.quarantined == 2
         w.record(record(10))  # nothing is stuck behind them
         await w.stop()
         assert w.written == 9
@@ -240,7 +240,7 @@ def test_a_store_refusing_every_record_is_an_outage_not_a_quarantine(
         for i in range(6):
             w.record(record(i))
         await w.flush()
-        assert w.quarantined_records == 0
+        assert w.spool.quarantined == 0
         assert w.spool.records == 6
         broken.clear()  # the migration ran
         w._retry.set()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -51,19 +50,6 @@ class _Histogram:
         return cumulative
 
 
-class LedgerBacklog(Protocol):
-    """What the ledger writer has not yet written to the store (see `writer.py`)."""
-
-    @property
-    def spooled_records(self) -> int: ...
-    @property
-    def spooled_bytes(self) -> int: ...
-    @property
-    def quarantined_records(self) -> int: ...
-    @property
-    def dropped(self) -> int: ...
-
-
 class GatewayMetrics(Collector):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -72,7 +58,8 @@ class GatewayMetrics(Collector):
         self._ttft: defaultdict[Labels, _Histogram] = defaultdict(_Histogram)
         self._tokens: defaultdict[Labels, int] = defaultdict(int)
         self._cost_nanos: defaultdict[Labels, int] = defaultdict(int)
-        self.ledger_backlog: LedgerBacklog | None = None
+        # What the ledger writer has not yet written to the store (`LedgerWriter.backlog`).
+        self.ledger_backlog: Callable[[], Mapping[str, int]] | None = None
         self.registry.register(self)
 
     def observe(self, record: UsageRecord) -> None:
@@ -122,29 +109,29 @@ class GatewayMetrics(Collector):
             cost.add_metric(labels, nanos / 1e9)
         yield cost
         if self.ledger_backlog is not None:
-            yield from _ledger_backlog(self.ledger_backlog)
+            yield from _ledger_backlog(self.ledger_backlog())
 
 
-def _ledger_backlog(backlog: LedgerBacklog) -> Iterator[Metric]:
+def _ledger_backlog(backlog: Mapping[str, int]) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "entrepot_ledger_spooled_records",
         "Usage records waiting in the local spool for the store",
-        value=backlog.spooled_records,
+        value=backlog["spooled_records"],
     )
     yield GaugeMetricFamily(
         "entrepot_ledger_spooled_bytes",
         "Size of the local spool of usage records",
-        value=backlog.spooled_bytes,
+        value=backlog["spooled_bytes"],
     )
     yield GaugeMetricFamily(
         "entrepot_ledger_quarantined_records",
         "Usage records the store rejected, kept in the quarantine file",
-        value=backlog.quarantined_records,
+        value=backlog["quarantined_records"],
     )
     yield CounterMetricFamily(
         "entrepot_ledger_dropped_records",
         "Usage records lost because neither the store nor the spool would take them",
-        value=backlog.dropped,
+        value=backlog["dropped_records"],
     )
 
 

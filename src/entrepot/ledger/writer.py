@@ -55,7 +55,7 @@ class LedgerWriter:
         self._metrics = metrics
         self.spool = Spool(spool_directory(config, engine))
         self.spool.open()  # before any record: new segments are numbered after old ones
-        metrics.ledger_backlog = self
+        metrics.ledger_backlog = self.backlog
         self._pending: list[UsageRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -76,18 +76,6 @@ class LedgerWriter:
         return self.spool.holds_records
 
     @property
-    def spooled_records(self) -> int:
-        return self.spool.records
-
-    @property
-    def spooled_bytes(self) -> int:
-        return self.spool.bytes
-
-    @property
-    def quarantined_records(self) -> int:
-        return self.spool.quarantined
-
-    @property
     def held_records(self) -> int:
         """Records in memory, written nowhere yet."""
         return len(self._pending)
@@ -102,10 +90,11 @@ class LedgerWriter:
         return problems
 
     def backlog(self) -> dict[str, int]:
+        """What is not (or not yet) in the store, for `/health` and `/metrics`."""
         return {
-            "spooled_records": self.spooled_records,
-            "spooled_bytes": self.spooled_bytes,
-            "quarantined_records": self.quarantined_records,
+            "spooled_records": self.spool.records,
+            "spooled_bytes": self.spool.bytes,
+            "quarantined_records": self.spool.quarantined,
             "dropped_records": self.dropped,
         }
 
