@@ -8,7 +8,6 @@ Every call goes through a gateway: in-process, the pipeline of one built from th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,8 @@ from entrepot.audit.schema import AuditReport, ModelInfo, ProbeResult
 from entrepot.bench.report import write_json
 from entrepot.bench.runner import BenchModel, RunOptions
 from entrepot.bench.schema import ItemResult
-from entrepot.bench.session import KEY_WITH_GATEWAY
-from entrepot.bench.through_gateway import InProcessGateway, gateway_models
+from entrepot.bench.through_gateway import GatewayByUrl, InProcessGateway, open_gateway
 from entrepot.config import Config
-from entrepot.exceptions import ConfigError
 
 
 @dataclass(slots=True)
@@ -69,17 +66,16 @@ def run_audit(config: Config, request: AuditRequest, console: Console) -> AuditR
     packs = [load_pack(ref) for ref in request.packs]
     refs = select_probes(packs, request.languages, request.limit)
     judges = [request.judge] if request.judge else []
-    through: InProcessGateway | None = None
-    if request.gateway_url is None:
-        through = InProcessGateway(config, [*request.models, *judges], "audit", request.key_name)
-        models = through.models(request.models)
-        judge = next(iter(through.models(judges)), None)
-    else:
-        if request.key_name is not None:
-            raise ConfigError(KEY_WITH_GATEWAY)
-        url, key_env = request.gateway_url, request.api_key_env
-        models = gateway_models(config, request.models, url, key_env, "audit")
-        judge = next(iter(gateway_models(config, judges, url, key_env, "audit")), None)
+    through = open_gateway(
+        config,
+        "audit",
+        [*request.models, *judges],
+        url=request.gateway_url,
+        api_key_env=request.api_key_env,
+        key_name=request.key_name,
+    )
+    models = through.models(request.models)
+    judge = next(iter(through.models(judges)), None)
     progress = Progress(
         TextColumn("{task.fields[model]:<28}"),
         BarColumn(),
@@ -130,9 +126,9 @@ async def _run(
     answered: Callable[[ItemResult], object],
     judging: Callable[[int], object],
     judged: Callable[[ProbeResult], object],
-    through: InProcessGateway | None,
+    through: InProcessGateway | GatewayByUrl,
 ) -> list[ProbeResult]:
-    async with through or contextlib.nullcontext():
+    async with through:
         results = await collect(models, refs, options, answered)
         if judge is not None:
             judging(sum(1 for r in results if needs_judge(r)))

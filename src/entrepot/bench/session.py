@@ -7,7 +7,6 @@ Every call goes through a gateway: in-process, the pipeline of one built from th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,14 +20,8 @@ from entrepot.bench.report import print_report, summarise, write_html, write_jso
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions
 from entrepot.bench.schema import BenchReport, ItemResult
 from entrepot.bench.tasks import load_tasks
-from entrepot.bench.through_gateway import InProcessGateway, gateway_models
+from entrepot.bench.through_gateway import GatewayByUrl, InProcessGateway, open_gateway
 from entrepot.config import Config
-from entrepot.exceptions import ConfigError
-
-KEY_WITH_GATEWAY = (
-    "--key names a client key for in-process runs; through a gateway, the key is the secret in "
-    "--api-key-env"
-)
 
 
 @dataclass(slots=True)
@@ -97,19 +90,16 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
                 taken[item.task] += 1
         items = kept
     helpers = [a for a in (request.judge, request.embed_model) if a]
-    through: InProcessGateway | None = None
-    if request.gateway_url is None:
-        through = InProcessGateway(config, [*request.models, *helpers], "bench", request.key_name)
-        models = through.models(request.models, request.hardware_costs)
-        helper_models = {m.alias: m for m in through.models(helpers)}
-    else:
-        if request.key_name is not None:
-            raise ConfigError(KEY_WITH_GATEWAY)
-        url, key_env = request.gateway_url, request.api_key_env
-        models = gateway_models(
-            config, request.models, url, key_env, "bench", request.hardware_costs
-        )
-        helper_models = {m.alias: m for m in gateway_models(config, helpers, url, key_env, "bench")}
+    through = open_gateway(
+        config,
+        "bench",
+        [*request.models, *helpers],
+        url=request.gateway_url,
+        api_key_env=request.api_key_env,
+        key_name=request.key_name,
+    )
+    models = through.models(request.models, request.hardware_costs)
+    helper_models = {m.alias: m for m in through.models(helpers)}
     judge_model = helper_models.get(request.judge or "")
     embed_model = helper_models.get(request.embed_model or "")
     progress = Progress(
@@ -159,10 +149,10 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
 
 
 async def _run(
-    runner: BenchRunner, helpers: list[BenchModel], through: InProcessGateway | None
+    runner: BenchRunner, helpers: list[BenchModel], through: InProcessGateway | GatewayByUrl
 ) -> list[ItemResult]:
     """The judge and embedding models serve the graders, outside the models under test."""
-    async with through or contextlib.nullcontext():
+    async with through:
         for helper in helpers:
             await helper.provider.start()
         try:

@@ -10,7 +10,7 @@ under a client key named with `--key NAME`, or else under the principal `cli:ben
 the ledger — and refused, as an anonymous client would be, where the configuration requires
 client keys.
 
-By URL (`gateway_models`), a run is an HTTP client of a running gateway, under the key whose
+By URL (`GatewayByUrl`), a run is an HTTP client of a running gateway, under the key whose
 secret is in `--api-key-env`; that gateway applies its own configuration, and records the calls
 under the command's name too (the `x-entrepot-client` header).
 """
@@ -30,49 +30,98 @@ from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError
 from entrepot.ledger.pricing import price_for
+from entrepot.providers.base import Provider
 from entrepot.providers.openai_compatible import OpenAICompatibleProvider
 from entrepot.types import JSON, ApiKey
 
+KEY_WITH_GATEWAY = (
+    "--key names a client key for in-process runs; through a gateway, the key is the secret in "
+    "--api-key-env"
+)
 
-def default_principal(command: str) -> str:
-    return f"cli:{command}"
 
-
-def gateway_models(
+def open_gateway(
     config: Config,
-    aliases: list[str],
-    url: str,
-    api_key_env: str | None,
     command: str,
-    hardware_costs: dict[str, Decimal] | None = None,
-) -> list[BenchModel]:
-    """Each alias as a client of the running gateway at `url` sees it, calling it with the key
-    in `api_key_env`: the gateway picks the deployment and applies its policy, limits and
-    ledger. The only model this makes is an OpenAI-format HTTP client of `url`, whatever the
-    alias's deployment is; the local configuration, where it names the alias, only describes
-    it for the report (price, hardware cost, how many requests a local model serves at once)."""
-    base_url = url.rstrip("/") + "/v1"
-    models = []
-    for alias in aliases:
-        configured = config.model(alias)
-        client = ModelConfig(
-            alias=alias,
-            provider="openai_compatible",
-            target=alias,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            price=configured.price if configured else None,
-            headers={CLIENT_HEADER: command},
-        )
-        rate = (hardware_costs or {}).get(alias)
-        if rate is None and configured is not None:
-            rate = configured.hardware_cost_per_hour
-        local = configured is not None and configured.provider == "llama_cpp"
-        parallel = configured.local.parallel if configured and local else None
-        price = price_for(configured) if configured else None
-        provider = OpenAICompatibleProvider(client)
-        models.append(BenchModel(alias, client, provider, price, rate, parallel))
-    return models
+    aliases: list[str],
+    *,
+    url: str | None,
+    api_key_env: str | None,
+    key_name: str | None,
+) -> InProcessGateway | GatewayByUrl:
+    """The gateway a run of `command` calls `aliases` (its models and their helpers) through:
+    the running one at `url`, else one built in-process from `config`. Enter it (async) inside
+    the run's event loop, around the run."""
+    if url is None:
+        return InProcessGateway(config, aliases, command, key_name)
+    if key_name is not None:
+        raise ConfigError(KEY_WITH_GATEWAY)
+    return GatewayByUrl(config, url, api_key_env, command)
+
+
+def _described(
+    alias: str,
+    configured: ModelConfig | None,
+    client: ModelConfig,
+    provider: Provider,
+    hardware_costs: dict[str, Decimal] | None,
+    parallel: int | None = None,
+) -> BenchModel:
+    """The run's view of one alias: called through `provider`, and described for the report
+    (price, hardware cost) by its configuration where that names it."""
+    rate = (hardware_costs or {}).get(alias)
+    if rate is None and configured is not None:
+        rate = configured.hardware_cost_per_hour
+    price = price_for(configured) if configured is not None else None
+    return BenchModel(alias, client, provider, price, rate, parallel)
+
+
+class GatewayByUrl:
+    """A running gateway, of which a run is an HTTP client under the key whose secret is in
+    `api_key_env`."""
+
+    def __init__(self, config: Config, url: str, api_key_env: str | None, command: str) -> None:
+        self.config = config
+        self.base_url = url.rstrip("/") + "/v1"
+        self.api_key_env = api_key_env
+        self.command = command
+
+    async def __aenter__(self) -> GatewayByUrl:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Nothing to stop: the runner starts and closes each model's client."""
+
+    def models(
+        self, aliases: list[str], hardware_costs: dict[str, Decimal] | None = None
+    ) -> list[BenchModel]:
+        """Each alias as a client of the gateway sees it: the gateway picks the deployment and
+        applies its policy, limits and ledger. The only model this makes is an OpenAI-format
+        HTTP client of the gateway, whatever the alias's deployment is; the local
+        configuration, where it names the alias, only describes it for the report (price,
+        hardware cost, how many requests a local model serves at once)."""
+        models = []
+        for alias in aliases:
+            configured = self.config.model(alias)
+            client = ModelConfig(
+                alias=alias,
+                provider="openai_compatible",
+                target=alias,
+                base_url=self.base_url,
+                api_key_env=self.api_key_env,
+                price=configured.price if configured else None,
+                headers={CLIENT_HEADER: self.command},
+            )
+            local = configured is not None and configured.provider == "llama_cpp"
+            parallel = configured.local.parallel if configured and local else None
+            provider = OpenAICompatibleProvider(client)
+            models.append(_described(alias, configured, client, provider, hardware_costs, parallel))
+        return models
 
 
 class InProcessGateway:
@@ -95,7 +144,8 @@ class InProcessGateway:
         )
         self.config = config
         self.command = command
-        self.principal = key_name or default_principal(command)
+        # Without a key, the run is the anonymous client `cli:<command>` in the ledger.
+        self.principal = key_name or f"cli:{command}"
         self.gateway = Gateway(serving)
         self.key = self._key(key_name)
 
@@ -145,9 +195,8 @@ class InProcessGateway:
         for alias in aliases:
             configured = self.config.model(alias)
             assert configured is not None, "checked when the gateway was built"
-            rate = (hardware_costs or {}).get(alias, configured.hardware_cost_per_hour)
             provider = GatewayAlias(self, alias, configured)
-            models.append(BenchModel(alias, configured, provider, price_for(configured), rate))
+            models.append(_described(alias, configured, configured, provider, hardware_costs))
         return models
 
 
