@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from entrepot.cli.bench import interrupted
+from entrepot.cli.bench import run_reported
 from entrepot.cli.common import ConfigOption, console, load
-from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from entrepot.audit.schema import ProbeResult
@@ -122,13 +122,7 @@ def audit(
             fresh=fresh,
         ),
     )
-    try:
-        report = run_audit(load(config_path), request, console)
-    except (ConfigError, GatewayError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        raise interrupted(out) from None
+    report = run_reported(lambda: run_audit(load(config_path), request, console), out)
     silent = [m.alias for m in report.models if not any_answer(report.results, m.alias)]
     for alias in silent:
         errors = Counter(r.error for r in report.results if r.model == alias and r.error)

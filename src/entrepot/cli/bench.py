@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -14,6 +15,8 @@ from rich.table import Table
 
 from entrepot.cli.common import ConfigOption, console, load
 from entrepot.exceptions import ConfigError, GatewayError
+
+T = TypeVar("T")
 
 
 def bench(
@@ -113,13 +116,7 @@ def bench(
         embed_model=embed_model,
         hardware_costs=costs,
     )
-    try:
-        report = run_bench(load(config_path), request, console)
-    except (ConfigError, GatewayError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        raise interrupted(out) from None
+    report = run_reported(lambda: run_bench(load(config_path), request, console), out)
     failed = failed_models(report)
     if failed:
         names = ", ".join(m.model for m in failed)
@@ -131,7 +128,19 @@ def bench(
         raise typer.Exit(1)
 
 
-def interrupted(out: Path) -> typer.Exit:
+def run_reported(run: Callable[[], T], out: Path) -> T:
+    """Run a bench or audit into `out`: a bad configuration or a refused run exits 2 with its
+    message, and Ctrl-C exits 130 saying what was kept and how to resume."""
+    try:
+        return run()
+    except (ConfigError, GatewayError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise _interrupted(out) from None
+
+
+def _interrupted(out: Path) -> typer.Exit:
     """Ctrl-C: what was kept, and the command that resumes (the same one, minus `--fresh`)."""
     from entrepot.bench.runner import kept_answers
 
