@@ -181,12 +181,13 @@ def print_report(report: BenchReport, console: Console) -> None:
     judged = [s for s in report.models if s.judge_cost]
     for s in judged:
         console.print(f"  judge cost for {s.model}: {s.judge_cost:.6f} {s.currency}")
+    failed = failed_models(report)
     for s in report.models:
         if s.top_error is None:
             continue
         what = (
             f"every call failed ({s.errors}); not scored"
-            if s in failed_models(report)
+            if s in failed
             else f"{s.errors} call(s) failed; scored on the rest"
         )
         console.print(f"[red]{s.model}: {what}. Most frequent error:[/red] {s.top_error}")
