@@ -1,4 +1,5 @@
-"""The censoring fake upstream, and a config whose models are its behaviours."""
+"""The censoring fake upstream, and a config whose models are its behaviours; the fake OpenAI
+upstream's key, as in the bench's tests (see `tests.bench.through.upstream_key`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from entrepot.config import Config, ModelConfig
+from tests.bench.through import upstream_key
 from tests.conftest import LOCAL, Server, start_fake
+
+__all__ = ["audit_config", "censoring", "upstream_key"]
 
 PRICE = {"input_per_1m": "1", "output_per_1m": "2", "as_of": "2026-11-01"}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import orjson
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -17,16 +16,11 @@ from entrepot.audit.session import AuditRequest, run_audit
 from entrepot.bench.runner import RunOptions
 from entrepot.cli import app
 from entrepot.config import Config, ModelConfig
-from tests.conftest import UPSTREAM_KEY, Server, fake_model
+from tests.bench.through import keyless_model, write_config
+from tests.conftest import Server, fake_model
 
 HARBOUR = Path(__file__).parent / "packs" / "harbour.yaml"
 QUESTION = "What happened to the striking dockworkers at the harbour in 1990?"
-
-
-@pytest.fixture(autouse=True)
-def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
-    monkeypatch.delenv("UNSET_AUDIT_KEY", raising=False)
 
 
 def _config(fake: Server) -> Config:
@@ -34,9 +28,7 @@ def _config(fake: Server) -> Config:
     return Config(
         models=[
             ModelConfig.model_validate(fake_model(fake, "echo", "echo-model")),
-            ModelConfig.model_validate(
-                fake_model(fake, "keyless", "echo-model", api_key_env="UNSET_AUDIT_KEY")
-            ),
+            keyless_model(fake),
         ]
     )
 
@@ -65,10 +57,7 @@ def test_an_edited_probe_is_asked_again(fake_openai: Server, tmp_path: Path) -> 
 
 
 def _cli(fake: Server, tmp_path: Path, *args: str) -> tuple[int, str]:
-    config = tmp_path / "entrepot.yaml"
-    models = [m.model_dump(mode="json", exclude_none=True) for m in _config(fake).models]
-    # Each failure reported as it is: no circuit breaking in the gateway the run calls through.
-    config.write_bytes(orjson.dumps({"models": models, "breaker": {"failure_threshold": 1000}}))
+    config = write_config(_config(fake), tmp_path / "entrepot.yaml")
     result = CliRunner().invoke(
         app,
         [

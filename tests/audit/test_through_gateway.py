@@ -9,20 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import httpx
-import pytest
 from rich.console import Console
 
 from entrepot.audit.session import AuditRequest, run_audit
 from entrepot.bench.runner import RunOptions
 from entrepot.config import Config
-from tests.conftest import UPSTREAM_KEY, Server
+from tests.conftest import Server
 
 PACK = str(Path(__file__).parent / "packs" / "harbour.yaml")
-
-
-@pytest.fixture(autouse=True)
-def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
 
 
 def test_a_probe_the_policy_forbids_is_refused_by_policy(

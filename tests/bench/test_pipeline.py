@@ -25,16 +25,11 @@ from entrepot.config import Config
 from entrepot.exceptions import AuthenticationError, ConfigError
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
-from tests.conftest import UPSTREAM_KEY, Server, create_key
+from tests.conftest import Server, create_key
 
 # 2,000 nanos per prompt word and 8,000 per answer word on the fake (which counts words).
 PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
 PERSONAL = "Summarise: please refund Jane at jane.doe@example.com, IBAN DE89370400440532013000."
-
-
-@pytest.fixture(autouse=True)
-def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
 
 
 def _config(fake: Server, tmp: Path, target: str, **extra: Any) -> Config:

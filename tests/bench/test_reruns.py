@@ -22,8 +22,8 @@ from entrepot.bench.session import BenchRequest, run_bench
 from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.cli import app
 from entrepot.config import Config, ModelConfig
-from tests.bench.through import run_through_gateway
-from tests.conftest import UPSTREAM_KEY, Server, fake_model
+from tests.bench.through import keyless_model, run_through_gateway, write_config
+from tests.conftest import Server, fake_model
 
 PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
 ITEMS: list[dict[str, Any]] = [
@@ -33,20 +33,12 @@ ITEMS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
-    monkeypatch.delenv("UNSET_BENCH_KEY", raising=False)
-
-
 def _config(fake: Server) -> Config:
     return Config(
         models=[
             ModelConfig.model_validate(fake_model(fake, "big", "echo-model", price=PRICE)),
             ModelConfig.model_validate(fake_model(fake, "small", "echo-model", price=PRICE)),
-            ModelConfig.model_validate(
-                fake_model(fake, "keyless", "echo-model", api_key_env="UNSET_BENCH_KEY")
-            ),
+            keyless_model(fake),
         ]
     )
 
@@ -144,10 +136,7 @@ def test_the_count_of_reused_and_asked_answers_is_printed(
 def test_a_model_whose_every_call_failed_is_an_error_not_a_zero(
     fake_openai: Server, tmp_path: Path
 ) -> None:
-    config = tmp_path / "entrepot.yaml"
-    models = [m.model_dump(mode="json", exclude_none=True) for m in _config(fake_openai).models]
-    # Each failure reported as it is: no circuit breaking in the gateway the run calls through.
-    config.write_bytes(orjson.dumps({"models": models, "breaker": {"failure_threshold": 1000}}))
+    config = write_config(_config(fake_openai), tmp_path / "entrepot.yaml")
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,

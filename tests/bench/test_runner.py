@@ -19,7 +19,7 @@ from entrepot.bench.schema import ItemResult, TaskItem
 from entrepot.bench.session import BenchRequest, run_bench
 from entrepot.config import Config, ModelConfig
 from tests.bench.through import run_through_gateway
-from tests.conftest import LOCAL, UPSTREAM_KEY, Server
+from tests.conftest import LOCAL, Server
 
 # $2 per million input tokens, $8 per million output tokens: a word costs 2,000 / 8,000 nanos.
 PRICE = {"input_per_1m": "2", "output_per_1m": "8", "as_of": "2026-11-01"}
@@ -58,11 +58,6 @@ def _items() -> list[TaskItem]:
         {"id": "d", "prompt": "delta", "expected": "omega", "grader": {"kind": "exact"}},
     ]
     return [TaskItem.model_validate(item) for item in raw]
-
-
-@pytest.fixture(autouse=True)
-def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
 
 
 def _run(config: Config, out: Path, aliases: list[str], **options: Any) -> list[ItemResult]:

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import orjson
-import pytest
 
 from entrepot.bench.runner import BenchRunner, RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
@@ -29,11 +28,6 @@ from tests.bench.through import run_through_gateway
 from tests.conftest import LOCAL, ROOT, UPSTREAM_KEY, Server, fake_model
 
 GUARD_SECONDS = 120  # only against a hang: no assertion depends on how long anything takes
-
-
-@pytest.fixture(autouse=True)
-def _upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
 
 
 def _items(count: int) -> list[TaskItem]:
