@@ -47,6 +47,7 @@ def summarise(
     for model in models:
         own = [r for r in results if r.model == model]
         answered = [r for r in own if r.error is None and r.refused_by_policy is None]
+        latencies, queues = [r.latency_ms for r in answered], [r.queue_ms for r in answered]
         scores = _item_scores(results, model)
         total = sum(r.cost_nanos or 0 for r in own) / NANOS
         correct = sum(scores.values())
@@ -69,10 +70,10 @@ def summarise(
                 currency=currencies.get(model, "USD"),
                 price_date=price_dates.get(model),
                 cost_basis=cost_basis.get(model, "unpriced"),
-                latency_p50_ms=percentile([r.latency_ms for r in answered], 50),
-                latency_p95_ms=percentile([r.latency_ms for r in answered], 95),
-                queue_p50_ms=percentile([r.queue_ms for r in answered], 50),
-                queue_p95_ms=percentile([r.queue_ms for r in answered], 95),
+                latency_p50_ms=percentile(latencies, 50),
+                latency_p95_ms=percentile(latencies, 95),
+                queue_p50_ms=percentile(queues, 50),
+                queue_p95_ms=percentile(queues, 95),
                 top_error=errors.most_common(1)[0][0] if errors else None,
                 refused_by_policy=refusals.total(),
                 top_refusal=refusals.most_common(1)[0][0] if refusals else None,
@@ -181,13 +182,13 @@ def print_report(report: BenchReport, console: Console) -> None:
     judged = [s for s in report.models if s.judge_cost]
     for s in judged:
         console.print(f"  judge cost for {s.model}: {s.judge_cost:.6f} {s.currency}")
-    failed = failed_models(report)
+    unscored = failed_models(report)
     for s in report.models:
         if s.top_error is None:
             continue
         what = (
             f"every call failed ({s.errors}); not scored"
-            if s in failed
+            if s in unscored
             else f"{s.errors} call(s) failed; scored on the rest"
         )
         console.print(f"[red]{s.model}: {what}. Most frequent error:[/red] {s.top_error}")
