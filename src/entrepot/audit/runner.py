@@ -148,6 +148,7 @@ async def judge_results(
     """Ask the judge about every answer the model gave (not about errors or host filters, which
     the rules settle), and let its verdict decide; cached per judge, rubric and answer."""
     by_id = {(ref.pack.name, ref.probe.id, ref.language): ref for ref in refs}
+    judged_by = deployment_identity(judge.config)
     store = ResponseStore(out / JUDGEMENTS)
     limit = asyncio.Semaphore(concurrency)
 
@@ -157,7 +158,7 @@ async def judge_results(
         answer = result.answer or ""
         key = ResponseStore.key(
             "judgement",
-            deployment_identity(judge.config),
+            judged_by,
             {"rubric": RUBRIC_VERSION, "q": result.question, "f": key_facts, "a": answer},
         )
         stored = store.get(key)

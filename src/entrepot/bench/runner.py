@@ -150,6 +150,11 @@ class BenchRunner:
         self.options = options
         self._judge = judge
         self._embed = embed
+        # The model behind each grader kind that uses one: part of its grades' cache keys.
+        self._helper_identity = {
+            "judge": model_identity(judge),
+            "similarity": model_identity(embed),
+        }
         self._on_result = on_result
         self._grade_answers = grade_answers
         self._lanes = {m.alias: _Lane(m, options) for m in models}
@@ -245,8 +250,7 @@ class BenchRunner:
 
     async def _grade(self, item: TaskItem, result: ItemResult, grades: ResponseStore) -> None:
         answer = result.answer or ""
-        helper = {"judge": self._judge, "similarity": self._embed}.get(item.grader.kind)
-        key = grade_key(item, answer, model_identity(helper))
+        key = grade_key(item, answer, self._helper_identity.get(item.grader.kind))
         stored = grades.get(key)
         if stored is None:
             try:
