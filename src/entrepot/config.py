@@ -232,6 +232,15 @@ class RouteConfig(_Strict):
     backoff_seconds: float = Field(default=0.05, ge=0)
 
 
+class ModelName(_Strict):
+    """Clients of another vendor's protocol send that vendor's model names (an Anthropic SDK
+    sends `claude-haiku-4-5`): a name no alias matches is served by the first rule whose
+    shell-style pattern (`claude-*haiku*`, `*`) matches it."""
+
+    match: str = Field(min_length=1)
+    alias: str
+
+
 class BreakerConfig(_Strict):
     failure_threshold: int = Field(default=3, ge=1)
     cooldown_seconds: float = Field(default=30.0, gt=0)
@@ -278,6 +287,7 @@ class Config(_Strict):
         ]
     )
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    model_names: list[ModelName] = Field(default_factory=list)
     default_route: RouteConfig = RouteConfig()
     breaker: BreakerConfig = BreakerConfig()
     policy: PolicyConfig = PolicyConfig()
@@ -299,6 +309,9 @@ class Config(_Strict):
         for alias in self.routes:
             if alias not in aliases:
                 raise ValueError(f"routes: {alias!r} is not a configured alias")
+        for i, rule in enumerate(self.model_names):
+            if rule.alias not in aliases:
+                raise ValueError(f"model_names[{i}].alias {rule.alias!r} is not a configured alias")
         if self.policy.reroute_alias and self.policy.reroute_alias not in aliases:
             raise ValueError(
                 f"policy.reroute_alias {self.policy.reroute_alias!r} is not configured"

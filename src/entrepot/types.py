@@ -129,6 +129,8 @@ class UsageRecord:
     key_id: int | None = None
     key_name: str | None = None
     model_alias: str | None = None
+    # The model name the client sent, where config mapped it to another alias (`model_names`).
+    requested_model: str | None = None
     deployment: str | None = None
     provider: str | None = None
     jurisdiction: str | None = None

@@ -90,7 +90,9 @@ async def abandon(target: Any) -> tuple[UsageRecord, list[str]]:
         ended.set()
 
     opened = await streaming.open_stream(target, "stream_chat", BODY)
-    events = streaming.stream_events(target, opened, record, time.perf_counter(), False, on_end)
+    events = streaming.stream_events(
+        target, opened, record, time.perf_counter(), streaming.OpenAIEvents("m", False), on_end
+    )
     await anext(events)
     await events.aclose()
     await asyncio.wait_for(ended.wait(), 30)
@@ -141,7 +143,9 @@ def test_shutdown_bills_streams_still_draining() -> None:
 
         target = deployment(upstream)
         opened = await streaming.open_stream(target, "stream_chat", BODY)
-        events = streaming.stream_events(target, opened, record, time.perf_counter(), False, on_end)
+        events = streaming.stream_events(
+            target, opened, record, time.perf_counter(), streaming.OpenAIEvents("m", False), on_end
+        )
         await anext(events)
         await events.aclose()
         await streaming.finish_drains()

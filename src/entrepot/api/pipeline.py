@@ -22,7 +22,13 @@ import orjson
 
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
-from entrepot.api.streaming import OpenedStream, open_stream, stream_events
+from entrepot.api.streaming import (
+    Encoder,
+    OpenAIEvents,
+    OpenedStream,
+    open_stream,
+    stream_events,
+)
 from entrepot.exceptions import EgressDeniedError, GatewayError, InvalidRequestError
 from entrepot.ledger.billing import (
     cost_of,
@@ -55,6 +61,10 @@ class Endpoint:
     call: str
     stream_call: str | None
     completion_object: str | None
+    # Provider methods taking the request in its surface's own protocol too (see `api/surface`):
+    # used instead of `call` and `stream_call` by a deployment whose provider has them.
+    native_call: str | None = None
+    native_stream_call: str | None = None
 
 
 class Exchange:
@@ -73,6 +83,7 @@ class Exchange:
         "gateway",
         "headers",
         "key",
+        "native",
         "record",
         "started",
         "ttl",
@@ -90,6 +101,7 @@ class Exchange:
         self.admission: Admission | None = None
         self.key: ApiKey | None = None
         self.body: JSON = {}
+        self.native: JSON | None = None
         self.eligible: Eligibility | None = None
         self.fingerprint = ""
         self.ttl: float | None = None
@@ -102,17 +114,26 @@ class Exchange:
             record.key_id, record.key_name, record.team = key.id, key.name, key.team
 
     async def prepare(
-        self, parsed: object, size: int, class_header: str | None, cache_header: str | None
+        self,
+        parsed: object,
+        size: int,
+        class_header: str | None,
+        cache_header: str | None,
+        native: JSON | None = None,
     ) -> bytes | None:
         """Everything before an upstream is called: check the body, settle its data class and
         where it may go, look in the response cache (a hit is returned, and the request is
         done), then admit it against its key's and team's limits. `size` is the body's length
-        in bytes, which bounds its prompt tokens."""
+        in bytes, which bounds its prompt tokens; `native` is the request in its surface's own
+        protocol, when that is not the internal one."""
         gateway, record, key = self.gateway, self.record, self.key
         body = self.body = self.endpoint.validate(parsed)
-        alias: str = body["model"]
-        # A NUL would make PostgreSQL refuse the whole ledger batch, again at every retry.
-        record.model_alias = alias[:256].replace("\x00", "\N{REPLACEMENT CHARACTER}")
+        self.native = native
+        requested: str = body["model"]
+        alias = gateway.routing.alias_for(requested)
+        record.model_alias = _printable(alias)
+        if alias is not requested:
+            record.requested_model = _printable(requested)
         eligible = self.eligible = eligible_deployments(
             table=gateway.routing,
             detector=gateway.detector,
@@ -159,12 +180,18 @@ class Exchange:
     async def answer(self) -> JSON:
         """Route and call for a complete answer, under the client's alias, billed."""
         assert self.eligible is not None
-        body, method = self.body, self.endpoint.call
+        body, native = self.body, self.native
+        method, native_method = self.endpoint.call, self.endpoint.native_call
 
         async def ask(deployment: Deployment) -> JSON:
             self._note(deployment)
             upstream = upstream_body(body, deployment)
-            result: JSON = await getattr(deployment.provider, method)(upstream)
+            provider = deployment.provider
+            result: JSON
+            if native is not None and native_method and hasattr(provider, native_method):
+                result = await getattr(provider, native_method)(upstream, native)
+            else:
+                result = await getattr(provider, method)(upstream)
             return result
 
         gateway = self.gateway
@@ -182,12 +209,15 @@ class Exchange:
         if self.ttl is not None:
             self.gateway.cache.put(self.fingerprint, payload, self.ttl)
 
-    async def stream(self) -> AsyncGenerator[bytes, None]:
-        """Route until a deployment's stream has started, then relay it as server-sent events.
-        From here the stream owns the request's end: it calls `finish` when it is over."""
+    async def stream(self, encoder: Encoder | None = None) -> AsyncGenerator[bytes, None]:
+        """Route until a deployment's stream has started, then relay it as server-sent events,
+        written by `encoder` (OpenAI's format by default). From here the stream owns the
+        request's end: it calls `finish` when it is over."""
         assert self.eligible is not None and self.endpoint.stream_call is not None
-        body, method = self.body, self.endpoint.stream_call
+        body, native, native_method = self.body, self.native, self.endpoint.native_stream_call
         options = body.get("stream_options") or {}
+        if encoder is None:
+            encoder = OpenAIEvents(body["model"], bool(options.get("include_usage")))
 
         async def start(deployment: Deployment) -> OpenedStream:
             self._note(deployment)
@@ -195,7 +225,9 @@ class Exchange:
                 **upstream_body(body, deployment),
                 "stream_options": {**options, "include_usage": True},
             }
-            return await open_stream(deployment, method, upstream)
+            if native is not None and native_method and hasattr(deployment.provider, native_method):
+                return await open_stream(deployment, native_method, upstream, native)
+            return await open_stream(deployment, self.endpoint.stream_call or "", upstream)
 
         router = self.gateway.router
         opened, deployment = await router.call(
@@ -207,14 +239,7 @@ class Exchange:
             router.finished(deployment)
             await self.finish()
 
-        return stream_events(
-            deployment,
-            opened,
-            self.record,
-            self.started,
-            bool(options.get("include_usage")),
-            end_stream,
-        )
+        return stream_events(deployment, opened, self.record, self.started, encoder, end_stream)
 
     def failed(self, exc: GatewayError) -> None:
         record = self.record
@@ -288,6 +313,12 @@ def new_request_id() -> str:
     not a secret, so the bits come from `random` (seeded from the OS, reseeded after a fork)
     rather than a system call per request."""
     return f"req_{time.time_ns():016x}{random.getrandbits(64):016x}"
+
+
+def _printable(name: str) -> str:
+    """A model name as the ledger keeps it: a NUL would make PostgreSQL refuse the whole ledger
+    batch, again at every retry."""
+    return name[:256].replace("\x00", "\N{REPLACEMENT CHARACTER}")
 
 
 def normalise(result: JSON, alias: str, endpoint: Endpoint) -> None:

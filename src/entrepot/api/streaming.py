@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import orjson
 
@@ -41,6 +42,17 @@ _END = None
 _draining: dict[asyncio.Task[None], _Upstream] = {}
 
 
+class Encoder(Protocol):
+    """Writes one streamed answer in a surface's format, chunk by internal chunk. Each call
+    returns the bytes to send (possibly none). Exactly one of `done` and `error` ends it."""
+
+    def chunk(self, chunk: JSON) -> bytes: ...
+
+    async def done(self) -> bytes: ...
+
+    def error(self, exc: GatewayError) -> bytes: ...
+
+
 @dataclass(slots=True)
 class OpenedStream:
     first: JSON | None
@@ -48,9 +60,13 @@ class OpenedStream:
     body: JSON  # as sent upstream: its prompt and output cap bound what the stream can cost
 
 
-async def open_stream(deployment: Deployment, method: str, body: JSON) -> OpenedStream:
-    """Start the upstream stream; wait at most `timeouts.first_token` for its first chunk."""
-    chunks: AsyncIterator[JSON] = getattr(deployment.provider, method)(body)
+async def open_stream(
+    deployment: Deployment, method: str, body: JSON, native: JSON | None = None
+) -> OpenedStream:
+    """Start the upstream stream; wait at most `timeouts.first_token` for its first chunk.
+    With `native`, the provider's method takes the request in its surface's protocol too."""
+    call = getattr(deployment.provider, method)
+    chunks: AsyncIterator[JSON] = call(body) if native is None else call(body, native)
     try:
         first = await asyncio.wait_for(anext(chunks), deployment.config.timeouts.first_token)
     except StopAsyncIteration:
@@ -158,40 +174,34 @@ async def stream_events(
     opened: OpenedStream,
     record: UsageRecord,
     started: float,
-    include_usage: bool,
+    encoder: Encoder,
     on_end: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[bytes, None]:
-    """Relay chunks under the client's alias; `on_end` finishes the request's bookkeeping exactly
-    once, after the stream is billed, however the stream ends."""
-    alias = record.model_alias or deployment.alias
+    """Relay chunks in the client's format (`encoder`); `on_end` finishes the request's
+    bookkeeping exactly once, after the stream is billed, however the stream ends."""
     upstream = _Upstream(deployment, opened)
     record.status, record.error_type = 499, "client_closed"
     try:
         while (item := await upstream.channel.get()) is not _END:
             if isinstance(item, Exception):
                 raise item
-            chunk = item
-            if not include_usage and chunk.get("usage") is not None:
-                del chunk["usage"]
-            if record.ttft_ms is None and _has_output(chunk):
+            if record.ttft_ms is None and _has_output(item):
                 record.ttft_ms = _ms_since(started)
-            if chunk.get("choices") or include_usage:
-                chunk["model"] = alias
-                for choice in chunk.get("choices") or ():
-                    choice.setdefault("finish_reason", None)
-                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-        yield DONE
+            data = encoder.chunk(item)
+            if data:
+                yield data
+        yield await encoder.done()
         record.status, record.error_type = 200, None
         deployment.breaker.record_success()
     except GatewayError as exc:
         deployment.breaker.record_failure()
         record.status, record.error_type = exc.status_code, exc.code or exc.error_type
-        yield b"data: " + orjson.dumps(error_body(exc)) + b"\n\n"
+        yield encoder.error(exc)
     except Exception as exc:
         log_unexpected(exc)
         internal = GatewayError("the gateway hit an internal error")
         record.status, record.error_type = internal.status_code, internal.error_type
-        yield b"data: " + orjson.dumps(error_body(internal)) + b"\n\n"
+        yield encoder.error(internal)
     finally:
         if upstream.task.done():
             _bill(upstream, deployment, record, started)
@@ -207,6 +217,35 @@ async def stream_events(
             )
             _draining[drain] = upstream
             drain.add_done_callback(_forget)
+
+
+class OpenAIEvents:
+    """OpenAI's stream format, which is the internal one: each chunk as a `data:` event under the
+    client's alias, then `[DONE]`. The usage chunk the gateway always asks for is passed on only
+    to a client that asked for it too."""
+
+    __slots__ = ("alias", "include_usage")
+
+    def __init__(self, alias: str, include_usage: bool) -> None:
+        self.alias = alias
+        self.include_usage = include_usage
+
+    def chunk(self, chunk: JSON) -> bytes:
+        if not self.include_usage:
+            if chunk.get("usage") is not None:
+                del chunk["usage"]
+            if not chunk.get("choices"):
+                return b""
+        chunk["model"] = self.alias
+        for choice in chunk.get("choices") or ():
+            choice.setdefault("finish_reason", None)
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    async def done(self) -> bytes:
+        return DONE
+
+    def error(self, exc: GatewayError) -> bytes:
+        return b"data: " + orjson.dumps(error_body(exc)) + b"\n\n"
 
 
 def _forget(drain: asyncio.Task[None]) -> None:

@@ -52,6 +52,7 @@ class Refusal:
 @dataclass(frozen=True, slots=True)
 class RouteExplanation:
     alias: str
+    requested: str  # the model name asked for; `alias` differs when `model_names` mapped it
     data_class: str | None
     findings: dict[str, int]
     strategy: str
@@ -81,6 +82,7 @@ def explain_route(
     eligibility: Eligibility | None = None
     data_class: str | None = None
     findings: dict[str, int] = {}
+    requested, alias = alias, table.alias_for(alias)
     try:
         eligibility = eligible_deployments(
             table=table,
@@ -124,5 +126,7 @@ def explain_route(
         for candidate_alias, deployment, verdict in trace.verdicts
     ]
     notes = [trace.reroute_refused] if trace.reroute_refused else []
+    if alias != requested:
+        notes.insert(0, f"{requested!r} is served by alias {alias!r} (a model_names rule)")
     strategy = config.route(served).strategy
-    return RouteExplanation(served, data_class, findings, strategy, rows, refusal, notes)
+    return RouteExplanation(served, requested, data_class, findings, strategy, rows, refusal, notes)

@@ -5,6 +5,8 @@ An alias maps to one or more deployments; each keeps the live state the strategi
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -51,6 +53,9 @@ class RoutingTable:
                 model, create_provider(model), price_for(model), CircuitBreaker(config.breaker)
             )
             self._by_alias.setdefault(model.alias, []).append(deployment)
+        self._names = [
+            (re.compile(fnmatch.translate(rule.match)), rule.alias) for rule in config.model_names
+        ]
 
     @property
     def deployments(self) -> list[Deployment]:
@@ -59,6 +64,17 @@ class RoutingTable:
     @property
     def aliases(self) -> list[str]:
         return list(self._by_alias)
+
+    def alias_for(self, name: str) -> str:
+        """The alias serving a requested model name: the name itself when it is an alias (the
+        very same object, so callers can tell), else the first `model_names` rule it matches;
+        a name nothing matches is returned as it is, for `resolve` to refuse."""
+        if name in self._by_alias:
+            return name
+        for pattern, alias in self._names:
+            if pattern.match(name):
+                return alias
+        return name
 
     def resolve(self, alias: str) -> list[Deployment]:
         deployments = self._by_alias.get(alias)

@@ -56,6 +56,7 @@ usage_records = Table(
     Column("key_id", Integer, nullable=True),
     Column("key_name", String(200), nullable=True),
     Column("model_alias", String(256), nullable=True),
+    Column("requested_model", String(256), nullable=True),
     Column("deployment", String(256), nullable=True),
     Column("provider", String(64), nullable=True),
     Column("jurisdiction", String(32), nullable=True),
