@@ -246,13 +246,15 @@ class PiiDetector:
 
 
 def _outbound_texts(body: dict[str, Any]) -> Iterator[str]:
-    """Every free-text field of a chat, completion or embeddings request."""
+    """Every free-text field of a chat, completion or embeddings request — including a previous
+    answer's reasoning, which the Responses and Messages surfaces send back on a tool turn."""
     for message in _list(body.get("messages")):
         if not isinstance(message, dict):
             continue
         content = message.get("content")
         if isinstance(content, str):
             yield content
+        yield from _strings(message.get("reasoning_content"))
         for part in _list(content):
             if isinstance(part, dict) and part.get("type") == "text":
                 yield from _strings(part.get("text"))
