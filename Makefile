@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck imports install clean bench bench-perf
+.PHONY: serve test lint typecheck imports install clean bench bench-perf bench-surfaces
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,8 @@ bench-perf: $(STAMP) $(LITELLM_VENV)/bin/litellm
 	command -v wrk >/dev/null && command -v nginx >/dev/null \
 		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
 	$(BIN)/python -m benchmarks.perf
+
+bench-surfaces: $(STAMP)
+	command -v wrk >/dev/null && command -v nginx >/dev/null \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
+	$(BIN)/python -m benchmarks.perf.surfaces

@@ -34,23 +34,36 @@ end
 """
 
 
+PROMPT = "Say hello to the harbour master."
+# The same request in each surface's format: (path, body without `model` and `stream`).
+SURFACES = {
+    "chat": ("/v1/chat/completions", {"messages": [{"role": "user", "content": PROMPT}]}),
+    "responses": ("/v1/responses", {"input": PROMPT, "store": False}),
+    "responses stored": ("/v1/responses", {"input": PROMPT}),
+    "messages": (
+        "/v1/messages",
+        {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64},
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Target:
-    """One thing to load: where to send chat completions, which model name, which key."""
+    """One thing to load: where to send requests, in which surface's format (chat completions
+    unless said otherwise), which model name, which key."""
 
     name: str
     url: str
     model: str
     key: str
+    surface: str = "chat"
+
+    @property
+    def path(self) -> str:
+        return SURFACES[self.surface][0]
 
     def body(self, stream: bool = False) -> bytes:
-        return orjson.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": "Say hello to the harbour master."}],
-                "stream": stream,
-            }
-        )
+        return orjson.dumps({"model": self.model, **SURFACES[self.surface][1], "stream": stream})
 
 
 @dataclass(frozen=True)
@@ -71,10 +84,11 @@ def wrk(
     connections: int,
     seconds: float,
     tmp: Path,
+    stream: bool = False,
 ) -> LoadResult:
     """Load `target` with one wrk thread for `seconds` (whole seconds: wrk's resolution)."""
-    script = tmp / f"wrk-{target.name}.lua"
-    script.write_text(WRK_SCRIPT.format(body=target.body().decode(), key=target.key))
+    script = tmp / f"wrk-{target.name}.lua".replace(" ", "-")
+    script.write_text(WRK_SCRIPT.format(body=target.body(stream).decode(), key=target.key))
     command = [
         shutil.which("wrk") or "/usr/bin/wrk",
         "-t1",
@@ -84,7 +98,7 @@ def wrk(
         "10s",
         "-s",
         str(script),
-        target.url + "/v1/chat/completions",
+        target.url + target.path,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     summary = json.loads(output.strip().splitlines()[-1])
@@ -104,10 +118,10 @@ async def _first_byte_times(target: Target, count: int) -> list[float]:
     async with aiohttp.ClientSession(headers=headers) as session:
         for _ in range(count):
             started = time.perf_counter()
-            async with session.post(target.url + "/v1/chat/completions", data=body) as response:
+            async with session.post(target.url + target.path, data=body) as response:
                 first = await response.content.readany()
                 times.append(time.perf_counter() - started)
-                if response.status != 200 or not first.startswith(b"data:"):
+                if response.status != 200 or not first.startswith((b"data:", b"event:")):
                     raise RuntimeError(f"{target.name} did not stream: {response.status} {first!r}")
                 await response.read()
     return times
