@@ -87,7 +87,7 @@ def test_prompt_beyond_the_context_is_a_client_error() -> None:
 
 
 def test_local_model_refuses_what_it_cannot_do() -> None:
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    tools = [{"type": "custom", "custom": {"name": "f"}}]
     image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]
     cases: list[dict[str, Any]] = [
         {"messages": MESSAGES, "tools": tools},

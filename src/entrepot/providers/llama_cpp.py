@@ -9,6 +9,7 @@ than unbounded memory growth or a hung client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
@@ -25,6 +26,9 @@ from entrepot.providers.local_generation import (
     Sampling,
     resolve_weights,
 )
+from entrepot.providers.local_messages import template_input
+from entrepot.providers.local_tool_calls import CallReader, TextReader, message_of
+from entrepot.providers.local_tools import ToolPlan, finish_reason
 from entrepot.types import JSON, TokenUsage
 
 _END = object()
@@ -38,6 +42,7 @@ class LlamaCppProvider:
         self._idle: asyncio.Queue[LocalModel] = asyncio.Queue()
         self._loaded: list[LocalModel] = []
         self._waiting = 0
+        self._renders_tools = False
         self._executor = ThreadPoolExecutor(
             max_workers=self._options.parallel, thread_name_prefix=f"llama-{config.alias}"
         )
@@ -56,6 +61,7 @@ class LlamaCppProvider:
             )
             self._loaded.append(model)
             self._idle.put_nowait(model)
+        self._renders_tools = self._loaded[0].renders_tools
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` read literally by this model's tokenizer: for usage estimates.
@@ -132,22 +138,31 @@ class LlamaCppProvider:
 
     # --- chat -----------------------------------------------------------------------------
 
-    def _chat_prompt(self, body: JSON) -> PromptOf:
-        if body.get("tools") and body.get("tool_choice") != "none":
-            raise InvalidRequestError(
-                f"local model {self.config.alias} does not support tools", param="tools"
-            )
-        messages = [_plain_message(m) for m in body["messages"]]
-        return lambda model: model.chat_prompt(messages)
+    def _chat_request(self, body: JSON) -> tuple[PromptOf, Sampling, ToolPlan]:
+        """Everything a request can get wrong is found here, before it waits for a model."""
+        plan = ToolPlan.from_body(body)
+        messages, tools = template_input(body["messages"], plan.tools, self._renders_tools)
+        sampling = self._sampling(body)
+        grammar = plan.grammar()
+        if grammar is not None:
+            sampling = dataclasses.replace(sampling, grammar=grammar)
+        return (lambda model: model.chat_prompt(messages, tools)), sampling, plan
 
     async def chat(self, body: JSON) -> JSON:
-        prompt_of, sampling = self._chat_prompt(body), self._sampling(body)
+        prompt_of, sampling, plan = self._chat_request(body)
         created, choices, usage = int(time.time()), [], TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            text, finish = await self._collect(prompt_of, sampling.for_choice(index), usage)
-            message = {"role": "assistant", "content": text, "refusal": None}
+            reader = plan.reader()
+            deltas, finish = await self._collect(
+                prompt_of, sampling.for_choice(index), usage, reader
+            )
             choices.append(
-                {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
+                {
+                    "index": index,
+                    "message": message_of(deltas),
+                    "finish_reason": finish_reason(finish, reader),
+                    "logprobs": None,
+                }
             )
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -159,21 +174,26 @@ class LlamaCppProvider:
         }
 
     async def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
-        prompt_of, sampling = self._chat_prompt(body), self._sampling(body)
+        prompt_of, sampling, plan = self._chat_request(body)
         base = _chunk_base("chatcmpl", "chat.completion.chunk", self.config.target)
+        opening = {"role": "assistant", "content": None if plan.mode == "forced" else ""}
         usage = TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            started = False
+            reader, started = plan.reader(), False
             async for piece in self._pieces(prompt_of, sampling.for_choice(index)):
                 if not started:
                     # Only now is the model borrowed: a full queue was already a clean 503.
                     started = True
-                    yield {**base, "choices": [_delta(index, {"role": "assistant", "content": ""})]}
+                    yield {**base, "choices": [_delta(index, opening)]}
                 if piece.finish_reason is None:
-                    yield {**base, "choices": [_delta(index, {"content": piece.text})]}
+                    for delta in reader.feed(piece.text):
+                        yield {**base, "choices": [_delta(index, delta)]}
                 else:
+                    for delta in reader.close():
+                        yield {**base, "choices": [_delta(index, delta)]}
                     _add(usage, piece)
-                    yield {**base, "choices": [_delta(index, {}, piece.finish_reason)]}
+                    finish = finish_reason(piece.finish_reason, reader)
+                    yield {**base, "choices": [_delta(index, {}, finish)]}
         yield {**base, "choices": [], "usage": usage.to_openai()}
 
     # --- legacy completions ---------------------------------------------------------------
@@ -192,7 +212,10 @@ class LlamaCppProvider:
         prompt_of, sampling = self._text_prompt(body), self._sampling(body)
         choices, usage = [], TokenUsage()
         for index in range(int(body.get("n") or 1)):
-            text, finish = await self._collect(prompt_of, sampling.for_choice(index), usage)
+            deltas, finish = await self._collect(
+                prompt_of, sampling.for_choice(index), usage, TextReader()
+            )
+            text = "".join(delta["content"] for delta in deltas)
             choices.append(
                 {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
             )
@@ -250,33 +273,19 @@ class LlamaCppProvider:
         }
 
     async def _collect(
-        self, prompt_of: PromptOf, sampling: Sampling, usage: TokenUsage
-    ) -> tuple[str, str]:
-        parts: list[str] = []
+        self, prompt_of: PromptOf, sampling: Sampling, usage: TokenUsage, reader: CallReader
+    ) -> tuple[list[JSON], str]:
+        """One choice's deltas, as a stream would send them, and its finish reason."""
+        deltas: list[JSON] = []
         finish = "stop"
         async for piece in self._pieces(prompt_of, sampling):
-            parts.append(piece.text)
-            if piece.finish_reason is not None:
+            if piece.finish_reason is None:
+                deltas += reader.feed(piece.text)
+            else:
+                deltas += reader.close()
                 finish = piece.finish_reason
                 _add(usage, piece)
-        return "".join(parts), finish
-
-
-def _plain_message(message: JSON) -> JSON:
-    """Chat templates expect string content; join text parts and refuse what a local model lacks."""
-    content = message.get("content")
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if part.get("type") != "text":
-                raise InvalidRequestError(
-                    f"local models accept only text content, not {part.get('type')!r}",
-                    param="messages",
-                )
-            texts.append(str(part.get("text", "")))
-        content = "".join(texts)
-    role = "system" if message.get("role") == "developer" else message.get("role")
-    return {"role": role, "content": content or ""}
+        return deltas, finish
 
 
 def _add(usage: TokenUsage, piece: Piece) -> None:

