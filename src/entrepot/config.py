@@ -272,6 +272,13 @@ class StoreConfig(_Strict):
     spool_dir: str | None = None
 
 
+class ResponsesConfig(_Strict):
+    """Responses API answers kept for `GET /v1/responses/{id}` and `previous_response_id`. They
+    hold conversation content, so they are kept no longer than `retention_days`."""
+
+    retention_days: int = Field(default=30, ge=1)
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
@@ -294,6 +301,7 @@ class Config(_Strict):
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
     currency_rates: CurrencyRates = CurrencyRates()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -210,13 +210,14 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
     first.dispose()
     second = open_engine(config)
     assert versions(second) == [head_revision()]
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
     with second.connect() as conn:
         count = conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
     assert count == 1
     assert set(inspect(second).get_table_names()) == {
         "alembic_version",
         "api_keys",
+        "responses",
         "usage_records",
     }
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from entrepot import __version__
 from entrepot.api import admin, errors, openapi
 from entrepot.api.asgi import send_error
-from entrepot.api.endpoints import ROUTES
+from entrepot.api.endpoints import ROUTES, responses
 from entrepot.api.gateway import Gateway
 from entrepot.api.pipeline import DEPLOYMENT_HEADER
 from entrepot.exceptions import GatewayError, MethodNotAllowedError
@@ -143,6 +143,9 @@ def create_app(gateway: Gateway) -> ASGIApp:
     routes = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", responses.input_items, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

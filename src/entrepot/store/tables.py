@@ -82,3 +82,18 @@ usage_records = Table(
     Index("ix_usage_key_id", "key_id"),
     Index("ix_usage_model_alias", "model_alias"),
 )
+
+# Responses API answers (`GET /v1/responses/{id}`, `previous_response_id`). `owner` is the key
+# ("key:<id>") or "anonymous"; `created_at` is in Unix seconds, as the Response object has it, so
+# retention is one integer comparison on any database. `input_items` is the whole conversation
+# the response answered, so a continuation reads one row, however long the chain.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("input_items", JSON, nullable=False),
+    Index("ix_responses_created_at", "created_at"),
+)
