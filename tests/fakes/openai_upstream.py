@@ -11,6 +11,12 @@ normally. Billing checks: `no-usage` answers like `echo-model` but never reports
 `slow-stream` streams one word every `SLOW_WORD_SECONDS` (`slow-stream-drop` resets the connection
 after its fourth word), so a client can leave mid-answer; `max-tokens-only` ignores
 `max_completion_tokens`, as many servers do, and writes `max_tokens` words (else `OWN_CAP`).
+Upstream quirks: `llamacpp-tool-stream` streams its two tool calls as llama.cpp's server does,
+repeating name, id and type in every delta; `tool-call-no-index` leaves out the deltas' `index`;
+`tool-call-whole` sends both calls whole in one delta. `ignores-n` answers one choice (streamed
+or not) whatever `n` says, with the seed in its answer; `caps-n-2` answers at most two;
+`empty-choices` answers none. `error-with-traceback` fails (500) with a Python traceback full of
+server paths, and `midstream-traceback` streams one word, then an error event with one.
 Token counts are word counts, so tests can compute the expected bill by hand.
 Every chat request is counted per model (`GET /received/<model>`), so a test can tell how many
 times a request was sent; `gate` fails (503), holds or answers as `POST /gate` sets it, and
@@ -36,6 +42,13 @@ SLOW_WORD_SECONDS = 0.05
 OWN_CAP = 200
 BROKEN_EVENT = b'data: {"id": "chatcmpl-fake", "choi\n\n'
 BROKEN_JSON = b'{"id": "chatcmpl-fake", "choi'
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/llm/venv/lib/python3.11/site-packages/server/engine.py", line 812, in run\n'
+    "    tokens = self.tokenize(prompt)\n"
+    "RuntimeError: tokenizer failed on /srv/llm/models/secret-model.gguf"
+)
+TOOL_QUIRKS = ("llamacpp-tool-stream", "tool-call-no-index", "tool-call-whole")
 
 
 def _words(text: str) -> int:
@@ -82,6 +95,8 @@ async def _fault(model: str, request: web.Request, stream: bool) -> web.StreamRe
         return web.json_response({"error": {"message": "toggled off"}}, status=503)
     if model == "fail-500":
         return web.json_response({"error": {"message": "upstream exploded"}}, status=500)
+    if model == "error-with-traceback":
+        return web.json_response({"error": {"message": TRACEBACK}}, status=500)
     if model == "rate-limited":
         return web.json_response(
             {"error": {"message": "slow down"}},
@@ -133,12 +148,18 @@ def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None
     tools = body.get("tools")
     if tools and "weather" in text:
         name = tools[0]["function"]["name"]
-        call = {
-            "id": "call_1",
-            "type": "function",
-            "function": {"name": name, "arguments": '{"city": "Paris"}'},
-        }
-        return "", reasoning, [call]
+        cities = ["Paris", "Rome"] if body.get("model") in TOOL_QUIRKS else ["Paris"]
+        calls = [
+            {
+                "id": f"call_{i + 1}",
+                "type": "function",
+                "function": {"name": name, "arguments": f'{{"city": "{city}"}}'},
+            }
+            for i, city in enumerate(cities)
+        ]
+        return "", reasoning, calls
+    if body.get("model") == "ignores-n" and body.get("seed") is not None:
+        return f"echo: {text} (seed {body['seed']})", reasoning, None
     if body.get("model") == "max-tokens-only":
         return " ".join(["word"] * int(body.get("max_tokens") or OWN_CAP)), reasoning, None
     if (body.get("response_format") or {}).get("type") == "json_object":
@@ -169,7 +190,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         message["tool_calls"] = tool_calls
     choices = [
         {"index": i, "message": message, "finish_reason": finish}
-        for i in range(int(body.get("n") or 1))
+        for i in range(_choice_count(body))
     ]
     usage = _usage(body, answer, reasoning)
     completion = {**base, "object": "chat.completion", "choices": choices, "usage": usage}
@@ -184,6 +205,35 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         return response
     return web.json_response(completion, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def _choice_count(body: dict[str, Any]) -> int:
+    asked = int(body.get("n") or 1)
+    return {"ignores-n": 1, "caps-n-2": min(asked, 2), "empty-choices": 0}.get(
+        body.get("model", ""), asked
+    )
+
+
+def _tool_deltas(model: str, calls: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The `tool_calls` of each delta that streams `calls`, as the model's server sends them."""
+    if model == "tool-call-whole":
+        return [[{"index": i, **call} for i, call in enumerate(calls)]]
+    deltas: list[list[dict[str, Any]]] = []
+    for i, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        pieces = [arguments[:5], arguments[5:12], arguments[12:]]
+        if model == "llamacpp-tool-stream":
+            function = call["function"]
+            deltas += [
+                [{"index": i, **call, "function": {**function, "arguments": piece}}]
+                for piece in pieces
+            ]
+        elif model == "tool-call-no-index":
+            opening = {**call, "function": {**call["function"], "arguments": ""}}
+            deltas += [[opening], *([{"function": {"arguments": p}}] for p in pieces)]
+        else:
+            deltas.append([{"index": i, **call}])
+    return deltas
 
 
 async def _write(response: web.StreamResponse, data: bytes, slow: bool) -> None:
@@ -236,8 +286,13 @@ async def _stream_chat(
         if model == "truncated-sse" and i == 1:
             await response.write_eof()
             return response
-    if tool_calls:
-        await send({"tool_calls": [{"index": 0, **tool_calls[0]}]})
+        if model == "midstream-traceback" and i == 0:
+            error = orjson.dumps({"error": {"message": TRACEBACK, "type": "server_error"}})
+            await _write(response, b"data: " + error + b"\n\n", slow)
+            await response.write_eof()
+            return response
+    for calls in _tool_deltas(str(model), tool_calls or []):
+        await send({"tool_calls": calls})
     await send({}, finish)
     if (body.get("stream_options") or {}).get("include_usage") and model != "no-usage":
         usage_chunk = {

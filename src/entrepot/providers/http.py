@@ -4,6 +4,7 @@ parsing, and the mapping of upstream answers onto the gateway's error hierarchy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,17 @@ from entrepot.exceptions import (
     UpstreamTimeoutError,
 )
 from entrepot.providers.connection import ConnectionPool, Response
+
+NO_MESSAGE = "no error message"
+MESSAGE_LIMIT = 200
+_TRACEBACK = "Traceback (most recent call last)"
+_FILE_LINE = re.compile(r'File "[^"]*", line \d+(?:, in [^\s,]+)?')
+# Absolute paths: Unix ones of two segments or more (or one with a file extension), Windows
+# drive and UNC paths. A path inside a URL or a model name ("org/model") is no file path.
+_PATH = re.compile(
+    r"(?<![\w.:/\\-])(?:/[\w.@+~-]+){2,}/?|(?<![\w.:/\\-])/[\w@+~-]+\.[A-Za-z]\w*"
+    r"|\b[A-Za-z]:\\[^\s\"'<>|:*?]*|\\\\[^\s\"'<>|:*?]+"
+)
 
 
 @dataclass(slots=True)
@@ -106,16 +118,32 @@ def _upstream_message(raw: bytes) -> str:
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return "no error message"
+        return NO_MESSAGE
     if isinstance(parsed, dict):
         error = parsed.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:500]
+            return clean_message(error["message"])
         if isinstance(error, str):
-            return error[:500]
+            return clean_message(error)
         if isinstance(parsed.get("message"), str):
-            return str(parsed["message"])[:500]
-    return "no error message"
+            return clean_message(parsed["message"])
+    return NO_MESSAGE
+
+
+def clean_message(text: str) -> str:
+    """An upstream's error message fit to pass on: its first line (or, for a traceback, the
+    exception's line), without file paths, at most `MESSAGE_LIMIT` characters. Self-hosted
+    servers put their stack traces and install paths in error messages, which tell clients
+    nothing they can act on and tell anyone how the server is laid out."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return NO_MESSAGE
+    line = lines[-1] if lines[0].startswith(_TRACEBACK) else lines[0]
+    line = line.split(_TRACEBACK, 1)[0].strip() or line
+    line = " ".join(_PATH.sub("…", _FILE_LINE.sub("…", line)).split())
+    if len(line) > MESSAGE_LIMIT:
+        line = line[: MESSAGE_LIMIT - 1].rstrip() + "…"
+    return line or NO_MESSAGE
 
 
 async def _events(response: Response) -> AsyncIterator[SSEEvent]:

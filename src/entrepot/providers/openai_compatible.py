@@ -15,7 +15,8 @@ import orjson
 
 from entrepot.config import ModelConfig
 from entrepot.exceptions import UpstreamError
-from entrepot.providers.http import HttpUpstream
+from entrepot.providers.http import HttpUpstream, clean_message
+from entrepot.providers.upstream_quirks import ToolCallDeltas, merged_usage
 from entrepot.types import JSON
 
 
@@ -36,10 +37,15 @@ class OpenAICompatibleProvider:
 
     async def chat(self, body: JSON) -> JSON:
         capped = _capped(body, self.config.output_cap_field)
-        return self._answer(await self._http.post_json("/chat/completions", capped), "choices")
+        answer = self._answer(await self._http.post_json("/chat/completions", capped), "choices")
+        wanted = _wanted(body)
+        if len(answer["choices"]) >= wanted:
+            return answer
+        return await self._fill(capped, answer, wanted)
 
     def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
-        return self._stream("/chat/completions", _capped(body, self.config.output_cap_field))
+        capped = _capped(body, self.config.output_cap_field)
+        return self._stream("/chat/completions", capped, _wanted(body))
 
     # The legacy completions API has only ever known `max_tokens`.
     async def complete(self, body: JSON) -> JSON:
@@ -63,16 +69,48 @@ class OpenAICompatibleProvider:
         reason = _error_text(result["error"]) if "error" in result else f"no list of {field}"
         raise UpstreamError(f"upstream {self.config.deployment} sent no answer: {reason}")
 
-    async def _stream(self, path: str, body: JSON) -> AsyncIterator[JSON]:
+    async def _fill(self, body: JSON, answer: JSON, wanted: int) -> JSON:
+        """An upstream that ignores `n` is asked again for the choices still missing, at most
+        `n` calls in all; a seeded request moves its seed on, so the choices differ as OpenAI's
+        do. The answer bills what every call used."""
+        choices, usages = list(answer["choices"]), [answer.get("usage")]
+        for _ in range(wanted - 1):
+            if len(choices) >= wanted:
+                break
+            more = {**body, "n": wanted - len(choices)}
+            if isinstance(body.get("seed"), int):
+                more["seed"] = body["seed"] + len(choices)
+            extra = self._answer(await self._http.post_json("/chat/completions", more), "choices")
+            choices += extra["choices"][: wanted - len(choices)]
+            usages.append(extra.get("usage"))
+        if len(choices) < wanted:
+            raise UpstreamError(
+                f"upstream {self.config.deployment} answered {len(choices)} of the {wanted}"
+                " choices asked for"
+            )
+        filled = {**answer, "choices": [{**c, "index": i} for i, c in enumerate(choices)]}
+        usage = merged_usage(usages)
+        if usage is None:
+            filled.pop("usage", None)
+        else:
+            filled["usage"] = usage
+        return filled
+
+    async def _stream(self, path: str, body: JSON, wanted: int = 1) -> AsyncIterator[JSON]:
         """Relay the upstream's chunks, and fail a stream that stops before its answer is done.
 
         A stream that ends without `[DONE]` is complete only if it gave a finish reason: one
         closed cleanly halfway through an answer would otherwise reach the client as a success.
+        Tool-call deltas are set right (see upstream_quirks.py), and a stream asked for `n` > 1
+        choices that brought fewer fails at its end, after its usage report.
         """
-        finished = False
+        finished = done = False
+        seen: set[int] | None = set() if wanted > 1 else None
+        tool_calls: ToolCallDeltas | None = None
         async for event in self._http.post_sse(path, body):
             if event.data == "[DONE]":
-                return
+                done = True
+                break
             try:
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
@@ -84,13 +122,26 @@ class OpenAICompatibleProvider:
                     f"upstream {self.config.deployment} failed mid-stream: "
                     f"{_error_text(chunk['error'])}"
                 )
-            if not isinstance(chunk, dict) or not _objects(chunk.get("choices", [])):
+            if not isinstance(chunk, dict) or not _objects(choices := chunk.get("choices", [])):
                 raise UpstreamError(f"upstream {self.config.deployment} sent a malformed chunk")
-            finished = finished or _gives_finish_reason(chunk)
+            for choice in choices:
+                delta = choice.get("delta")
+                if type(delta) is dict and "tool_calls" in delta:
+                    tool_calls = tool_calls or ToolCallDeltas()
+                    tool_calls.fix(choice.get("index", 0), delta["tool_calls"])
+                if choice.get("finish_reason"):
+                    finished = True
+                if seen is not None:
+                    seen.add(choice.get("index", 0))
             yield chunk
-        if not finished:
+        if not (finished or done):
             raise UpstreamError(
                 f"upstream {self.config.deployment} ended its stream before the answer was complete"
+            )
+        if seen is not None and len(seen) < wanted:
+            raise UpstreamError(
+                f"upstream {self.config.deployment} streamed {len(seen)} of the {wanted}"
+                " choices asked for"
             )
 
 
@@ -111,11 +162,13 @@ def _objects(items: object) -> bool:
     return isinstance(items, list) and all(isinstance(item, dict) for item in items)
 
 
-def _gives_finish_reason(chunk: JSON) -> bool:
-    return any(choice.get("finish_reason") for choice in chunk.get("choices", ()))
+def _wanted(body: JSON) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 1 else 1
 
 
 def _error_text(error: object) -> str:
+    """What an upstream said went wrong, cleaned of its paths and tracebacks."""
     if isinstance(error, dict):
-        return str(error.get("message", "unknown error"))[:500]
-    return str(error)[:500]
+        return clean_message(str(error.get("message", "unknown error")))
+    return clean_message(str(error))
