@@ -1,9 +1,15 @@
 """A deterministic stand-in for Anthropic's Messages API, for tests and benchmarks.
 
-Rules: the answer is "echo: " + the last user text; with tools and "weather" in that text it calls
-the first tool with {"city": "Paris"}; a system prompt containing "think" adds a thinking block;
-"fail-midstream" makes a stream send an overloaded_error after its first delta. Token counts are
-word counts. The last request body is kept at GET /last-request.
+Rules: the answer is "echo: " + the last user text, cut before the first of the request's
+`stop_sequences` it contains (stop_reason "stop_sequence"); with tools and "weather" in that text
+it calls the first tool with {"city": "Paris"} — and, with "parallel" too, again with
+{"city": "London"} in a second tool_use block; a system prompt containing "think" adds a thinking
+block; "fail-midstream" makes a stream send an overloaded_error after its first delta. With
+`thinking` enabled, an assistant turn that called tools must begin with its thinking block, as
+Anthropic requires. Token counts are word counts; the words of system blocks marked
+`cache_control` are counted as cache reads (not in `input_tokens`), and such a prompt also reports
+CACHE_WRITE_TOKENS cache writes. The last request body is kept at GET /last-request, and the
+number of requests received at GET /received.
 
 Run standalone with `python -m tests.fakes.anthropic_upstream PORT`.
 """
@@ -24,14 +30,18 @@ JSON = dict[str, Any]
 DEFAULT_KEY = "test-anthropic-key"
 LAST_REQUEST: web.AppKey[JSON] = web.AppKey("last_request")
 COUNTER: web.AppKey[list[int]] = web.AppKey("counter")
+RECEIVED: web.AppKey[list[int]] = web.AppKey("received")
+CACHE_WRITE_TOKENS = 3
 
 
 def build_app() -> web.Application:
     app = web.Application()
     app[LAST_REQUEST] = {}
     app[COUNTER] = [0]
+    app[RECEIVED] = [0]
     app.router.add_post("/v1/messages", _messages)
     app.router.add_get("/last-request", _last_request)
+    app.router.add_get("/received", _received)
     return app
 
 
@@ -69,7 +79,12 @@ async def _last_request(request: web.Request) -> web.Response:
     return web.json_response(request.app[LAST_REQUEST])
 
 
+async def _received(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RECEIVED][0])
+
+
 async def _messages(request: web.Request) -> web.StreamResponse:
+    request.app[RECEIVED][0] += 1
     if request.headers.get("x-api-key") != os.environ.get("FAKE_ANTHROPIC_KEY", DEFAULT_KEY):
         return _error(401, "authentication_error", "invalid x-api-key")
     try:
@@ -81,6 +96,9 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     for field in ("model", "messages", "max_tokens"):
         if field not in body:
             return _error(400, "invalid_request_error", f"{field}: Field required")
+    unthought = _tool_turn_without_thinking(body)
+    if unthought is not None:
+        return _error(400, "invalid_request_error", unthought)
     request.app[COUNTER][0] += 1
     message = _answer(body, f"msg_fake{request.app[COUNTER][0]:04d}")
     if body.get("stream"):
@@ -100,6 +118,25 @@ def _texts(content: Any) -> list[str]:
     return texts
 
 
+def _tool_turn_without_thinking(body: JSON) -> str | None:
+    if (body.get("thinking") or {}).get("type") != "enabled":
+        return None
+    for i, message in enumerate(body["messages"]):
+        content = message.get("content")
+        if message.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        kinds = [block.get("type") for block in content]
+        if "tool_use" in kinds and kinds[0] not in ("thinking", "redacted_thinking"):
+            return f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`"
+    return None
+
+
+def _cached_words(system: Any) -> int:
+    if not isinstance(system, list):
+        return 0
+    return sum(len(b["text"].split()) for b in system if b.get("cache_control"))
+
+
 def _last_user_text(body: JSON) -> str:
     users = [m for m in body["messages"] if m.get("role") == "user"]
     return " ".join(_texts(users[-1]["content"])) if users else ""
@@ -112,20 +149,25 @@ def _answer(body: JSON, message_id: str) -> JSON:
     if "think" in system:
         blocks.append({"type": "thinking", "thinking": "thinking about it", "signature": "sig"})
     tools = body.get("tools") or []
+    stop_sequence = None
     if tools and "weather" in last:
-        tool = {"type": "tool_use", "id": "toolu_1", "name": tools[0]["name"]}
-        blocks.append({**tool, "input": {"city": "Paris"}})
-        stop_reason, out_words = "tool_use", 3
+        cities = ["Paris", "London"] if "parallel" in last else ["Paris"]
+        for n, city in enumerate(cities, 1):
+            tool = {"type": "tool_use", "id": f"toolu_{n}", "name": tools[0]["name"]}
+            blocks.append({**tool, "input": {"city": city}})
+        stop_reason, out_words = "tool_use", 3 * len(cities)
     else:
-        words = f"echo: {last}".split()
-        stop_reason = "end_turn"
+        text, stop_sequence = _until_stop(f"echo: {last}", body.get("stop_sequences") or [])
+        words = text.split()
+        stop_reason = "end_turn" if stop_sequence is None else "stop_sequence"
         if len(words) > body["max_tokens"]:
-            words, stop_reason = words[: body["max_tokens"]], "max_tokens"
+            words, stop_reason, stop_sequence = words[: body["max_tokens"]], "max_tokens", None
         blocks.append({"type": "text", "text": " ".join(words)})
         out_words = len(words)
     request_text = _texts(body.get("system")) + [
         text for m in body["messages"] for text in _texts(m["content"])
     ]
+    cached = _cached_words(body.get("system"))
     return {
         "id": message_id,
         "type": "message",
@@ -133,14 +175,23 @@ def _answer(body: JSON, message_id: str) -> JSON:
         "model": body["model"],
         "content": blocks,
         "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": {
-            "input_tokens": len(" ".join(request_text).split()),
+            "input_tokens": len(" ".join(request_text).split()) - cached,
             "output_tokens": out_words,
-            "cache_read_input_tokens": 0,
-            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": CACHE_WRITE_TOKENS if cached else 0,
         },
     }
+
+
+def _until_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """The text up to the first stop sequence it contains, and that sequence."""
+    found = [(text.index(s), s) for s in stops if s in text]
+    if not found:
+        return text, None
+    at, stop = min(found)
+    return text[:at], stop
 
 
 def _block_events(index: int, block: JSON) -> list[JSON]:
@@ -150,7 +201,7 @@ def _block_events(index: int, block: JSON) -> list[JSON]:
         pieces = [w + " " for w in words[:-1]] + words[-1:]
         deltas = [{"type": "text_delta", "text": p} for p in pieces]
     elif block["type"] == "thinking":
-        start = {"type": "thinking", "thinking": ""}
+        start = {"type": "thinking", "thinking": "", "signature": ""}
         deltas = [
             {"type": "thinking_delta", "thinking": "thinking "},
             {"type": "thinking_delta", "thinking": "about it"},
@@ -181,7 +232,10 @@ async def _stream(request: web.Request, message: JSON, *, fail: bool) -> web.Str
     events.append(
         {
             "type": "message_delta",
-            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "delta": {
+                "stop_reason": message["stop_reason"],
+                "stop_sequence": message["stop_sequence"],
+            },
             "usage": {"output_tokens": usage["output_tokens"]},
         }
     )

@@ -1,8 +1,13 @@
 """Anthropic's Messages API behind the OpenAI wire format.
 
-Unlike the OpenAI-compatible provider this one cannot pass bodies through: requests and answers are
-rebuilt by `anthropic_translate`. The upstream is always asked to stream when the client streams,
-because its stream is where the final token counts arrive for the ledger.
+Unlike the OpenAI-compatible provider this one cannot pass OpenAI-format bodies through: requests
+and answers are rebuilt by `anthropic_translate`. The upstream is always asked to stream when the
+client streams, because its stream is where the final token counts arrive for the ledger.
+
+A client of the gateway's own Messages API is passed through instead (`messages`,
+`stream_messages`): its body is sent as it came, and the answer is still translated — for
+billing, the ledger and the stream's tally — but carries the upstream's message, or each of its
+stream events, untouched under `NATIVE_MESSAGE` / `NATIVE_EVENT`, for that client to receive.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from entrepot.types import JSON
 
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES_PATH = "/v1/messages"
+NATIVE_MESSAGE = "anthropic_message"
+NATIVE_EVENT = "anthropic_event"
 
 
 class AnthropicProvider:
@@ -49,19 +56,44 @@ class AnthropicProvider:
         return response_to_openai(message, self._model(body))
 
     async def stream_chat(self, body: JSON) -> AsyncIterator[JSON]:
-        request = {**request_to_anthropic(body), "stream": True}
         translator = StreamTranslator(self._model(body))
+        async for event in self._events({**request_to_anthropic(body), "stream": True}):
+            for chunk in translator.feed(event):
+                yield chunk
+        yield self._usage_chunk(translator)
+
+    async def messages(self, body: JSON, native: JSON) -> JSON:
+        """A Messages API client's request, sent as it came (see `_as_sent`)."""
+        message = await self._http.post_json(MESSAGES_PATH, _as_sent(body, native))
+        answer = response_to_openai(message, self._model(body))
+        answer[NATIVE_MESSAGE] = message
+        return answer
+
+    async def stream_messages(self, body: JSON, native: JSON) -> AsyncIterator[JSON]:
+        """Every upstream event reaches the client, so each is attached to a chunk: to the first
+        it translates into, or to an empty one (a ping, a signature, a block's end)."""
+        translator = StreamTranslator(self._model(body))
+        async for event in self._events({**_as_sent(body, native), "stream": True}):
+            chunks = translator.feed(event) or [translator.empty_chunk()]
+            chunks[0][NATIVE_EVENT] = event
+            for chunk in chunks:
+                yield chunk
+        yield self._usage_chunk(translator)
+
+    async def _events(self, request: JSON) -> AsyncIterator[JSON]:
+        """The upstream's stream events, parsed; an `error` event fails the stream."""
         async for event in self._http.post_sse(MESSAGES_PATH, request):
             data = self._event_data(event.data)
             if data.get("type") == "error":
                 raise UpstreamError(
                     f"upstream {self.config.deployment} failed mid-stream: {_error_text(data)}"
                 )
-            for chunk in translator.feed(data):
-                yield chunk
+            yield data
+
+    def _usage_chunk(self, translator: StreamTranslator) -> JSON:
         if not translator.finished:
             raise UpstreamError(f"upstream {self.config.deployment} ended the stream early")
-        yield translator.usage_chunk()
+        return translator.usage_chunk()
 
     async def complete(self, body: JSON) -> JSON:
         chat = await self.chat(_completion_as_chat(body))
@@ -111,6 +143,16 @@ class AnthropicProvider:
         if not isinstance(data, dict):
             raise UpstreamError(f"upstream {self.config.deployment} sent a malformed stream event")
         return data
+
+
+def _as_sent(body: JSON, native: JSON) -> JSON:
+    """The client's Messages body under the deployment's model name, with the output cap the
+    budget reserved for (the internal body's, which the pipeline wrote out) and no stream
+    flag: the caller sets the one it reads."""
+    request = {key: value for key, value in native.items() if key != "stream"}
+    request["model"] = body["model"]
+    request["max_tokens"] = body["max_tokens"]
+    return request
 
 
 def _completion_as_chat(body: JSON) -> JSON:

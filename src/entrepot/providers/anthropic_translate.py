@@ -280,6 +280,10 @@ class StreamTranslator:
         usage = usage_from_anthropic(self._usage).to_openai()
         return {**self._base(), "choices": [], "usage": usage}
 
+    def empty_chunk(self) -> JSON:
+        """A chunk that says nothing: a carrier for an event that translates into none."""
+        return {**self._base(), "choices": []}
+
     def _block_start(self, index: int, block: JSON) -> list[JSON]:
         if block.get("type") == "tool_use":
             position = self._tool_index[index] = len(self._tool_index)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import Receive, Scope, Send
 
-from entrepot.api.endpoints import chat, completions, embeddings, responses
+from entrepot.api.endpoints import chat, completions, embeddings, messages, responses
 from entrepot.api.gateway import Gateway
 
 Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
@@ -19,4 +19,6 @@ ROUTES: dict[str, Handler] = {
     "/v1/completions": completions.handle,
     "/v1/embeddings": embeddings.handle,
     "/v1/responses": responses.handle,
+    "/v1/messages": messages.handle,
+    "/v1/messages/count_tokens": messages.count_tokens,
 }
