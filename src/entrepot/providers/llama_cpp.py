@@ -4,6 +4,10 @@ Each deployment loads `local.parallel` model instances; each request borrows one
 worker thread, handing pieces back to the loop as they are produced. Requests beyond that wait in
 a bounded queue: a full queue, or a wait longer than `local.queue_timeout`, is a clear 503 rather
 than unbounded memory growth or a hung client.
+
+Chat answers pass through a reader per choice (local_tool_calls.py) that turns the generated text
+into the same deltas for a stream and for a plain answer; with tools, it reads the calls out of
+the text (local_tools.py says which calls a request allows).
 """
 
 from __future__ import annotations
