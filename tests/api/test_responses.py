@@ -176,6 +176,12 @@ def test_reasoning_is_an_output_item_and_effort_is_passed_on(
     assert body["usage"]["output_tokens_details"] == {"reasoning_tokens": 3}
     assert body["usage"]["input_tokens_details"]["cached_tokens"] == 1
     assert upstream_body(fake_openai)["reasoning_effort"] == "low"
+    create(client, model="fake/reasoner", input="and?", previous_response_id=body["id"])
+    assert upstream_body(fake_openai)["messages"][1] == {  # the reasoning goes back with its turn
+        "role": "assistant",
+        "content": "echo: why",
+        "reasoning_content": "let me think",
+    }
 
 
 def test_a_length_cut_is_an_incomplete_response(client: openai.OpenAI) -> None:

@@ -45,6 +45,19 @@ def stored_rows(gateway: Server, response_id: str) -> int:
     return int(count)
 
 
+def listing(gateway: Server, key: str, response_id: str, **params: Any) -> dict[str, Any]:
+    """A response's input items as sent, checked against the spec."""
+    raw = httpx.get(
+        f"{gateway.url}/v1/responses/{response_id}/input_items",
+        params=params,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert raw.status_code == 200, raw.text
+    body: dict[str, Any] = raw.json()
+    validate(body, "ResponseItemList")
+    return body
+
+
 def text_of(item: Any) -> str:
     return str(item.model_dump()["content"][0]["text"])
 
@@ -66,16 +79,13 @@ def test_input_items_are_listed_in_openais_shape(
 ) -> None:
     inputs = [{"role": "user", "content": f"message {i}"} for i in range(5)]
     body, _ = create(client, model="fake/echo", input=inputs)
-    headers = {"Authorization": f"Bearer {client_key}"}
-    url = f"{gateway.url}/v1/responses/{body['id']}/input_items"
-    listing = httpx.get(url, headers=headers).json()
-    validate(listing, "ResponseItemList")
-    texts = [item["content"][0]["text"] for item in listing["data"]]
+    listed = listing(gateway, client_key, body["id"])
+    texts = [item["content"][0]["text"] for item in listed["data"]]
     assert texts == [f"message {i}" for i in reversed(range(5))]  # newest first by default
-    assert listing["has_more"] is False
-    assert (listing["first_id"], listing["last_id"]) == (
-        listing["data"][0]["id"],
-        listing["data"][-1]["id"],
+    assert listed["has_more"] is False
+    assert (listed["first_id"], listed["last_id"]) == (
+        listed["data"][0]["id"],
+        listed["data"][-1]["id"],
     )
     page = client.responses.input_items.list(body["id"], order="asc", limit=2)
     assert [text_of(item) for item in page.data] == ["message 0", "message 1"]
@@ -84,8 +94,12 @@ def test_input_items_are_listed_in_openais_shape(
     assert [text_of(item) for item in rest.data] == ["message 2", "message 3", "message 4"]
     assert rest.has_more is False
     every = [item.id for item in client.responses.input_items.list(body["id"], limit=1)]
-    assert every == [item["id"] for item in listing["data"]]  # the SDK pages through all
-    bad = httpx.get(url, params={"limit": 0}, headers=headers)
+    assert every == [item["id"] for item in listed["data"]]  # the SDK pages through all
+    bad = httpx.get(
+        f"{gateway.url}/v1/responses/{body['id']}/input_items",
+        params={"limit": 0},
+        headers={"Authorization": f"Bearer {client_key}"},
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
 
 
@@ -161,7 +175,7 @@ def test_expired_responses_are_neither_read_nor_continued(
 
 
 def test_previous_response_id_continues_the_conversation(
-    client: openai.OpenAI, fake_openai: Server
+    gateway: Server, client: openai.OpenAI, client_key: str, fake_openai: Server
 ) -> None:
     first, _ = create(client, model="fake/echo", instructions="Be terse.", input="first turn")
     second, _ = create(
@@ -178,8 +192,8 @@ def test_previous_response_id_continues_the_conversation(
         client, model="fake/claude", input="third turn", previous_response_id=second["id"]
     )
     assert third["output"][0]["content"][0]["text"] == "echo: third turn"
-    items = client.responses.input_items.list(third["id"], order="asc").data
-    assert [(item.type, getattr(item, "role", None)) for item in items] == [
+    items = listing(gateway, client_key, third["id"], order="asc")["data"]
+    assert [(item["type"], item["role"]) for item in items] == [
         ("message", "user"),
         ("message", "assistant"),
         ("message", "user"),
@@ -189,7 +203,7 @@ def test_previous_response_id_continues_the_conversation(
 
 
 def test_a_tool_call_round_trip_by_previous_response_id(
-    client: openai.OpenAI, fake_openai: Server
+    gateway: Server, client: openai.OpenAI, client_key: str, fake_openai: Server
 ) -> None:
     call_response, _ = create(
         client, model="fake/echo", input="what is the weather in Paris", tools=[WEATHER_TOOL]
@@ -221,6 +235,9 @@ def test_a_tool_call_round_trip_by_previous_response_id(
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
+    items = listing(gateway, client_key, answer["id"], order="asc")["data"]
+    assert [item["type"] for item in items] == ["message", "function_call", "function_call_output"]
+    assert items[1] == call
 
 
 def test_a_tool_call_round_trip_with_the_items_sent_back(client: openai.OpenAI) -> None:

@@ -28,8 +28,6 @@ UNSUPPORTED = {
 
 @dataclass(frozen=True, slots=True)
 class ResponsesRequest:
-    model: str
-    stream: bool
     store: bool
     instructions: str | None
     input: list[JSON]  # the new input items, normalised (each with an id)
@@ -46,23 +44,54 @@ def parse_request(raw: object) -> ResponsesRequest:
         raise _fail("model", "model is required and must be a non-empty string")
     _refuse_unsupported(raw)
     _check_sampling(raw)
+    settings = _settings(raw, model)
     stream = _optional(raw, "stream", bool, "a boolean", False)
-    store = _optional(raw, "store", bool, "a boolean", True)
-    instructions = _optional(raw, "instructions", str, "a string", None)
-    previous = _optional(raw, "previous_response_id", str, "a string", None)
+    return ResponsesRequest(
+        store=settings["store"],
+        instructions=settings["instructions"],
+        input=normalise_input(raw.get("input")),
+        previous_response_id=settings["previous_response_id"],
+        internal=_internal(settings, stream),
+        settings=settings,
+    )
+
+
+def _settings(raw: JSON, model: str) -> JSON:
+    """The request's settings, checked, in the form the Response object repeats them."""
     tools = _tools(raw.get("tools"))
-    tool_choice = _tool_choice(raw.get("tool_choice"), tools)
-    parallel = _optional(raw, "parallel_tool_calls", bool, "a boolean", True)
-    text = _text(raw.get("text"))
-    reasoning = _reasoning(raw.get("reasoning"))
-    internal: JSON = {"model": model, "stream": stream}
+    settings: JSON = {
+        "instructions": _optional(raw, "instructions", str, "a string", None),
+        "model": model,
+        "tools": tools,
+        "tool_choice": _tool_choice(raw.get("tool_choice"), tools),
+        "parallel_tool_calls": _optional(raw, "parallel_tool_calls", bool, "a boolean", True),
+        "text": _text(raw.get("text")),
+        "reasoning": _reasoning(raw.get("reasoning")),
+        "max_output_tokens": raw.get("max_output_tokens"),
+        "temperature": raw.get("temperature"),
+        "top_p": raw.get("top_p"),
+        "metadata": _metadata(raw.get("metadata")),
+        "store": _optional(raw, "store", bool, "a boolean", True),
+        "previous_response_id": _optional(raw, "previous_response_id", str, "a string", None),
+        "truncation": "disabled",
+        "background": False,
+    }
+    if raw.get("user") is not None:
+        settings["user"] = raw["user"]
+    return settings
+
+
+def _internal(settings: JSON, stream: bool) -> JSON:
+    """The internal chat body for these settings, but for its messages."""
+    internal: JSON = {"model": settings["model"], "stream": stream}
+    tools, tool_choice = settings["tools"], settings["tool_choice"]
     if tools:
         internal["tools"] = [_chat_tool(tool) for tool in tools]
         internal["tool_choice"] = _chat_tool_choice(tool_choice)
-        internal["parallel_tool_calls"] = parallel
+        internal["parallel_tool_calls"] = settings["parallel_tool_calls"]
     elif tool_choice == "required" or isinstance(tool_choice, dict):
         raise _fail("tool_choice", "tool_choice requires tools")
-    response_format = _response_format(text["format"])
+    response_format = _response_format(settings["text"]["format"])
     if response_format is not None:
         internal["response_format"] = response_format
     for name, internal_name in (
@@ -71,39 +100,11 @@ def parse_request(raw: object) -> ResponsesRequest:
         ("top_p", "top_p"),
         ("user", "user"),
     ):
-        if raw.get(name) is not None:
-            internal[internal_name] = raw[name]
-    if reasoning["effort"] is not None:
-        internal["reasoning_effort"] = reasoning["effort"]
-    settings: JSON = {
-        "instructions": instructions,
-        "model": model,
-        "tools": tools,
-        "tool_choice": tool_choice,
-        "parallel_tool_calls": parallel,
-        "text": text,
-        "reasoning": reasoning,
-        "max_output_tokens": raw.get("max_output_tokens"),
-        "temperature": raw.get("temperature"),
-        "top_p": raw.get("top_p"),
-        "metadata": _metadata(raw.get("metadata")),
-        "store": store,
-        "previous_response_id": previous,
-        "truncation": "disabled",
-        "background": False,
-    }
-    if raw.get("user") is not None:
-        settings["user"] = raw["user"]
-    return ResponsesRequest(
-        model=model,
-        stream=stream,
-        store=store,
-        instructions=instructions,
-        input=normalise_input(raw.get("input")),
-        previous_response_id=previous,
-        internal=internal,
-        settings=settings,
-    )
+        if settings.get(name) is not None:
+            internal[internal_name] = settings[name]
+    if settings["reasoning"]["effort"] is not None:
+        internal["reasoning_effort"] = settings["reasoning"]["effort"]
+    return internal
 
 
 def _fail(param: str, message: str) -> InvalidRequestError:
