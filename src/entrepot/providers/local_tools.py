@@ -37,7 +37,7 @@ class ToolPlan:
         tools = body.get("tools") or []
         functions = [_function(tool) for tool in tools]
         choice = body.get("tool_choice")
-        if choice == "none" or (not tools and choice is None):
+        if choice == "none" or (not tools and choice in (None, "auto")):
             return cls("none", [], [])
         if not tools:
             raise InvalidRequestError("tool_choice needs tools to choose from", param="tool_choice")
