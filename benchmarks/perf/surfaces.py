@@ -49,7 +49,8 @@ def check(target: Target, stream: bool) -> None:
         target.url + target.path, content=target.body(stream), headers=headers, timeout=30
     )
     response.raise_for_status()
-    if not response.content or b'"error"' in response.content[:200]:
+    failed = (b'{"error":{', b'"type":"error"', b"response.failed")
+    if not response.content or any(mark in response.content for mark in failed):
         raise RuntimeError(f"{target.name}: {response.text[:300]}")
 
 
