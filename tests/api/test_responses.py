@@ -184,6 +184,15 @@ def test_reasoning_is_an_output_item_and_effort_is_passed_on(
     }
 
 
+@pytest.mark.parametrize("model", [LOCAL, "fake/claude"])
+def test_models_without_reasoning_controls_still_answer(client: openai.OpenAI, model: str) -> None:
+    body, _ = create(
+        client, model=model, input="Hi.", reasoning={"effort": "high"}, max_output_tokens=8
+    )
+    assert body["reasoning"] == {"effort": "high", "summary": None}
+    assert body["output"][-1]["type"] == "message"
+
+
 def test_a_length_cut_is_an_incomplete_response(client: openai.OpenAI) -> None:
     body, _ = create(
         client, model="fake/claude", input="one two three four five", max_output_tokens=2

@@ -191,6 +191,7 @@ def test_tools_and_choices_become_chat_shapes() -> None:
         ({"truncation": "auto"}, "truncation"),
         ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name"),
         ({"store": "yes"}, "store"),
+        ({"reasoning": {"summary": "verbose"}}, "reasoning.summary"),
     ],
 )
 def test_requests_the_gateway_cannot_honour_are_refused(fields: dict[str, Any], param: str) -> None:

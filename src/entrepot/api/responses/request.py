@@ -18,6 +18,7 @@ from entrepot.types import JSON
 
 TOOL_CHOICES = frozenset({"auto", "none", "required"})
 EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
+SUMMARIES = frozenset({"auto", "concise", "detailed"})  # accepted and repeated; none is made
 METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
 # Fields whose meaning the gateway cannot provide; ignoring them would change the answer.
 UNSUPPORTED = {
@@ -259,7 +260,10 @@ def _reasoning(value: object) -> JSON:
     effort = value.get("effort")
     if effort is not None and effort not in EFFORTS:
         raise _fail("reasoning.effort", f"reasoning.effort must be one of {sorted(EFFORTS)}")
-    return {"effort": effort, "summary": value.get("summary")}
+    summary = value.get("summary")
+    if summary is not None and summary not in SUMMARIES:
+        raise _fail("reasoning.summary", f"reasoning.summary must be one of {sorted(SUMMARIES)}")
+    return {"effort": effort, "summary": summary}
 
 
 def _metadata(value: object) -> JSON:
