@@ -49,11 +49,11 @@ def _check_call(call: Any, names: set[str]) -> None:
     jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
 
 
-def _streamed(client: openai.OpenAI, **request: Any) -> list[dict[str, Any]]:
+def _streamed(client: openai.OpenAI, model: str = LOCAL, **request: Any) -> list[dict[str, Any]]:
     """The calls a client assembles from a stream's deltas: a delta with an id opens a call,
     and every delta's name and argument pieces are appended, as SDK helpers do."""
     calls: dict[tuple[int, int], dict[str, Any]] = {}
-    for chunk in client.chat.completions.create(model=LOCAL, stream=True, **request):
+    for chunk in client.chat.completions.create(model=model, stream=True, **request):
         for choice in chunk.choices:
             for delta in choice.delta.tool_calls or []:
                 key = (choice.index, delta.index)
@@ -84,9 +84,12 @@ def test_a_forced_choice_is_a_call_fitting_the_schema(
         _check_call(call, names)
 
 
+# remote/smollm2 is the same model behind another Entrepôt: its stream passes through the
+# OpenAI-compatible provider's tool-call normaliser on the way.
+@pytest.mark.parametrize("model", [LOCAL, "remote/smollm2"])
 @pytest.mark.parametrize(("choice", "names"), [("required", set(SCHEMAS)), (NAMED, {"get_time"})])
 def test_a_forced_call_streams_as_openai_does(
-    client: openai.OpenAI, choice: Any, names: set[str]
+    client: openai.OpenAI, model: str, choice: Any, names: set[str]
 ) -> None:
     request = {
         "messages": QUESTION,
@@ -95,12 +98,12 @@ def test_a_forced_call_streams_as_openai_does(
         "max_tokens": 120,
         "temperature": 0,
     }
-    calls = _streamed(client, **request, n=2)
+    calls = _streamed(client, model, **request, n=2)
     assert len(calls) == 2 and calls[0]["id"] != calls[1]["id"]
     for streamed in calls:
         assert streamed["name"] in names
         jsonschema.validate(json.loads(streamed["arguments"]), SCHEMAS[streamed["name"]])
-    plain = client.chat.completions.create(model=LOCAL, **request)
+    plain = client.chat.completions.create(model=model, **request)
     (call,) = plain.choices[0].message.tool_calls or []
     assert (call.function.name, call.function.arguments) == (
         calls[0]["name"],
