@@ -82,11 +82,17 @@ def check_sequence(events: list[JSON]) -> Message:
             assert event["index"] == open_block
             open_block = None
     assert open_block is None
+    return assemble(events)
+
+
+def assemble(events: list[JSON]) -> Message:
+    """The message the SDK's stream helpers build from these events, validated."""
     snapshot: Any = None
+    json_bufs: dict[int, bytes] = {}
     for event in events:
         if event["type"] != "ping":
             snapshot = accumulate_event(
-                event=EVENTS.validate_python(event), current_snapshot=snapshot, json_bufs={}
+                event=EVENTS.validate_python(event), current_snapshot=snapshot, json_bufs=json_bufs
             )
     return strict_message(snapshot.model_dump())
 

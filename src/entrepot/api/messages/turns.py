@@ -86,7 +86,8 @@ def _unanswered(where: str, ids: list[str]) -> InvalidRequestError:
 @dataclass(slots=True)
 class _UserTurn:
     """A user message's blocks, sorted: tool results become `tool` messages, which must follow
-    the assistant's tool calls directly; everything else one user message after them."""
+    the assistant's tool calls directly; everything else — with the images tool results
+    returned, which a tool message cannot hold — one user message after them, in order."""
 
     results: list[JSON] = field(default_factory=list)
     parts: list[JSON] = field(default_factory=list)
@@ -107,41 +108,40 @@ def _user(content: str | list[Any], where: str, unanswered: list[str]) -> list[J
             raise _unanswered(where, unanswered)
         return [{"role": "user", "content": content}]
     turn = _UserTurn()
-    answered: set[str] = set()
+    pending = list(unanswered)
     for j, block in enumerate(content):
         at = f"{where}.content.{j}"
         kind = _block_type(block, at, _USER_BLOCKS)
         if kind == "tool_result":
-            answered.add(_tool_result(block, at, unanswered, turn))
+            _tool_result(block, at, pending, turn)
         elif kind == "image":
             turn.parts.append(image_part(block, at))
         elif kind == "document":
             turn.parts.append(_document_part(block, at))
         else:
             turn.parts.append({"type": "text", "text": _text_of(block, at)})
-    missing = [tool_id for tool_id in unanswered if tool_id not in answered]
-    if missing:
-        raise _unanswered(where, missing)
+    if pending:
+        raise _unanswered(where, pending)
     return turn.messages()
 
 
-def _tool_result(block: JSON, at: str, unanswered: list[str], turn: _UserTurn) -> str:
+def _tool_result(block: JSON, at: str, pending: list[str], turn: _UserTurn) -> None:
+    """One result, for a call still waiting for its one (which it takes off `pending`)."""
     tool_id = block.get("tool_use_id")
-    if not isinstance(tool_id, str) or tool_id not in unanswered:
+    if not isinstance(tool_id, str) or tool_id not in pending:
         raise invalid(
             at,
             f"unexpected `tool_use_id` found in `tool_result` blocks: {str(tool_id)[:100]}. "
             "Each `tool_result` block must have a corresponding `tool_use` block in the "
             "previous message.",
         )
+    pending.remove(tool_id)
     texts, images = _result_content(block.get("content"), f"{at}.content")
     text = "\n".join(texts)
     if block.get("is_error") is True:
         text = TOOL_ERROR_PREFIX + text
     turn.results.append({"role": "tool", "tool_call_id": tool_id, "content": text})
-    # A tool message holds text only; the images it returned follow in the user message.
     turn.parts += images
-    return tool_id
 
 
 def _result_content(content: Any, at: str) -> tuple[list[str], list[JSON]]:
