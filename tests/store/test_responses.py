@@ -35,12 +35,12 @@ def count(engine: Engine) -> int:
 
 
 def test_a_saved_response_reads_back_whole(engine: Engine) -> None:
-    save(engine, stored("resp_a"))
+    save(engine, [stored("resp_a")])
     assert load(engine, "resp_a", "key:1", 0) == stored("resp_a")
 
 
 def test_another_owner_neither_reads_nor_deletes_it(engine: Engine) -> None:
-    save(engine, stored("resp_a", owner="key:1"))
+    save(engine, [stored("resp_a", owner="key:1")])
     assert load(engine, "resp_a", "key:2", 0) is None
     assert load(engine, "resp_a", "anonymous", 0) is None
     assert remove(engine, "resp_a", "key:2", 0) is False
@@ -51,15 +51,15 @@ def test_another_owner_neither_reads_nor_deletes_it(engine: Engine) -> None:
 
 
 def test_reads_and_deletes_are_bounded_by_retention(engine: Engine) -> None:
-    save(engine, stored("resp_old", created_at=999))
+    save(engine, [stored("resp_old", created_at=999)])
     assert load(engine, "resp_old", "key:1", not_before=1_000) is None
     assert remove(engine, "resp_old", "key:1", not_before=1_000) is False
     assert load(engine, "resp_old", "key:1", not_before=999) is not None
 
 
 def test_sweep_deletes_only_what_is_older(engine: Engine) -> None:
-    save(engine, stored("resp_old", created_at=999))
-    save(engine, stored("resp_new", created_at=1_000))
+    save(engine, [stored("resp_old", created_at=999)])
+    save(engine, [stored("resp_new", created_at=1_000)])
     assert sweep(engine, before=1_000) == 1
     assert load(engine, "resp_new", "key:1", 0) is not None
     assert load(engine, "resp_old", "key:1", 0) is None
@@ -72,8 +72,8 @@ def test_owners_are_keys_or_the_anonymous_namespace() -> None:
 def test_archive_hides_and_sweeps_expired_responses(engine: Engine) -> None:
     archive = Archive(engine, retention_days=1)
     now = int(time.time())
-    save(engine, stored("resp_expired", created_at=now - 86_400 - 10))
-    save(engine, stored("resp_fresh", created_at=now - 60))
+    save(engine, [stored("resp_expired", created_at=now - 86_400 - 10)])
+    save(engine, [stored("resp_fresh", created_at=now - 60)])
 
     async def scenario() -> None:
         with pytest.raises(NotFoundError):
@@ -100,3 +100,34 @@ def test_archive_keeps_a_response_under_its_owner(engine: Engine) -> None:
 
     assert asyncio.run(scenario()).response["id"] == "resp_l"
     assert count(engine) == 1
+
+
+def test_concurrent_keeps_share_transactions_and_all_land(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Responses kept while a transaction commits go in the next one; each caller returns only
+    once its own response is committed, and a failed batch fails each of its callers."""
+    batches: list[int] = []
+    real_save = save
+
+    def counting_save(engine: Engine, batch: list[StoredResponse]) -> None:
+        batches.append(len(batch))
+        real_save(engine, batch)
+
+    monkeypatch.setattr("entrepot.store.responses.save", counting_save)
+    archive = Archive(engine, retention_days=30)
+    now = int(time.time())
+
+    async def keep_all() -> None:
+        await asyncio.gather(
+            *(
+                archive.keep("key:1", {"id": f"resp_{i}", "created_at": now}, [])
+                for i in range(40)
+            )
+        )
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            await archive.keep("key:1", {"id": "resp_0", "created_at": now}, [])
+
+    asyncio.run(keep_all())
+    assert count(engine) == 40
+    assert sum(batches) == 41 and len(batches) < 40

@@ -27,17 +27,20 @@ class StoredResponse:
     input_items: list[JSON]
 
 
-def save(engine: Engine, stored: StoredResponse) -> None:
+def save(engine: Engine, batch: list[StoredResponse]) -> None:
+    """Write a batch in one transaction: one commit (one fsync) for every response in it."""
+    rows = [
+        {
+            "id": stored.id,
+            "owner": stored.owner,
+            "created_at": stored.created_at,
+            "response": stored.response,
+            "input_items": stored.input_items,
+        }
+        for stored in batch
+    ]
     with engine.begin() as conn:
-        conn.execute(
-            insert(responses).values(
-                id=stored.id,
-                owner=stored.owner,
-                created_at=stored.created_at,
-                response=stored.response,
-                input_items=stored.input_items,
-            )
-        )
+        conn.execute(insert(responses), rows)
 
 
 def load(engine: Engine, response_id: str, owner: str, not_before: int) -> StoredResponse | None:
