@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from platformdirs import user_data_dir
@@ -35,11 +36,19 @@ def data_directory() -> Path:
 
 def open_engine(config: StoreConfig) -> Engine:
     url = database_url(config)
-    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    engine = create_engine(
+        url, pool_pre_ping=not url.startswith("sqlite"), json_serializer=_json_text
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     migrate(engine)
     return engine
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns (stored responses, key allow-lists) written by orjson: several times faster
+    than the standard library's encoder on a stored response's nested items."""
+    return orjson.dumps(value).decode()
 
 
 def migrate(engine: Engine) -> None:
