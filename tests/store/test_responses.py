@@ -120,10 +120,7 @@ def test_concurrent_keeps_share_transactions_and_all_land(
 
     async def keep_all() -> None:
         await asyncio.gather(
-            *(
-                archive.keep("key:1", {"id": f"resp_{i}", "created_at": now}, [])
-                for i in range(40)
-            )
+            *(archive.keep("key:1", {"id": f"resp_{i}", "created_at": now}, []) for i in range(40))
         )
         with pytest.raises(Exception, match=r"(?i)unique"):
             await archive.keep("key:1", {"id": "resp_0", "created_at": now}, [])
