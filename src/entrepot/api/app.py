@@ -32,6 +32,9 @@ CORS_REQUEST_HEADERS = [
     "authorization",
     "content-type",
     "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
     CLASS_HEADER,
     cache.HEADER,
 ]
