@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from entrepot.config import load_config
 from tests.conftest import ROOT, Server
 
@@ -64,3 +66,17 @@ def test_readme_pack_extends_a_shipped_pack(tmp_path: Path) -> None:
     slanted = classify(probe, "en", "It was a voluntary restructuring after a regulator fine.")
     assert answered is not None and answered.verdict == "answered"
     assert slanted is not None and slanted.verdict == "slanted"
+
+
+@pytest.mark.parametrize("kind", ["responses", "anthropic"])
+def test_readme_sdk_examples_run(zero_config_gateway: Server, kind: str) -> None:
+    """The Responses and Anthropic Messages examples, as written, against the bundled model."""
+    code = _block(kind).replace("http://127.0.0.1:8000", zero_config_gateway.url)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    if kind == "responses":
+        assert result.stdout.rstrip().endswith("completed")
+    else:
+        assert "tool_use get_weather {'city': '" in result.stdout
