@@ -526,3 +526,13 @@ def test_embed_refused_and_health(monkeypatch: pytest.MonkeyPatch) -> None:
         assert await provider.health() is False
 
     run_with_provider(monkeypatch, scenario)
+
+
+def test_a_midstream_error_message_is_passed_on_without_paths_or_traceback() -> None:
+    from entrepot.providers.anthropic import _error_text
+
+    message = (
+        'Traceback (most recent call last):\n  File "/srv/app/server.py", line 3\nValueError: boom'
+    )
+    text = _error_text({"type": "error", "error": {"type": "api_error", "message": message}})
+    assert text == "api_error: ValueError: boom"

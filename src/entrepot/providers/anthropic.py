@@ -23,7 +23,7 @@ from entrepot.providers.anthropic_translate import (
     request_to_anthropic,
     response_to_openai,
 )
-from entrepot.providers.http import HttpUpstream
+from entrepot.providers.http import HttpUpstream, clean_message
 from entrepot.types import JSON
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -180,5 +180,5 @@ def _as_text_completion(chat: JSON) -> JSON:
 def _error_text(event: JSON) -> str:
     error = event.get("error")
     if isinstance(error, dict):
-        return f"{error.get('type', 'error')}: {str(error.get('message', 'unknown error'))[:500]}"
+        return f"{error.get('type', 'error')}: {clean_message(str(error.get('message', '')))}"
     return "unknown error"
