@@ -138,6 +138,23 @@ def test_counts_aggregate_across_messages_parts_and_fields() -> None:
     assert DETECTOR.scan(body) == {"email": 4, "card": 1}
 
 
+def test_scans_reasoning_sent_back_and_tool_descriptions() -> None:
+    """The Responses and Messages surfaces send earlier reasoning back on a tool turn, and a
+    client may describe a tool with its own data: both leave the gateway, so both are read."""
+    body = {
+        "messages": [
+            {"role": "assistant", "content": None, "reasoning_content": "mail x@example.com"},
+            {"role": "user", "content": "go on"},
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "description": "for y@example.com"}},
+            {"type": "function", "function": {"name": "g"}},
+            "not a tool",
+        ],
+    }
+    assert DETECTOR.scan(body) == {"email": 2}
+
+
 @pytest.mark.parametrize(
     "body",
     [

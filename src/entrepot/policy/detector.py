@@ -247,7 +247,8 @@ class PiiDetector:
 
 def _outbound_texts(body: dict[str, Any]) -> Iterator[str]:
     """Every free-text field of a chat, completion or embeddings request — including a previous
-    answer's reasoning, which the Responses and Messages surfaces send back on a tool turn."""
+    answer's reasoning, which the Responses and Messages surfaces send back on a tool turn, and
+    tool descriptions, which a client may fill from its own data."""
     for message in _list(body.get("messages")):
         if not isinstance(message, dict):
             continue
@@ -262,6 +263,10 @@ def _outbound_texts(body: dict[str, Any]) -> Iterator[str]:
         for function in [*calls, message.get("function_call")]:
             if isinstance(function, dict):
                 yield from _strings(function.get("arguments"))
+    for tool in _list(body.get("tools")):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict):
+            yield from _strings(function.get("description"))
     for field in ("prompt", "input"):
         value = body.get(field)
         yield from _strings(value)
