@@ -248,3 +248,18 @@ def test_status_and_type_for_every_failure(error: GatewayError, status: int, kin
         "type": "error",
         "error": {"type": kind, "message": "x"},
     }
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+def test_another_method_is_a_405_in_anthropics_format(gateway: Server, path: str) -> None:
+    response = httpx.get(gateway.url + path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_another_method_on_chat_completions_stays_openai_format(gateway: Server) -> None:
+    response = httpx.get(gateway.url + "/v1/chat/completions")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"

@@ -17,11 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrepot import __version__
 from entrepot.api import admin, errors, openapi
-from entrepot.api.asgi import send_error
 from entrepot.api.endpoints import ROUTES, responses
 from entrepot.api.gateway import Gateway
 from entrepot.api.pipeline import DEPLOYMENT_HEADER
-from entrepot.exceptions import GatewayError, MethodNotAllowedError
+from entrepot.exceptions import GatewayError
 from entrepot.policy.access import authorize_model, visible_models
 from entrepot.policy.egress import CLASS_HEADER
 from entrepot.routing import cache
@@ -118,15 +117,7 @@ class GatewayApp:
         handler = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
         if handler is None:
             await self.routes(scope, receive, send)
-        elif scope["method"] != "POST":
-            await send_error(
-                send,
-                MethodNotAllowedError(
-                    f"method {scope['method']} is not allowed on {scope['path']}"
-                ),
-                {"allow": "POST"},
-            )
-        else:
+        else:  # each answers other methods with a 405 in its own format
             await handler(self.gateway, scope, receive, send)
 
 

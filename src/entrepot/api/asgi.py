@@ -18,6 +18,7 @@ from entrepot.exceptions import (
     ClientClosedError,
     GatewayError,
     InvalidRequestError,
+    MethodNotAllowedError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
@@ -79,6 +80,11 @@ def parse_json(raw: bytes) -> object:
                 f"the request body is nested more than {MAX_WRITABLE_DEPTH} levels deep"
             ) from None
     return parsed
+
+
+def method_not_allowed(scope: Scope) -> MethodNotAllowedError:
+    """The inference endpoints take POST only; sent with `allow: POST` (RFC 9110)."""
+    return MethodNotAllowedError(f"method {scope['method']} is not allowed on {scope['path']}")
 
 
 def error_body(exc: GatewayError) -> dict[str, object]:

@@ -9,7 +9,13 @@ from collections.abc import Mapping
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from entrepot.api.asgi import parse_json, read_body, request_headers, send_json
+from entrepot.api.asgi import (
+    method_not_allowed,
+    parse_json,
+    read_body,
+    request_headers,
+    send_json,
+)
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
 from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, Exchange, recorded_endpoint
@@ -28,6 +34,10 @@ async def serve(
     receive: Receive,
     send: Send,
 ) -> None:
+    if scope["method"] != "POST":
+        refusal = method_not_allowed(scope)
+        await _send_error(send, surface, refusal, {"allow": "POST"})
+        return
     request = request_headers(scope)
     exchange = Exchange(gateway, endpoint, recorded_endpoint(request.get(CLIENT_HEADER), endpoint))
     handed_to_stream = False

@@ -11,12 +11,18 @@ that model's tokenizer: every text of the prompt, plus the template's few tokens
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from entrepot.api.asgi import parse_json, read_body, request_headers, send_json
+from entrepot.api.asgi import (
+    method_not_allowed,
+    parse_json,
+    read_body,
+    request_headers,
+    send_json,
+)
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Gateway
 from entrepot.api.messages.errors import error_response
@@ -24,11 +30,14 @@ from entrepot.api.messages.request import body_object, internal_body
 from entrepot.exceptions import GatewayError
 from entrepot.ledger.estimate import TOKENS_PER_MESSAGE, prompt_tokens
 from entrepot.policy.access import authorize_model
-from entrepot.providers.llama_cpp import LlamaCppProvider
 from entrepot.types import JSON
 
 
 async def serve_count(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["method"] != "POST":
+        refusal = method_not_allowed(scope)
+        await send_json(send, *error_response(refusal), {"allow": "POST"})
+        return
     try:
         headers = request_headers(scope)
         key = await gateway.keys.authenticate(headers)
@@ -37,13 +46,15 @@ async def serve_count(gateway: Gateway, scope: Scope, receive: Receive, send: Se
         alias = gateway.routing.alias_for(body["model"])
         authorize_model(key, alias)
         deployments = gateway.routing.resolve(alias)
-        local = next(
-            (d.provider for d in deployments if isinstance(d.provider, LlamaCppProvider)), None
+        # A provider with a tokenizer of its own (a local model) counts; checked by the method
+        # rather than the class, so that llama-cpp-python is imported only where configured.
+        count = next(
+            (c for d in deployments if (c := getattr(d.provider, "count_tokens", None))), None
         )
-        if local is None:
+        if count is None:
             tokens = prompt_tokens(body)
         else:
-            tokens = await asyncio.to_thread(_count_locally, local, body)
+            tokens = await asyncio.to_thread(_count_locally, count, body)
         await send_json(send, 200, orjson.dumps({"input_tokens": tokens}), {})
     except GatewayError as exc:
         await send_json(send, *error_response(exc), getattr(exc, "headers", {}))
@@ -54,9 +65,9 @@ async def serve_count(gateway: Gateway, scope: Scope, receive: Receive, send: Se
         )
 
 
-def _count_locally(model: LlamaCppProvider, body: JSON) -> int:
+def _count_locally(count: Callable[[str], int], body: JSON) -> int:
     """In a worker thread: a long prompt takes the tokenizer a while."""
-    texts = sum(model.count_tokens(text) for text in _texts(body))
+    texts = sum(count(text) for text in _texts(body))
     return texts + TOKENS_PER_MESSAGE * len(body["messages"])
 
 
