@@ -4,20 +4,17 @@ one — for billing and the stream's tally — carrying the upstream's own messa
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from entrepot.config import ModelConfig
 from entrepot.exceptions import UpstreamError, UpstreamRejectedError
 from entrepot.providers.anthropic import NATIVE_EVENT, NATIVE_MESSAGE, AnthropicProvider
-from tests.fakes.anthropic_upstream import CACHE_WRITE_TOKENS, DEFAULT_KEY, RunningFake, serve
+from tests.fakes.anthropic_upstream import CACHE_WRITE_TOKENS, RunningFake
+from tests.providers.test_anthropic import run_with_provider as run
 from tests.schemas import validate
 
 JSON = dict[str, Any]
-KEY_ENV = "ENTREPOT_TEST_ANTHROPIC_KEY"
 # The internal body the pipeline sends: the deployment's model name and the reserved cap.
 INTERNAL: JSON = {
     "model": "claude-test",
@@ -34,32 +31,6 @@ def native(*content: JSON | str, **extra: Any) -> JSON:
         "messages": messages,
         **extra,
     }
-
-
-def run(
-    monkeypatch: pytest.MonkeyPatch,
-    scenario: Callable[[AnthropicProvider, RunningFake], Awaitable[Any]],
-) -> Any:
-    monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
-    monkeypatch.delenv("FAKE_ANTHROPIC_KEY", raising=False)
-
-    async def main() -> Any:
-        async with serve() as fake:
-            config = ModelConfig(
-                alias="claude",
-                provider="anthropic",
-                target="claude-test",
-                base_url=fake.url,
-                api_key_env=KEY_ENV,
-            )
-            provider = AnthropicProvider(config)
-            await provider.start()
-            try:
-                return await scenario(provider, fake)
-            finally:
-                await provider.close()
-
-    return asyncio.run(main())
 
 
 def test_messages_sends_the_body_as_it_came(monkeypatch: pytest.MonkeyPatch) -> None:
