@@ -19,7 +19,8 @@
         ├── RateLimitedError (429)       limits: requests or tokens per minute
         ├── OverloadedError (503)
         ├── UpstreamError (502)
-        │   └── UpstreamTimeoutError (504)
+        │   ├── UpstreamTimeoutError (504)
+        │   └── UpstreamIncapableError (502) the upstream cannot do what was asked (`n`)
         └── UpstreamRejectedError (4xx)  the upstream's own refusal, its status passed on
 
 `GatewayError` subclasses carry what the API layer needs to answer in OpenAI's error format
@@ -182,6 +183,14 @@ class UpstreamError(GatewayError):
 class UpstreamTimeoutError(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
+
+
+class UpstreamIncapableError(UpstreamError):
+    """The upstream cannot do what this request asks (it answers fewer choices than `n`).
+    Another deployment may, so routing tries the next; but it says nothing about the
+    deployment's health, so it never counts towards opening its circuit."""
+
+    code = "upstream_incapable"
 
 
 class UpstreamRejectedError(GatewayError):

@@ -259,13 +259,14 @@ async def _stream_chat(
     await response.prepare(request)
     model = body.get("model")
     slow = model == "slow-bytes"
+    count = _choice_count(body)
 
     async def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
-        chunk = {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        }
+        """The same delta for each of the `n` choices (one, unless `n` asks for more)."""
+        choices = [
+            {"index": i, "delta": delta, "finish_reason": finish_reason} for i in range(count)
+        ]
+        chunk = {**base, "object": "chat.completion.chunk", "choices": choices}
         await _write(response, b"data: " + orjson.dumps(chunk) + b"\n\n", slow)
 
     await send({"role": "assistant", "content": ""})

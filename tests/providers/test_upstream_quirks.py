@@ -254,3 +254,29 @@ def test_a_traceback_mid_stream_reaches_the_client_as_one_clean_line(
     with pytest.raises(openai.APIError) as failed:
         list(sdk.chat.completions.create(model="q/midstream-traceback", messages=ASK, stream=True))
     _assert_clean(str(failed.value))
+
+
+def test_too_few_choices_never_open_the_circuit(
+    tmp_path_factory: pytest.TempPathFactory, fake_openai: Server
+) -> None:
+    """An upstream that ignores `n` cannot serve that request, but it is not down: a client
+    asking for `n` > 1 again and again must not take it away from every other client."""
+    config = {
+        "store": {"ledger_flush_seconds": 0.05},
+        "breaker": {"failure_threshold": 1, "cooldown_seconds": 60},
+        "models": [fake_model(fake_openai, "q/ignores-n", "ignores-n")],
+    }
+    env = {"FAKE_UPSTREAM_KEY": UPSTREAM_KEY}
+    server = start_gateway(tmp_path_factory.mktemp("incapable"), "incapable", config, env)
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="-", max_retries=0)
+        for _ in range(3):
+            with pytest.raises(openai.APIError, match="streamed 1 of the 2 choices"):
+                for _chunk in client.chat.completions.create(
+                    model="q/ignores-n", messages=ASK, n=2, stream=True
+                ):
+                    pass
+        answer = client.chat.completions.create(model="q/ignores-n", messages=ASK)
+        assert answer.choices[0].message.content == "echo: what is the weather"
+    finally:
+        server.stop()

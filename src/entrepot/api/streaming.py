@@ -28,7 +28,7 @@ import orjson
 
 from entrepot.api.asgi import error_body
 from entrepot.api.errors import log_unexpected
-from entrepot.exceptions import GatewayError, UpstreamTimeoutError
+from entrepot.exceptions import GatewayError, UpstreamIncapableError, UpstreamTimeoutError
 from entrepot.ledger.billing import requested_output, settle
 from entrepot.ledger.estimate import StreamTally
 from entrepot.routing.table import Deployment
@@ -194,7 +194,8 @@ async def stream_events(
         record.status, record.error_type = 200, None
         deployment.breaker.record_success()
     except GatewayError as exc:
-        deployment.breaker.record_failure()
+        if not isinstance(exc, UpstreamIncapableError):
+            deployment.breaker.record_failure()
         record.status, record.error_type = exc.status_code, exc.code or exc.error_type
         yield encoder.error(exc)
     except Exception as exc:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from entrepot.config import ModelConfig
-from entrepot.exceptions import UpstreamError
+from entrepot.exceptions import UpstreamError, UpstreamIncapableError
 from entrepot.providers.http import HttpUpstream, clean_message
 from entrepot.providers.upstream_quirks import ToolCallDeltas, merged_usage
 from entrepot.types import JSON
@@ -84,7 +84,9 @@ class OpenAICompatibleProvider:
             choices += extra["choices"][: wanted - len(choices)]
             usages.append(extra.get("usage"))
         if len(choices) < wanted:
-            raise UpstreamError(
+            # No choice at all is a broken upstream, not merely one that ignores `n`.
+            failure = UpstreamIncapableError if choices else UpstreamError
+            raise failure(
                 f"upstream {self.config.deployment} answered {len(choices)} of the {wanted}"
                 " choices asked for"
             )
@@ -139,7 +141,7 @@ class OpenAICompatibleProvider:
                 f"upstream {self.config.deployment} ended its stream before the answer was complete"
             )
         if seen is not None and len(seen) < wanted:
-            raise UpstreamError(
+            raise UpstreamIncapableError(
                 f"upstream {self.config.deployment} streamed {len(seen)} of the {wanted}"
                 " choices asked for"
             )

@@ -22,6 +22,7 @@ from entrepot.exceptions import (
     GatewayError,
     OverloadedError,
     UpstreamError,
+    UpstreamIncapableError,
     UpstreamRejectedError,
 )
 from entrepot.routing.breaker import Outcome
@@ -99,7 +100,8 @@ class Router:
                 attempts.append(Attempt(deployment.name, "failed", exc.code or exc.error_type))
                 if not is_retryable(exc):
                     raise
-                outcome = Outcome.FAILURE
+                if not isinstance(exc, UpstreamIncapableError):
+                    outcome = Outcome.FAILURE
                 last_error = exc
             finally:
                 deployment.breaker.resolve(admitted, outcome)
