@@ -49,6 +49,10 @@ OPERATIONS = {
     "POST /v1/chat/completions",
     "POST /v1/completions",
     "POST /v1/embeddings",
+    "POST /v1/responses",
+    "GET /v1/responses/{response_id}",
+    "DELETE /v1/responses/{response_id}",
+    "GET /v1/responses/{response_id}/input_items",
     "GET /v1/models",
     "GET /v1/models/{model}",
     "GET /health",
@@ -60,6 +64,7 @@ CASES: Counter[str] = Counter()
 def _fuzz_schema() -> schemathesis.BaseSchema:
     document = openapi.document()
     document["components"]["schemas"]["ModelId"] = {"enum": [ECHO, EMBEDDER]}
+    document["components"]["schemas"]["ModelIdsResponses"] = {"enum": [ECHO]}
     document["components"]["parameters"]["DataClass"]["schema"] = {
         "enum": ["public", "internal", "confidential"]
     }
@@ -129,7 +134,7 @@ def test_every_error_status_is_described() -> None:
     assert limiter.RateLimitedError.status_code == 429
     raised = _status_codes(GatewayError) - {UpstreamRejectedError.status_code, 405, 499}
     paths = openapi.document()["paths"]
-    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"):
         responses = paths[path]["post"]["responses"]
         assert {str(code) for code in raised} <= set(responses), path
         assert "4XX" in responses, "an upstream's own refusal is passed on with its status"

@@ -67,7 +67,7 @@ def _own_id(item: JSON, prefix: str) -> str:
 
 def _message(item: JSON, where: str) -> JSON:
     role = item.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise _fail(f"{where}.role", f"{where}.role must be one of {', '.join(sorted(ROLES))}")
     content = item.get("content")
     assistant = role == "assistant"
@@ -98,7 +98,7 @@ def _input_part(part: object, where: str) -> JSON:
         if not isinstance(url, str) or not url:
             raise _fail(f"{where}.image_url", "images are accepted by image_url only, not file_id")
         detail = part.get("detail") or "auto"
-        if detail not in IMAGE_DETAILS:
+        if not isinstance(detail, str) or detail not in IMAGE_DETAILS:
             raise _fail(f"{where}.detail", f"{where}.detail must be one of {sorted(IMAGE_DETAILS)}")
         return {"type": "input_image", "image_url": url, "detail": detail}
     if kind in ("input_file", "input_audio"):

@@ -135,6 +135,11 @@ def _check_sampling(raw: JSON) -> None:
     _optional(raw, "user", str, "a string", None)
 
 
+def _among(value: object, names: frozenset[str]) -> bool:
+    """A membership test that a list or object sent in a name's place cannot break."""
+    return isinstance(value, str) and value in names
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -258,10 +263,10 @@ def _reasoning(value: object) -> JSON:
     if not isinstance(value, dict):
         raise _fail("reasoning", "reasoning must be an object")
     effort = value.get("effort")
-    if effort is not None and effort not in EFFORTS:
+    if effort is not None and not _among(effort, EFFORTS):
         raise _fail("reasoning.effort", f"reasoning.effort must be one of {sorted(EFFORTS)}")
     summary = value.get("summary")
-    if summary is not None and summary not in SUMMARIES:
+    if summary is not None and not _among(summary, SUMMARIES):
         raise _fail("reasoning.summary", f"reasoning.summary must be one of {sorted(SUMMARIES)}")
     return {"effort": effort, "summary": summary}
 
