@@ -44,6 +44,7 @@ _FIELDS = frozenset(
     }
 )
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+_OUTPUT_CONFIG = frozenset({"effort", "format"})
 
 
 def body_object(parsed: object) -> JSON:
@@ -128,17 +129,24 @@ def _sampling(parsed: JSON, body: JSON) -> None:
 
 
 def _tools(tools: Any, choice: Any) -> JSON:
-    """`tools`, `tool_choice` and `parallel_tool_calls`, as the internal format has them."""
+    """`tools`, `tool_choice` and `parallel_tool_calls`, as the internal format has them. A
+    `tool_choice` is checked even without tools, which leave it nothing to choose."""
+    chosen = None if choice is None else _tool_choice(choice)
     if tools is None or tools == []:
         return {}
     if not isinstance(tools, list):
         raise invalid("tools", "Input should be a valid list")
     internal: JSON = {"tools": [_tool(tool, f"tools.{i}") for i, tool in enumerate(tools)]}
-    if choice is None:
-        return internal
+    if chosen is not None:
+        internal.update(chosen)
+    return internal
+
+
+def _tool_choice(choice: Any) -> JSON:
     if not isinstance(choice, dict):
         raise invalid("tool_choice", "Input should be an object")
     kind = choice.get("type")
+    internal: JSON = {}
     if kind == "tool":
         name = choice.get("name")
         if not isinstance(name, str) or not name:
@@ -181,6 +189,10 @@ def _tool(tool: Any, where: str) -> JSON:
 def _effort(thinking: Any, output_config: Any) -> str | None:
     """How hard to reason: `output_config.effort` if given, else from an enabled thinking
     budget; adaptive or disabled thinking leaves it to the model."""
+    if isinstance(output_config, dict):
+        for name in output_config:
+            if name not in _OUTPUT_CONFIG:
+                raise invalid(f"output_config.{str(name)[:100]}", "Extra inputs are not permitted")
     if isinstance(output_config, dict) and output_config.get("effort") is not None:
         effort = output_config["effort"]
         if not isinstance(effort, str) or effort not in _EFFORTS:
