@@ -32,6 +32,12 @@ LAST_REQUEST: web.AppKey[JSON] = web.AppKey("last_request")
 COUNTER: web.AppKey[list[int]] = web.AppKey("counter")
 RECEIVED: web.AppKey[list[int]] = web.AppKey("received")
 CACHE_WRITE_TOKENS = 3
+BAD_BLOCKS = [
+    {"type": "text", "text": 5},
+    {"type": "hologram", "data": "x"},
+    {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": "not an object"},
+]
+LATE_OUTPUT_TOKENS = 1000
 
 
 def build_app() -> web.Application:
@@ -103,6 +109,10 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     message = _answer(body, f"msg_fake{request.app[COUNTER][0]:04d}")
     if body.get("stream"):
         return await _stream(request, message, fail="fail-midstream" in _last_user_text(body))
+    if body["model"] == "message-delta-without-usage":
+        del message["usage"]
+    if body["model"] == "bad-content-blocks":
+        message["content"] = BAD_BLOCKS
     return web.json_response(message)
 
 
@@ -240,6 +250,7 @@ async def _stream(request: web.Request, message: JSON, *, fail: bool) -> web.Str
         }
     )
     events.append({"type": "message_stop"})
+    events = _hostile(message["model"], events)
     for event in events:
         await response.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         if fail and event["type"] == "content_block_delta":
@@ -251,6 +262,36 @@ async def _stream(request: web.Request, message: JSON, *, fail: bool) -> web.Str
             break
     await response.write_eof()
     return response
+
+
+def _hostile(model: str, events: list[JSON]) -> list[JSON]:
+    """The stream's events as a malformed target sends them (unchanged for any other model)."""
+    if model == "delta-unstarted-index":
+        stray = {"type": "content_block_delta", "index": 5}
+        stray["delta"] = {"type": "text_delta", "text": " stray"}
+        return [*events[:2], stray, *events[2:]]
+    if model == "message-delta-without-usage":
+        return [
+            {k: v for k, v in e.items() if e["type"] != "message_delta" or k != "usage"}
+            for e in events
+        ]
+    if model == "events-after-stop":
+        late = {"type": "content_block_delta", "index": 0}
+        late["delta"] = {"type": "text_delta", "text": " late"}
+        usage = {"output_tokens": LATE_OUTPUT_TOKENS}
+        stop = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}
+        return [*events, late, stop, {"type": "message_stop"}]
+    if model == "bad-content-blocks":
+        bad = [
+            {"type": "content_block_start", "index": 0, "content_block": "text"},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}},
+            {"type": "content_block_delta", "index": "one", "delta": {"type": "text_delta"}},
+            {"type": "content_block_start", "index": 1, "content_block": BAD_BLOCKS[2]},
+            {"type": "content_block_delta", "index": 1, "delta": "partial"},
+            {"type": "content_block_stop", "index": 1},
+        ]
+        return [*events[:2], *bad, *events[-2:]]
+    return events
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ Token counts are word counts, so tests can compute the expected bill by hand.
 Every chat request is counted per model (`GET /received/<model>`), so a test can tell how many
 times a request was sent; `gate` fails (503), holds or answers as `POST /gate` sets it, and
 `GET /gate` says how many requests it holds.
+Malformed answers (streamed or not, each with usage): `tool-arguments-not-string` calls a tool
+with its arguments as an object; `choices-without-delta` leaves out `delta` (or `message`);
+`reasoning-number` sends `reasoning_content` as a number; `delta-not-object` sends a string for
+the delta (or message); `tool-calls-not-list` sends `tool_calls` as an object.
 """
 
 from __future__ import annotations
@@ -49,6 +53,14 @@ TRACEBACK = (
     "RuntimeError: tokenizer failed on /srv/llm/models/secret-model.gguf"
 )
 TOOL_QUIRKS = ("llamacpp-tool-stream", "tool-call-no-index", "tool-call-whole")
+HOSTILE = (
+    "tool-arguments-not-string",
+    "choices-without-delta",
+    "reasoning-number",
+    "delta-not-object",
+    "tool-calls-not-list",
+)
+HOSTILE_ARGUMENTS = {"city": "Paris", "days": [1, 2]}
 
 
 def _words(text: str) -> int:
@@ -178,6 +190,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     fault = await _fault(model, request, bool(body.get("stream")))
     if fault is not None:
         return fault
+    if model in HOSTILE:
+        return await _hostile(request, body, model)
     answer, reasoning, tool_calls = _answer(body)
     base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
     finish = "tool_calls" if tool_calls else "stop"
@@ -304,6 +318,53 @@ async def _stream_chat(
         }
         await _write(response, b"data: " + orjson.dumps(usage_chunk) + b"\n\n", slow)
     await _write(response, b"data: [DONE]\n\n", slow)
+    await response.write_eof()
+    return response
+
+
+def _hostile_parts(model: str) -> tuple[list[Any], Any]:
+    """The malformed stream choices (before the finish) and the malformed whole message."""
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    call["function"] = {"name": "lookup", "arguments": HOSTILE_ARGUMENTS}
+    text = {"index": 0, "delta": {"content": "echo: hi"}}
+    parts: dict[str, tuple[list[Any], Any]] = {
+        "tool-arguments-not-string": (
+            [{"index": 0, "delta": {"tool_calls": [call]}}],
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+        ),
+        "choices-without-delta": ([{"index": 0}, text, {"index": 0}], None),
+        "reasoning-number": (
+            [{"index": 0, "delta": {"reasoning_content": 42}}, text],
+            {"role": "assistant", "content": "echo: hi", "reasoning_content": 42},
+        ),
+        "delta-not-object": ([{"index": 0, "delta": "oops"}, text], "oops"),
+        "tool-calls-not-list": (
+            [{"index": 0, "delta": {"tool_calls": call}}, text],
+            {"role": "assistant", "content": "echo: hi", "tool_calls": call},
+        ),
+    }
+    return parts[model]
+
+
+async def _hostile(request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+    choices, message = _hostile_parts(model)
+    base = {"id": "chatcmpl-hostile", "created": int(time.time()), "model": model}
+    usage = _usage(body, "echo: hi")
+    finish: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+    if model != "choices-without-delta":
+        finish["delta"] = {}
+    if not body.get("stream"):
+        choice = {**finish, "message": message} if message is not None else finish
+        completion = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+        return web.json_response(completion, dumps=lambda o: orjson.dumps(o).decode())
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    chunks = [{**base, "object": "chat.completion.chunk", "choices": [c]} for c in choices]
+    chunks.append({**base, "object": "chat.completion.chunk", "choices": [finish]})
+    chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    for chunk in chunks:
+        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
 

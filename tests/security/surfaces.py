@@ -22,7 +22,7 @@ OPENAI_TARGETS = (
     "choices-without-delta",
     "reasoning-number",
     "delta-not-object",
-    "message-not-object",
+    "tool-calls-not-list",
 )
 ANTHROPIC_TARGETS = (
     "delta-unstarted-index",

@@ -66,6 +66,9 @@ class AnthropicProvider:
         """A Messages API client's request, sent as it came (see `_as_sent`)."""
         message = await self._http.post_json(MESSAGES_PATH, _as_sent(body, native))
         answer = response_to_openai(message, self._model(body))
+        if not isinstance(message.get("usage"), dict):
+            # Anthropic's clients require it; the ledger bills the gateway's own count.
+            message["usage"] = {"input_tokens": 0, "output_tokens": 0}
         answer[NATIVE_MESSAGE] = message
         return answer
 
@@ -81,7 +84,8 @@ class AnthropicProvider:
         yield self._usage_chunk(translator)
 
     async def _events(self, request: JSON) -> AsyncIterator[JSON]:
-        """The upstream's stream events, parsed; an `error` event fails the stream."""
+        """The upstream's stream events, parsed; an `error` event fails the stream, and
+        `message_stop` ends it: whatever an upstream sends after is neither relayed nor billed."""
         async for event in self._http.post_sse(MESSAGES_PATH, request):
             data = self._event_data(event.data)
             if data.get("type") == "error":
@@ -89,6 +93,8 @@ class AnthropicProvider:
                     f"upstream {self.config.deployment} failed mid-stream: {_error_text(data)}"
                 )
             yield data
+            if data.get("type") == "message_stop":
+                break
 
     def _usage_chunk(self, translator: StreamTranslator) -> JSON:
         if not translator.finished:

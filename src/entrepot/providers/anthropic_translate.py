@@ -198,13 +198,22 @@ def _tool_choice(choice: Any) -> JSON:
 
 def usage_from_anthropic(usage: JSON) -> TokenUsage:
     """Anthropic counts cache reads and writes apart from `input_tokens`; OpenAI counts them in."""
-    cache_read = int(usage.get("cache_read_input_tokens") or 0)
-    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+    cache_read = _count(usage.get("cache_read_input_tokens"))
+    cache_write = _count(usage.get("cache_creation_input_tokens"))
     return TokenUsage(
-        prompt_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
-        completion_tokens=int(usage.get("output_tokens") or 0),
+        prompt_tokens=_count(usage.get("input_tokens")) + cache_read + cache_write,
+        completion_tokens=_count(usage.get("output_tokens")),
         cached_tokens=cache_read,
     )
+
+
+def _count(value: Any) -> int:
+    """A token count as reported; anything but a count is none."""
+    return value if type(value) is int and value > 0 else 0
+
+
+def _malformed(what: str) -> UpstreamError:
+    return UpstreamError(f"anthropic upstream sent {what}")
 
 
 def response_to_openai(message: JSON, model: str) -> JSON:
@@ -215,14 +224,15 @@ def response_to_openai(message: JSON, model: str) -> JSON:
     thoughts: list[str] = []
     calls: list[JSON] = []
     for block in message["content"]:
-        if block.get("type") == "text":
-            texts.append(block.get("text") or "")
-        elif block.get("type") == "thinking":
-            thoughts.append(block.get("thinking") or "")
-        elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            function = {"name": block.get("name"), "arguments": arguments}
-            calls.append({"id": block.get("id"), "type": "function", "function": function})
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(_string(block, "text"))
+        elif kind == "thinking":
+            thoughts.append(_string(block, "thinking"))
+        elif kind == "tool_use":
+            calls.append(_call(block))
+        elif not isinstance(kind, str):  # a block type added later is skipped, not refused
+            raise _malformed("a content block without a type")
     content = "".join(texts) if texts else None
     reply: JSON = {"role": "assistant", "content": content, "refusal": None}
     if calls:
@@ -230,14 +240,32 @@ def response_to_openai(message: JSON, model: str) -> JSON:
     if thoughts:
         reply["reasoning_content"] = "".join(thoughts)
     finish = FINISH_REASONS.get(str(message.get("stop_reason")), "stop")
-    return {
+    answer: JSON = {
         "id": f"chatcmpl-{message.get('id') or uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": reply, "logprobs": None, "finish_reason": finish}],
-        "usage": usage_from_anthropic(message.get("usage") or {}).to_openai(),
     }
+    usage = message.get("usage")
+    if isinstance(usage, dict):  # else unreported, and counted by the gateway
+        answer["usage"] = usage_from_anthropic(usage).to_openai()
+    return answer
+
+
+def _string(block: JSON, field: str) -> str:
+    value = block.get(field, "")
+    if not isinstance(value, str):
+        raise _malformed(f"a {block['type']} block whose {field} is not a string")
+    return value
+
+
+def _call(block: JSON) -> JSON:
+    tool_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
+    if not isinstance(tool_id, str) or not isinstance(name, str) or not isinstance(arguments, dict):
+        raise _malformed("a tool_use block without a string id and name and an object input")
+    function = {"name": name, "arguments": orjson.dumps(arguments).decode()}
+    return {"id": tool_id, "type": "function", "function": function}
 
 
 class StreamTranslator:
@@ -253,38 +281,65 @@ class StreamTranslator:
         self.created = int(time.time())
         self.finished = False
         self._usage: JSON = {}
+        self._reported = False  # whether `message_delta` gave the final usage
         self._tool_index: dict[int, int] = {}
+        self._started: set[int] = set()
 
     def feed(self, event: JSON) -> list[JSON]:
-        """The chunks one event produces; `error` events are the caller's to raise."""
+        """The chunks one event produces; `error` events are the caller's to raise. An event
+        no client could assemble a message from fails the stream. A `message_delta` without
+        usage is given the usage known so far, as Anthropic's clients require it."""
         kind = event.get("type")
         if kind == "message_start":
-            message = event.get("message") or {}
-            if message.get("id"):
+            message = event.get("message")
+            message = message if isinstance(message, dict) else {}
+            if isinstance(message.get("id"), str) and message["id"]:
                 self.id = f"chatcmpl-{message['id']}"
             self._merge_usage(message.get("usage"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
-            return self._block_start(int(event.get("index") or 0), event.get("content_block") or {})
+            return self._block_start(self._index(event, False), event.get("content_block"))
         if kind == "content_block_delta":
-            return self._block_delta(int(event.get("index") or 0), event.get("delta") or {})
-        if kind == "message_delta":
-            self._merge_usage(event.get("usage"))
-            stop_reason = (event.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, FINISH_REASONS.get(str(stop_reason), "stop"))]
-        if kind == "message_stop":
+            return self._block_delta(self._index(event, True), event.get("delta"))
+        if kind == "content_block_stop":
+            self._index(event, True)
+        elif kind == "message_delta":
+            return self._message_delta(event)
+        elif kind == "message_stop":
             self.finished = True
         return []
 
     def usage_chunk(self) -> JSON:
+        """The last chunk: with the usage reported, or none, for the gateway to count."""
+        if not self._reported:
+            return self.empty_chunk()
         usage = usage_from_anthropic(self._usage).to_openai()
         return {**self._base(), "choices": [], "usage": usage}
+
+    def _index(self, event: JSON, started: bool) -> int:
+        index = event.get("index")
+        if type(index) is not int or (started and index not in self._started):
+            raise _malformed(f"a {event['type']} event for a content block never started")
+        return index
+
+    def _message_delta(self, event: JSON) -> list[JSON]:
+        if isinstance(event.get("usage"), dict):
+            self._merge_usage(event["usage"])
+            self._reported = True
+        else:
+            event["usage"] = {"output_tokens": _count(self._usage.get("output_tokens"))}
+        delta = event.get("delta")
+        stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+        return [self._chunk({}, FINISH_REASONS.get(str(stop_reason), "stop"))]
 
     def empty_chunk(self) -> JSON:
         """A chunk that says nothing: a carrier for an event that translates into none."""
         return {**self._base(), "choices": []}
 
-    def _block_start(self, index: int, block: JSON) -> list[JSON]:
+    def _block_start(self, index: int, block: Any) -> list[JSON]:
+        if not isinstance(block, dict):
+            raise _malformed("a content_block_start event without a block")
+        self._started.add(index)
         if block.get("type") == "tool_use":
             position = self._tool_index[index] = len(self._tool_index)
             function = {"name": block.get("name"), "arguments": ""}
@@ -294,12 +349,12 @@ class StreamTranslator:
             return [self._chunk({"content": block["text"]})]
         return []
 
-    def _block_delta(self, index: int, delta: JSON) -> list[JSON]:
-        kind = delta.get("type")
+    def _block_delta(self, index: int, delta: Any) -> list[JSON]:
+        kind = delta.get("type") if isinstance(delta, dict) else None
         if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text") or ""})]
+            return [self._chunk({"content": _string(delta, "text")})]
         if kind == "thinking_delta":
-            return [self._chunk({"reasoning_content": delta.get("thinking") or ""})]
+            return [self._chunk({"reasoning_content": _string(delta, "thinking")})]
         if kind == "input_json_delta" and index in self._tool_index and delta.get("partial_json"):
             call = {
                 "index": self._tool_index[index],

@@ -114,8 +114,10 @@ def tool_use(call: Any) -> JSON:
         arguments = None
     if not isinstance(arguments, dict):
         raise UpstreamError("the upstream sent tool call arguments that are not a JSON object")
-    tool_id = call.get("id") or f"toolu_{uuid.uuid4().hex}"
-    name = function.get("name") or ""
+    tool_id, name = call.get("id"), function.get("name")
+    if not isinstance(tool_id, str) or not tool_id:
+        tool_id = f"toolu_{uuid.uuid4().hex}"
+    name = name if isinstance(name, str) else ""
     return {"type": "tool_use", "id": tool_id, "name": name, "input": arguments}
 
 

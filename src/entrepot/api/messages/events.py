@@ -77,14 +77,18 @@ class MessagesEvents:
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta")
+            if type(delta) is not dict:
+                delta = {}
             thought = reasoning_of(delta)
             if thought:
                 out += self._text("thinking", thought)
             if isinstance(delta.get("content"), str) and delta["content"]:
                 out += self._text("text", delta["content"])
-            for position, call in enumerate(delta.get("tool_calls") or ()):
-                out += self._tool(position, call)
+            calls = delta.get("tool_calls")
+            for position, call in enumerate(calls if type(calls) is list else ()):
+                if type(call) is dict:
+                    out += self._tool(position, call)
             if choice.get("finish_reason") is not None:
                 self.finish = choice["finish_reason"]
                 self.matched = choice.get("stop_reason")
@@ -139,20 +143,28 @@ class MessagesEvents:
         """A tool call's first delta opens its block; later ones add to its input. An upstream
         interleaving parallel calls' arguments has them added to the right block by index,
         which is how Anthropic's clients assemble a message."""
-        index = call.get("index", position)
-        function = call.get("function") or {}
+        index, function = call.get("index"), call.get("function")
+        if type(index) is not int:
+            index = position
+        if type(function) is not dict:
+            function = {}
         out: list[bytes] = []
         if index not in self.tools:
             self.called = True
+            tool_id, name = call.get("id"), function.get("name")
             block: JSON = {
                 "type": "tool_use",
-                "id": call.get("id") or f"toolu_{uuid.uuid4().hex}",
-                "name": function.get("name") or "",
+                "id": tool_id
+                if isinstance(tool_id, str) and tool_id
+                else f"toolu_{uuid.uuid4().hex}",
+                "name": name if isinstance(name, str) else "",
                 "input": {},
             }
             out = self._begin("tool", block)
             self.tools[index] = self.blocks - 1
         arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # some upstreams send the object, not its JSON text
+            arguments = orjson.dumps(arguments).decode()
         if isinstance(arguments, str) and arguments:
             delta = {"type": "input_json_delta", "partial_json": arguments}
             out.append(self._delta(self.tools[index], delta))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from entrepot.api.responses.items import new_id
 from entrepot.exceptions import GatewayError
 from entrepot.types import JSON, TokenUsage
@@ -69,7 +71,9 @@ def from_answer(response: JSON, result: JSON) -> JSON:
     """The complete Response for an internal answer (`response` is its skeleton)."""
     choices = result.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     finish_reason = choice.get("finish_reason")
     status = "completed" if str(finish_reason) not in INCOMPLETE else "incomplete"
     return finish(response, output_items(message, status), finish_reason, result.get("usage"))
@@ -86,21 +90,33 @@ def output_items(message: JSON, status: str) -> list[JSON]:
         parts.append(text_part(message["content"]))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append(refusal_part(message["refusal"]))
-    calls = message.get("tool_calls") or []
+    calls = message.get("tool_calls")
+    calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
     if parts or not (calls or items):
         items.append(message_item(new_id("msg"), parts or [text_part("")], status))
     for call in calls:
-        function = call.get("function") or {}
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        call_id, name = call.get("id"), function.get("name")
         items.append(
             function_call_item(
                 new_id("fc"),
-                call.get("id") or new_id("call"),
-                str(function.get("name") or ""),
-                str(function.get("arguments") or ""),
+                call_id if isinstance(call_id, str) and call_id else new_id("call"),
+                name if isinstance(name, str) else "",
+                arguments_text(function.get("arguments")),
                 status,
             )
         )
     return items
+
+
+def arguments_text(arguments: Any) -> str:
+    """A call's arguments as the JSON text the Responses API carries: some upstreams send the
+    object itself, which is written out as JSON (never as Python's repr of it)."""
+    if isinstance(arguments, str):
+        return arguments
+    return "" if arguments is None else orjson.dumps(arguments).decode()
 
 
 def message_item(item_id: str, parts: list[JSON], status: str) -> JSON:

@@ -20,6 +20,7 @@ import orjson
 
 from entrepot.api.responses.answer import (
     INCOMPLETE,
+    arguments_text,
     fail,
     finish,
     function_call_item,
@@ -119,18 +120,26 @@ class ResponseEvents:
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out += self._text("reasoning", "reasoning_text", reasoning)
-            for field, part_kind in (("content", "output_text"), ("refusal", "refusal")):
-                if isinstance(delta.get(field), str) and delta[field]:
-                    out += self._text("message", part_kind, delta[field])
-            for call in delta.get("tool_calls") or ():
-                out += self._call(call)
+            delta = choice.get("delta")
+            if type(delta) is dict:
+                out += self._delta(delta)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return b"".join(out)
+
+    def _delta(self, delta: JSON) -> list[bytes]:
+        out: list[bytes] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out += self._text("reasoning", "reasoning_text", reasoning)
+        for field, part_kind in (("content", "output_text"), ("refusal", "refusal")):
+            if isinstance(delta.get(field), str) and delta[field]:
+                out += self._text("message", part_kind, delta[field])
+        calls = delta.get("tool_calls")
+        if type(calls) is list:
+            for call in calls:
+                out += self._call(call)
+        return out
 
     def _text(self, item_kind: str, part_kind: str, delta: str) -> list[bytes]:
         out: list[bytes] = []
@@ -203,21 +212,27 @@ class ResponseEvents:
         if not isinstance(delta, dict):
             return []
         out: list[bytes] = []
-        function = delta.get("function") or {}
-        call = self.calls.get(delta.get("index", 0))
+        function = delta.get("function")
+        if type(function) is not dict:
+            function = {}
+        index, name = delta.get("index"), function.get("name")
+        index = index if type(index) is int else 0
+        name = name if isinstance(name, str) else ""
+        call = self.calls.get(index)
         if call is None:
             out += self._close_open("completed")
-            call_id = delta.get("id") or new_id("call")
-            call = _Call(call_id, function.get("name") or "", self._index())
-            self.calls[delta.get("index", 0)] = call
+            call_id = delta.get("id")
+            call_id = call_id if isinstance(call_id, str) and call_id else new_id("call")
+            call = _Call(call_id, name, self._index())
+            self.calls[index] = call
             item = call.snapshot("in_progress")
             out.append(
                 self._event("response.output_item.added", output_index=call.output_index, item=item)
             )
-        elif function.get("name") and not call.name:
-            call.name = function["name"]
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
+        elif name and not call.name:
+            call.name = name
+        arguments = arguments_text(function.get("arguments"))
+        if arguments:
             call.arguments.append(arguments)
             out.append(
                 self._event(
