@@ -147,7 +147,7 @@ SERVED: dict[str, Any] = {
     "five-thousand-messages": body(
         messages=[
             {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
-            for i in range(4999)
+            for i in range(5001)
         ]
     ),
     "max-tokens-large": body(max_tokens=2**31),
