@@ -61,8 +61,21 @@ OPERATIONS = {
 CASES: Counter[str] = Counter()
 
 
+def _without_discriminators(node: Any) -> Any:
+    """OpenAI's schemas name a `discriminator` without a mapping, and schemathesis cannot find
+    the values of `type` behind their `allOf`s: it refuses a `function_call_output` item that
+    the `oneOf` itself accepts. A discriminator is only a hint for choosing among the `oneOf`,
+    so the check goes by the `oneOf` alone."""
+    if isinstance(node, dict):
+        return {k: _without_discriminators(v) for k, v in node.items() if k != "discriminator"}
+    if isinstance(node, list):
+        return [_without_discriminators(v) for v in node]
+    return node
+
+
 def _fuzz_schema() -> schemathesis.BaseSchema:
     document = openapi.document()
+    document["components"]["schemas"] = _without_discriminators(document["components"]["schemas"])
     document["components"]["schemas"]["ModelId"] = {"enum": [ECHO, EMBEDDER]}
     document["components"]["schemas"]["ModelIdsResponses"] = {"enum": [ECHO]}
     document["components"]["parameters"]["DataClass"]["schema"] = {
@@ -94,12 +107,34 @@ def case_counts() -> Iterator[None]:
 )
 def test_gateway_conforms(case: schemathesis.Case, secure_gateway: Server, secure_key: str) -> None:
     CASES[case.operation.label] += 1
+    if "response_id" in (case.path_parameters or {}) and CASES[case.operation.label] % 2:
+        # Half of the stored-response cases name a response that exists, so that their 200s
+        # are checked too: random ids would only ever be unknown.
+        case.path_parameters["response_id"] = _stored_response(secure_gateway, secure_key)
     case.call_and_validate(
         base_url=secure_gateway.url,
         headers={"authorization": f"Bearer {secure_key}"},
         timeout=30,
         checks=CHECKS,
     )
+
+
+def _stored_response(gateway: Server, key: str) -> str:
+    """The id of a new stored response with a few input items of different kinds."""
+    items = [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": [{"type": "input_text", "text": "hello"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "found"},
+    ]
+    response = httpx.post(
+        gateway.url + "/v1/responses",
+        json={"model": ECHO, "input": items},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
 
 
 def test_every_operation_was_fuzzed() -> None:
