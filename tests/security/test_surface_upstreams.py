@@ -33,10 +33,6 @@ JSON = dict[str, Any]
 MODELS = [f"hostile-openai/{t}" for t in OPENAI_TARGETS] + [
     f"hostile-anthropic/{t}" for t in ANTHROPIC_TARGETS
 ]
-# The stream relay (api/streaming.py `_has_output`) reads each delta before any surface does.
-RELAY_READS_DELTA = pytest.mark.xfail(
-    strict=True, reason="a delta that is not an object fails the relay before the surface"
-)
 TOOL = {"name": "lookup", "input_schema": {"type": "object"}}
 TIMEOUT = 30
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
@@ -114,10 +110,7 @@ def test_a_hostile_upstream_is_answered_in_the_surfaces_terms(
     model: str,
     path: str,
     stream: bool,
-    request_node: pytest.FixtureRequest,
 ) -> None:
-    if stream and model == "hostile-openai/delta-not-object":
-        request_node.applymarker(RELAY_READS_DELTA)
     response = post(surfaces_gateway, surfaces_key, path, request(path, model, stream))
     assert response.status_code not in (500, 529), response.text[:1000]
     assert "Traceback" not in response.text and "internal error" not in response.text, (

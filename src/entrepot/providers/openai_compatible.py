@@ -128,9 +128,12 @@ class OpenAICompatibleProvider:
                 raise UpstreamError(f"upstream {self.config.deployment} sent a malformed chunk")
             for choice in choices:
                 delta = choice.get("delta")
-                if type(delta) is dict and "tool_calls" in delta:
-                    tool_calls = tool_calls or ToolCallDeltas()
-                    tool_calls.fix(choice.get("index", 0), delta["tool_calls"])
+                if type(delta) is dict:
+                    if "tool_calls" in delta:
+                        tool_calls = tool_calls or ToolCallDeltas()
+                        tool_calls.fix(choice.get("index", 0), delta["tool_calls"])
+                elif delta is not None:  # a delta is an object, or absent (completions)
+                    raise UpstreamError(f"upstream {self.config.deployment} sent a malformed chunk")
                 if choice.get("finish_reason"):
                     finished = True
                 if seen is not None:
