@@ -275,3 +275,23 @@ def usage_record(gateway: Server, request_id: str, timeout: float = 10) -> dict[
             return dict(rows[0])
         time.sleep(0.05)
     raise AssertionError(f"no usage record for {request_id}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server for the session (see tests/backing.py)."""
+    from tests.backing import start_postgres
+
+    server = start_postgres()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Redis server for the session (see tests/backing.py)."""
+    from tests.backing import start_redis
+
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()

@@ -27,11 +27,6 @@ from entrepot.types import ApiKey
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return open_engine(StoreConfig(url=f"sqlite:///{tmp_path}/t.db"))
-
-
-@pytest.fixture
 def store(engine: Engine) -> KeyStore:
     return KeyStore(engine)
 
@@ -54,6 +49,8 @@ def test_secret_is_returned_once_and_only_its_hash_is_stored(
         row = conn.execute(select(api_keys)).mappings().one()
     assert row["key_hash"] == digest
     assert secret not in {str(v) for v in row.values()}
+    if engine.dialect.name != "sqlite":
+        return  # the file-level check below reads SQLite's files
     raw = database_bytes(tmp_path)
     assert digest.encode() in raw  # the bytes read really hold the table...
     assert secret.encode() not in raw  # ...and the secret is nowhere in them
@@ -213,7 +210,8 @@ def test_active_by_hash(store: KeyStore) -> None:
 
 def test_keys_survive_a_new_engine(store: KeyStore, tmp_path: Path) -> None:
     key, secret = store.create("durable", allowed_models=["x"], budget_amount=Decimal("1.5"))
-    reopened = KeyStore(open_engine(StoreConfig(url=f"sqlite:///{tmp_path}/t.db")))
+    url = store.engine.url.render_as_string(hide_password=False)
+    reopened = KeyStore(open_engine(StoreConfig(url=url)))
     assert reopened.active_by_hash()[hash_key(secret)] == key
 
 

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
 from entrepot.api.responses.stored import Archive, owner_of
-from entrepot.config import StoreConfig
 from entrepot.exceptions import NotFoundError
-from entrepot.store.db import open_engine
 from entrepot.store.responses import StoredResponse, load, remove, save, sweep
 from entrepot.store.tables import responses
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return open_engine(StoreConfig(url=f"sqlite:///{tmp_path}/responses.db"))
 
 
 def stored(response_id: str, owner: str = "key:1", created_at: int = 1_000) -> StoredResponse:
