@@ -272,6 +272,28 @@ class StoreConfig(_Strict):
     spool_dir: str | None = None
 
 
+class SharedConfig(_Strict):
+    """Where the state every replica must agree on lives: rate and budget counters, the response
+    cache, circuit state and key revocations. `memory` (the default) serves one process; a fleet
+    (several workers or machines) needs `redis`, at the URL in the environment variable
+    `redis_url_env`. When Redis cannot be reached, `on_unavailable: closed` refuses requests of
+    keys with limits (503 `limits_unavailable`) while others are served; `open` counts them in
+    the process's own memory and flags their usage records."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url_env: str = "ENTREPOT_REDIS_URL"
+    on_unavailable: Literal["closed", "open"] = "closed"
+
+    def redis_url(self) -> str:
+        url = os.environ.get(self.redis_url_env)
+        if not url:
+            raise ConfigError(
+                f"shared.backend is redis but ${self.redis_url_env} is not set:"
+                f" export {self.redis_url_env}=redis://HOST:6379/0"
+            )
+        return url
+
+
 class ResponsesConfig(_Strict):
     """Responses API answers kept for `GET /v1/responses/{id}` and `previous_response_id`. They
     hold conversation content, so they are kept no longer than `retention_days`."""
@@ -302,6 +324,7 @@ class Config(_Strict):
     cache: CacheConfig = CacheConfig()
     currency_rates: CurrencyRates = CurrencyRates()
     responses: ResponsesConfig = ResponsesConfig()
+    shared: SharedConfig = SharedConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

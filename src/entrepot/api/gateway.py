@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from entrepot.api.auth import KeyRing
@@ -24,6 +25,7 @@ from entrepot.routing.cache import ResponseCache
 from entrepot.routing.router import Router
 from entrepot.routing.table import RoutingTable
 from entrepot.store.db import open_engine
+from entrepot.store.redis import connect
 from entrepot.store.usage import spend_since
 from entrepot.types import ApiKey
 
@@ -33,6 +35,9 @@ class Gateway:
         self.config = config
         self.offline = config.policy.offline
         self.engine = engine or open_engine(config.store)
+        # The state replicas share (`shared.backend: redis`); None when one process keeps it.
+        shared = config.shared
+        self.redis: Redis | None = connect(shared) if shared.backend == "redis" else None
         self.metrics = GatewayMetrics()
         self.ledger = LedgerWriter(self.engine, config.store, self.metrics)
         self.keys = KeyRing(
@@ -86,4 +91,6 @@ class Gateway:
         await self.routing.close()
         await self.keys.stop()
         await self.ledger.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
         self.engine.dispose()
