@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -39,31 +40,41 @@ def serve(
     offline: Annotated[
         bool, typer.Option("--offline", help="Serve only local deployments; no outbound traffic.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes (more than 1 needs shared.backend: redis)."),
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API."""
     from entrepot.api.app import create_app
+    from entrepot.api.factory import OFFLINE_ENV, configured
     from entrepot.api.gateway import Gateway
 
-    config = load(config_path)
-    if offline:
-        policy = config.policy.model_copy(update={"offline": True})
-        config = config.model_copy(update={"policy": policy})
+    config = configured(load(config_path), offline)
     host = host or config.server.host
     port = config.server.port if port is None else port
     try:
         check_bind(config, host)
-        gateway = Gateway(config)
+        check_workers(config, workers)
+        # One worker is served from here; several build their own from the environment.
+        app = create_app(Gateway(config)) if workers == 1 else "entrepot.api.factory:worker_app"
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if workers > 1:
+        if config_path is not None:
+            os.environ["ENTREPOT_CONFIG"] = str(config_path.resolve())
+        os.environ[OFFLINE_ENV] = "1" if offline else "0"
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     uvicorn.run(
-        create_app(gateway),
+        app,
         host=host,
         port=port,
+        workers=workers if workers > 1 else None,
+        factory=workers > 1,
         loop="uvloop",
         http="httptools",
         log_level=log_level,
@@ -71,6 +82,18 @@ def serve(
         server_header=False,  # no advertising of the server software to every client
         timeout_graceful_shutdown=30,
     )
+
+
+def check_workers(config: Config, workers: int) -> None:
+    """Several workers are a fleet: without the shared backend each would keep its own limits,
+    budgets and circuits, and a key could spend its budget once per worker."""
+    if workers > 1 and config.shared.backend != "redis":
+        raise ConfigError(
+            f"--workers {workers} needs shared.backend: redis (and ${config.shared.redis_url_env}),"
+            " so that limits and budgets hold across workers; or serve with --workers 1"
+        )
+    if workers > 1:
+        config.shared.redis_url()  # its absence is said here, once, not by every worker
 
 
 def models(config_path: ConfigOption = None) -> None:
