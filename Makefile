@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck imports install clean bench bench-perf bench-surfaces
+.PHONY: serve test lint typecheck imports install clean bench bench-perf bench-surfaces bench-fleet
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,8 @@ bench-surfaces: $(STAMP)
 	command -v wrk >/dev/null && command -v nginx >/dev/null \
 		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
 	$(BIN)/python -m benchmarks.perf.surfaces
+
+bench-fleet: $(STAMP)
+	command -v wrk >/dev/null && command -v nginx >/dev/null \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
+	$(BIN)/python -m benchmarks.perf.fleet

@@ -13,9 +13,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 from tests.conftest import free_port
 
@@ -166,3 +169,13 @@ def _wait(ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"server not ready within {START_SECONDS}s:\n{log.read_text()[-2000:]}")
+
+
+def new_database(server_url: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL server at `server_url`."""
+    name = f"test_{uuid.uuid4().hex}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

@@ -133,14 +133,24 @@ def checkout_source(revision: str, tmp: Path) -> Path:
 
 
 def start_entrepot(
-    tmp: Path, upstream: str, name: str = "entrepot", source: Path | None = None
+    tmp: Path,
+    upstream: str,
+    name: str = "entrepot",
+    source: Path | None = None,
+    *,
+    config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    options: list[str] | None = None,
 ) -> tuple[Server, str]:
     """Entrepôt and a client key with a model allow-list, a budget and rate limits; `source`
-    serves another copy of the package (a baseline) with the same configuration."""
-    env = {"ENTREPOT_ADMIN_KEY": ADMIN_KEY, "PERF_UPSTREAM_KEY": UPSTREAM_KEY}
+    serves another copy of the package (a baseline) with the same configuration. `config` adds
+    to (or replaces sections of) the configuration, `env` and `options` to the server's."""
+    env = {"ENTREPOT_ADMIN_KEY": ADMIN_KEY, "PERF_UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})}
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    server = start_gateway(tmp, name, entrepot_config(upstream), env)
+    server = start_gateway(
+        tmp, name, {**entrepot_config(upstream), **(config or {})}, env, options=options
+    )
     created = httpx.post(
         server.url + "/admin/keys",
         json={
