@@ -18,6 +18,7 @@
         │   └── ModelNotFoundError (404)
         ├── RateLimitedError (429)       limits: requests or tokens per minute
         ├── OverloadedError (503)
+        ├── LimitsUnavailableError (503) limits: the shared counters (Redis) cannot be reached
         ├── UpstreamError (502)
         │   ├── UpstreamTimeoutError (504)
         │   └── UpstreamIncapableError (502) the upstream cannot do what was asked (`n`)
@@ -170,6 +171,21 @@ class OverloadedError(GatewayError):
     status_code = 503
     error_type = "server_error"
     code = "overloaded"
+
+
+class LimitsUnavailableError(GatewayError):
+    """The shared counters that a key's limits and budget are kept in (Redis) cannot be reached,
+    and the gateway is configured to fail closed (`shared.on_unavailable: closed`): a request
+    that could overspend is refused rather than served unchecked. Keys without limits are still
+    served. The client may retry shortly."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "limits_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"retry-after": "1"}
 
 
 class UpstreamError(GatewayError):

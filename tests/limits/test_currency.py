@@ -58,7 +58,7 @@ def test_the_counter_after_a_restart_equals_the_one_before(tmp_path: Path) -> No
         restarted_counters = MemoryCounters()
         after = Limiter(restarted_counters, load, clock=lambda: NOW, rates=RATES)
         await after.admit([key], estimated_tokens=1, worst_costs=[])
-        return await counters.spent(COUNTER), await restarted_counters.spent(COUNTER)
+        return counters.spent(COUNTER), restarted_counters.spent(COUNTER)
 
     before, after = asyncio.run(serve_then_restart())
     # 5 + 5 + 1 (7 CNY = 0.98 USD) + 1_333_332 (1_333_332.36) + 3

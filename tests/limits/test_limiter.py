@@ -162,9 +162,9 @@ def test_a_refusal_by_one_subject_takes_back_the_others_counts() -> None:
     key_budget = "key:1:budget:USD:2024-05"
 
     async def key_counts() -> tuple[int, int, tuple[int, int]]:
-        requests = await counters.hit("key:1:requests", 0, 10, 60.0)
-        tokens = await counters.hit("key:1:tokens", 0, 1_000, 60.0)
-        return requests.used, tokens.used, await counters.spent(key_budget)
+        requests = counters.hit("key:1:requests", 0, 10, 60.0)
+        tokens = counters.hit("key:1:tokens", 0, 1_000, 60.0)
+        return requests.used, tokens.used, counters.spent(key_budget)
 
     async def scenario() -> None:
         await subject_limiter.admit([key, rate_team], estimated_tokens=100, worst_costs=[usd(CENT)])
@@ -180,7 +180,7 @@ def test_a_refusal_by_one_subject_takes_back_the_others_counts() -> None:
                 [key, broke_team], estimated_tokens=100, worst_costs=[usd(2 * CENT)]
             )
         assert await key_counts() == before
-        assert await counters.spent("team:b:budget:USD:2024-05") == (0, 0)
+        assert counters.spent("team:b:budget:USD:2024-05") == (0, 0)
         assert caught.value.headers == {
             "x-ratelimit-limit-requests": "10",
             "x-ratelimit-remaining-requests": "9",
@@ -278,10 +278,10 @@ def test_the_ledger_is_read_once_per_period_and_seeds_the_counter() -> None:
     async def scenario() -> None:
         await asyncio.gather(*(admit() for _ in range(10)))
         await admit()
-        assert await counters.spent("key:1:budget:USD:2024-05-17") == (5 * CENT, 11 * CENT)
+        assert counters.spent("key:1:budget:USD:2024-05-17") == (5 * CENT, 11 * CENT)
         clock["now"] = NOW + dt.timedelta(days=1)
         await admit()
-        assert await counters.spent("key:1:budget:USD:2024-05-18") == (5 * CENT, CENT)
+        assert counters.spent("key:1:budget:USD:2024-05-18") == (5 * CENT, CENT)
 
     asyncio.run(scenario())
     assert ledger.calls == [
@@ -299,12 +299,12 @@ def test_settle_moves_the_reservation_to_the_actual_cost_once() -> None:
     async def scenario() -> None:
         priced = await subject_limiter.admit([key], estimated_tokens=300, worst_costs=[usd(CENT)])
         unpriced = await subject_limiter.admit([key], estimated_tokens=100, worst_costs=())
-        assert await counters.spent(name) == (0, CENT)
+        assert counters.spent(name) == (0, CENT)
         for _ in range(2):
             await subject_limiter.settle(priced, actual_tokens=120, actual_cost=usd(4_000))
             await subject_limiter.settle(unpriced, actual_tokens=100, actual_cost=None)
-        assert await counters.spent(name) == (4_000, 0)
-        assert (await counters.hit("key:1:tokens", 0, 1_000, 60.0)).used == 220
+        assert counters.spent(name) == (4_000, 0)
+        assert (counters.hit("key:1:tokens", 0, 1_000, 60.0)).used == 220
 
     asyncio.run(scenario())
 
@@ -326,7 +326,7 @@ def test_a_cost_in_another_currency_is_converted_at_the_dated_rate() -> None:
         )
         assert admission.reservations == (Reservation(name, 10_800_000, "USD"),)
         await subject_limiter.settle(admission, actual_tokens=1, actual_cost=Cost(4_000, "EUR"))
-        assert await counters.spent(name) == (4_320, 0)
+        assert counters.spent(name) == (4_320, 0)
 
     asyncio.run(scenario())
 
@@ -356,8 +356,8 @@ def test_a_cost_with_no_rate_is_refused_naming_the_rate_and_takes_nothing() -> N
             await subject_limiter.admit([key], estimated_tokens=1, worst_costs=[Cost(CENT, "EUR")])
         assert "EUR" in caught.value.message and "currency_rates" in caught.value.message
         assert caught.value.status_code == 500 and caught.value.code == "currency_rate_missing"
-        assert await counters.spent("key:1:budget:USD:2024-05") == (0, 0)
-        assert (await counters.hit("key:1:requests", 0, 5, 60.0)).used == 0
+        assert counters.spent("key:1:budget:USD:2024-05") == (0, 0)
+        assert (counters.hit("key:1:requests", 0, 5, 60.0)).used == 0
 
     asyncio.run(scenario())
 
@@ -402,7 +402,7 @@ async def spend_concurrently(rng: random.Random | None) -> tuple[int, int]:
         return True
 
     results = await asyncio.gather(*(request() for _ in range(64)))
-    spent, reserved = await counters.spent("key:1:budget:USD:2024-05")
+    spent, reserved = counters.spent("key:1:budget:USD:2024-05")
     assert reserved == 0
     return sum(results), spent
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 
@@ -32,21 +32,87 @@ class WindowState(NamedTuple):
     reset_seconds: float
 
 
+class WindowAsk(NamedTuple):
+    """Count `amount` on the rate window `name` if it stays within `limit`."""
+
+    name: str
+    amount: int
+    limit: int
+    window_seconds: float
+
+
+class BudgetAsk(NamedTuple):
+    """Reserve `amount` on the budget `name` if spent + reserved + amount stays within `limit`;
+    None (an unpriced request) only checks that the budget has room left."""
+
+    name: str
+    amount: int | None
+    limit: int
+
+
+class Ask(NamedTuple):
+    """Everything one request asks of the counters, decided at once: all or nothing.
+    `hold_seconds` is the request's longest possible life, after which a reservation nobody
+    settled (its replica died) lapses and the budget gets it back."""
+
+    request_id: str
+    windows: tuple[WindowAsk, ...]
+    budgets: tuple[BudgetAsk, ...]
+    hold_seconds: float
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The answer to an `Ask`. `unseeded` names budgets that do not exist yet: nothing was
+    counted, and the caller seeds them (from the ledger) and asks again. Otherwise `windows`
+    holds each window's state up to the first refused (`refused_window`, its index), and a
+    refused budget (`refused_budget`) comes with its `spent` and `reserved`. `admitted_at` is
+    the counters' clock in microseconds; `degraded` says the answer came from counters local to
+    this process because the shared ones could not be reached."""
+
+    windows: list[WindowState] = field(default_factory=list)
+    refused_window: int | None = None
+    refused_budget: int | None = None
+    spent: int = 0
+    reserved: int = 0
+    unseeded: tuple[str, ...] = ()
+    admitted_at: int = 0
+    degraded: bool = False
+
+    @property
+    def admitted(self) -> bool:
+        return self.refused_window is None and self.refused_budget is None and not self.unseeded
+
+
+class BudgetSettlement(NamedTuple):
+    """What a request `reserved` on budget `name`, and what it really cost (`actual`)."""
+
+    name: str
+    reserved: int
+    actual: int
+
+
+class Settlement(NamedTuple):
+    """The end of an admitted request: its budgets settle, and its token windows take the
+    difference between the real token count and the estimate (`token_correction`).
+    `admitted_at` and `degraded` are the verdict's."""
+
+    request_id: str
+    budgets: tuple[BudgetSettlement, ...]
+    token_windows: tuple[str, ...]
+    token_correction: int
+    window_seconds: float
+    admitted_at: int
+    degraded: bool = False
+
+
 class Counters(Protocol):
-    async def hit(self, name: str, amount: int, limit: int, window_seconds: float) -> WindowState:
-        """Record `amount` only if the window's total stays within `limit`; 0 only checks."""
+    async def admit(self, ask: Ask) -> Verdict:
+        """Count the request on every window and reserve on every budget, or nothing at all."""
 
-    async def add(self, name: str, amount: int, window_seconds: float) -> None:
-        """Record usage learnt after the fact, unconditionally; negative returns an excess."""
-
-    async def reserve(self, name: str, amount: int, limit: int) -> bool:
-        """Reserve `amount` only if spent + reserved + amount stays within `limit`."""
-
-    async def settle(self, name: str, reserved: int, actual: int) -> None:
-        """Release a reservation and spend what the request really cost."""
-
-    async def spent(self, name: str) -> tuple[int, int]:
-        """(spent, reserved)."""
+    async def settle(self, settlement: Settlement) -> None:
+        """Release the request's reservations, spend its real cost and correct its token
+        count. Settling a request twice spends once."""
 
     async def seed(self, name: str, spent: int, *, ttl_seconds: float | None = None) -> None:
         """Start a new budget at the ledger's spend; an existing one is left alone, so replicas
@@ -54,7 +120,10 @@ class Counters(Protocol):
 
 
 @dataclass(slots=True)
-class _Window:
+class Window:
+    """One name's two fixed windows: the current one (`index`, numbered from the epoch) and the
+    one before it."""
+
     seconds: float
     index: int
     current: int = 0
@@ -114,13 +183,72 @@ class MemoryCounters:
         self._clock = clock
         self._sweep_seconds = sweep_seconds
         self._next_sweep = clock() + sweep_seconds
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._budgets: dict[str, _Budget] = {}
 
     def __len__(self) -> int:
         return len(self._windows) + len(self._budgets)
 
-    async def hit(self, name: str, amount: int, limit: int, window_seconds: float) -> WindowState:
+    async def admit(self, ask: Ask) -> Verdict:
+        """Runs without awaiting: on one event loop, the whole request is decided atomically.
+        Windows come first, then budgets; a refusal takes back what was counted before it."""
+        now = self._now()
+        verdict = Verdict()
+        states = verdict.windows
+        counted: list[tuple[Window, int]] = []
+        for index, (name, amount, limit, seconds) in enumerate(ask.windows):
+            window = self._window(name, seconds, now)
+            used = window.used(now)
+            if used + amount > limit:
+                states.append(
+                    WindowState(False, used, limit, window.until_fits(now, amount, limit))
+                )
+                verdict.refused_window = index
+                _uncount(counted)
+                return verdict
+            window.current += amount
+            counted.append((window, amount))
+            states.append(WindowState(True, used + amount, limit, window.until_empty(now)))
+        budgets = self._budgets
+        unseeded = tuple(b.name for b in ask.budgets if b.name not in budgets)
+        if unseeded:
+            verdict.unseeded = unseeded
+            _uncount(counted)
+            return verdict
+        held: list[tuple[_Budget, int]] = []
+        for index, (name, worst, limit) in enumerate(ask.budgets):
+            budget = budgets[name]
+            committed = budget.spent + budget.reserved
+            if committed + (worst or 0) > limit or (worst is None and committed >= limit):
+                verdict.refused_budget = index
+                verdict.spent, verdict.reserved = budget.spent, budget.reserved
+                _uncount(counted)
+                for taken, reserved in held:
+                    taken.reserved -= reserved
+                return verdict
+            if worst:
+                budget.reserved += worst
+                held.append((budget, worst))
+        return verdict
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Once per request: the limiter makes sure of it, as one process's memory dies with
+        it, and so no reservation here outlives its request."""
+        self._now()
+        for name, reserved, actual in settlement.budgets:
+            self.release(name, reserved, actual)
+        if settlement.token_correction:
+            for name in settlement.token_windows:
+                self.add(name, settlement.token_correction, settlement.window_seconds)
+
+    async def seed(self, name: str, spent: int, *, ttl_seconds: float | None = None) -> None:
+        now = self._now()
+        if name not in self._budgets:
+            expires = now + ttl_seconds if ttl_seconds is not None else None
+            self._budgets[name] = _Budget(spent=spent, expires=expires)
+
+    def hit(self, name: str, amount: int, limit: int, window_seconds: float) -> WindowState:
+        """Count `amount` only if the window's total stays within `limit`; 0 only checks."""
         now = self._now()
         window = self._window(name, window_seconds, now)
         used = window.used(now)
@@ -129,7 +257,8 @@ class MemoryCounters:
         window.current += amount
         return WindowState(True, used + amount, limit, window.until_empty(now))
 
-    async def add(self, name: str, amount: int, window_seconds: float) -> None:
+    def add(self, name: str, amount: int, window_seconds: float) -> None:
+        """Count usage learnt after the fact, unconditionally; negative returns an excess."""
         window = self._window(name, window_seconds, self._now())
         if amount >= 0:
             window.current += amount
@@ -139,35 +268,26 @@ class MemoryCounters:
         window.current -= taken
         window.previous = max(0, window.previous - (-amount - taken))
 
-    async def reserve(self, name: str, amount: int, limit: int) -> bool:
+    def release(self, name: str, reserved: int, actual: int) -> None:
+        """Release a reservation and spend what the request really cost. A budget that is gone
+        (swept, or the counters replaced after an outage) is left alone: the ledger has the
+        cost, and the next request seeds the budget from it."""
         self._now()
-        budget = self._budgets.setdefault(name, _Budget())
-        if budget.spent + budget.reserved + amount > limit:
-            return False
-        budget.reserved += amount
-        return True
+        budget = self._budgets.get(name)
+        if budget is not None:
+            budget.reserved = max(0, budget.reserved - reserved)
+            budget.spent += actual
 
-    async def settle(self, name: str, reserved: int, actual: int) -> None:
-        self._now()
-        budget = self._budgets.setdefault(name, _Budget())
-        budget.reserved = max(0, budget.reserved - reserved)
-        budget.spent += actual
-
-    async def spent(self, name: str) -> tuple[int, int]:
+    def spent(self, name: str) -> tuple[int, int]:
+        """(spent, reserved)."""
         self._now()
         budget = self._budgets.get(name)
         return (budget.spent, budget.reserved) if budget else (0, 0)
 
-    async def seed(self, name: str, spent: int, *, ttl_seconds: float | None = None) -> None:
-        now = self._now()
-        if name not in self._budgets:
-            expires = now + ttl_seconds if ttl_seconds is not None else None
-            self._budgets[name] = _Budget(spent=spent, expires=expires)
-
-    def _window(self, name: str, seconds: float, now: float) -> _Window:
+    def _window(self, name: str, seconds: float, now: float) -> Window:
         window = self._windows.get(name)
         if window is None or window.seconds != seconds:
-            window = self._windows[name] = _Window(seconds, math.floor(now / seconds))
+            window = self._windows[name] = Window(seconds, math.floor(now / seconds))
         window.roll(now)
         return window
 
@@ -184,3 +304,8 @@ class MemoryCounters:
                 if b.reserved or b.expires is None or now < b.expires
             }
         return now
+
+
+def _uncount(counted: list[tuple[Window, int]]) -> None:
+    for window, amount in counted:
+        window.current -= amount
