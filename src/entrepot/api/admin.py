@@ -74,14 +74,14 @@ async def create_key(request: Request) -> Response:
         budget_period=str(budget.get("period", "month")),
         **extras,
     )
-    await gateway.keys.reload()
+    await gateway.keys.changed()
     return _json({**key.public(), "key": secret}, status=201)
 
 
 async def revoke_key(request: Request) -> Response:
     gateway = _admin(request)
     key = gateway.keys.store.revoke(request.path_params["ref"])
-    await gateway.keys.reload()
+    await gateway.keys.changed()
     return _json(key.public())
 
 

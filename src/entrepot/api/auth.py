@@ -1,6 +1,7 @@
 """Who is calling. Keys live in memory (refreshed from the store) so authentication costs a hash
 and a dict lookup, not a query; a key created or revoked by another process is seen within
-`REFRESH_SECONDS`, and an unknown key triggers an immediate reload: at most one per
+`REFRESH_SECONDS` (within a second when a fleet shares Redis: `store.key_events` tells every
+replica to reload at once), and an unknown key triggers an immediate reload: at most one per
 `MISS_RELOAD_SECONDS`, shared by every request that misses meanwhile, so a burst of unknown keys
 (a new client's first requests, or someone guessing) costs the database one query, not one each.
 
@@ -25,6 +26,7 @@ from starlette.requests import Request
 
 from entrepot.exceptions import AuthenticationError, PermissionDeniedError
 from entrepot.failure_log import FailureLog
+from entrepot.store.key_events import KeyEvents
 from entrepot.store.keys import KEY_PREFIX, KeyStore, hash_key
 from entrepot.types import ApiKey
 
@@ -35,8 +37,15 @@ log = logging.getLogger("entrepot.auth")
 
 
 class KeyRing:
-    def __init__(self, engine: Engine, admin_key: str | None, require_keys: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        admin_key: str | None,
+        require_keys: bool,
+        events: KeyEvents | None = None,
+    ) -> None:
         self.store = KeyStore(engine)
+        self.events = events
         self.admin_key = admin_key
         self.require_keys = require_keys
         self._by_hash: dict[str, ApiKey] = {}
@@ -45,16 +54,20 @@ class KeyRing:
         self._miss_reload: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.refresh_log = FailureLog(log, "key refresh")
 
     async def start(self) -> None:
         await self.reload()
         self._task = asyncio.create_task(self._refresh_forever(), name="key-refresh")
+        if self.events is not None:
+            self._watch = asyncio.create_task(self.events.watch(self._refresh), name="key-events")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._miss_reload is not None:
             await asyncio.gather(self._miss_reload, return_exceptions=True)
 
@@ -64,6 +77,12 @@ class KeyRing:
         async with self._lock:
             self._by_hash = await asyncio.to_thread(self.store.active_by_hash)
             self._loaded_at = time.monotonic()
+
+    async def changed(self) -> None:
+        """A key was created or revoked here: load the keys afresh, then tell the fleet."""
+        await self.reload()
+        if self.events is not None:
+            await self.events.announce()
 
     async def _refresh(self) -> None:
         try:

@@ -21,10 +21,13 @@ from entrepot.limits.counters import MemoryCounters
 from entrepot.limits.limiter import Limiter, Subject
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
-from entrepot.routing.cache import ResponseCache
+from entrepot.routing.cache import Cache, ResponseCache
 from entrepot.routing.router import Router
+from entrepot.routing.shared_breaker import BreakerFleet
+from entrepot.routing.shared_cache import SharedCache
 from entrepot.routing.table import RoutingTable
 from entrepot.store.db import open_engine
+from entrepot.store.key_events import KeyEvents
 from entrepot.store.redis import connect
 from entrepot.store.usage import spend_since
 from entrepot.types import ApiKey
@@ -40,14 +43,25 @@ class Gateway:
         self.redis: Redis | None = connect(shared) if shared.backend == "redis" else None
         self.metrics = GatewayMetrics()
         self.ledger = LedgerWriter(self.engine, config.store, self.metrics)
+        redis = self.redis
         self.keys = KeyRing(
-            self.engine, config.server.admin_key(), config.server.require_client_keys
+            self.engine,
+            config.server.admin_key(),
+            config.server.require_client_keys,
+            KeyEvents(redis) if redis is not None else None,
         )
         self.detector = PiiDetector(config.policy.detector)
         self.egress = EgressPolicy(config.policy, config.teams)
         self.routing = RoutingTable(config)
         self.router = Router(config)
-        self.cache = ResponseCache(config.cache)
+        self.circuits: BreakerFleet | None = None
+        self.cache: Cache
+        if redis is None:
+            self.cache = ResponseCache(config.cache)
+        else:
+            self.cache = SharedCache(config.cache, redis)
+            self.circuits = BreakerFleet(redis, config.breaker)
+            self.circuits.share(self.routing.deployments)
         self.limiter = Limiter(MemoryCounters(), self._spend_since, rates=config.currency_rates)
         self._subjects: dict[int, tuple[ApiKey, list[Subject]]] = {}
 
@@ -85,9 +99,14 @@ class Gateway:
         await self.ledger.start()
         await self.keys.start()
         await self.routing.start()
+        if self.circuits is not None:
+            await self.circuits.start()
 
     async def stop(self) -> None:
         await finish_drains()
+        if self.circuits is not None:
+            await self.circuits.stop()
+        await self.cache.drain()
         await self.routing.close()
         await self.keys.stop()
         await self.ledger.stop()

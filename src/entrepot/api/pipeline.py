@@ -155,7 +155,7 @@ class Exchange:
             self.fingerprint = cache.ResponseCache.fingerprint(
                 f"key:{key.id}" if key else "anonymous", self.endpoint.name, body
             )
-            hit = gateway.cache.get(self.fingerprint)
+            hit = await gateway.cache.get(self.fingerprint)
             self.headers[cache.HEADER] = "hit" if hit is not None else "miss"
             if hit is not None:
                 record.cache_hit = True

@@ -20,6 +20,9 @@ it was; the stream's end then counts it once, as a success (`record_success`) or
 (`record_failure`). Were the start counted as a success, the count would be reset before every
 mid-stream failure and never reach the threshold.
 
+A probe `admit` hands out is confirmed by `claim_probe` before it is used: a breaker shared by
+several replicas makes sure there that it is the fleet's only probe.
+
 `refusal` answers "would a request be admitted now, and if not why" without changing anything,
 so `entrepot route --explain` reports exactly what `admit` would decide.
 """
@@ -86,6 +89,13 @@ class CircuitBreaker:
         if refused is not None:
             return refused
         self._probing = True
+        return Pass.PROBE
+
+    async def claim_probe(self) -> Pass | str:
+        """Confirm a probe `admit` handed out as the only one in flight, or give it back and say
+        why not. In one process `admit` has made sure of it; a breaker shared by a fleet
+        (`routing.shared_breaker`) asks the other replicas here, off the path of closed
+        circuits, so `admit` stays synchronous for every request that is not a probe."""
         return Pass.PROBE
 
     def resolve(self, admitted: Pass, outcome: Outcome) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -28,10 +29,14 @@ class CachedResponse:
     expires_at: float
 
 
-class ResponseCache:
+class Cache(ABC):
+    """What a request asks of the cache, wherever the answers are kept: this process's memory
+    (`ResponseCache`) or Redis for a fleet (`routing.shared_cache`). `get` is a coroutine
+    because a shared cache is a network call away; `put` returns at once, since keeping an
+    answer must never delay it."""
+
     def __init__(self, config: CacheConfig) -> None:
         self._config = config
-        self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
 
     def ttl_for(self, header: str | None, key_ttl: int | None) -> float | None:
         """The TTL this request asked for: header `on`, `off` or `ttl=SECONDS`, else the key's."""
@@ -56,7 +61,27 @@ class ResponseCache:
         material = orjson.dumps([scope, endpoint, kept], option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(material).hexdigest()
 
-    def get(self, fingerprint: str) -> bytes | None:
+    @abstractmethod
+    async def get(self, fingerprint: str) -> bytes | None:
+        """The answer kept under `fingerprint`, or None: never kept, expired, or unreachable."""
+
+    @abstractmethod
+    def put(self, fingerprint: str, body: bytes, ttl: float) -> None:
+        """Keep `body` for `ttl` seconds, evicting the least recently used past `max_entries`."""
+
+    @abstractmethod
+    async def drain(self) -> None:
+        """Wait until the answers being kept are kept (at shutdown)."""
+
+
+class ResponseCache(Cache):
+    """One process's cache, in its memory."""
+
+    def __init__(self, config: CacheConfig) -> None:
+        super().__init__(config)
+        self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
+
+    async def get(self, fingerprint: str) -> bytes | None:
         entry = self._entries.get(fingerprint)
         if entry is None:
             return None
@@ -65,6 +90,9 @@ class ResponseCache:
             return None
         self._entries.move_to_end(fingerprint)
         return entry.body
+
+    async def drain(self) -> None:
+        """Nothing to wait for: `put` keeps an answer before it returns."""
 
     def put(self, fingerprint: str, body: bytes, ttl: float) -> None:
         self._entries[fingerprint] = CachedResponse(body, time.monotonic() + ttl)

@@ -25,7 +25,7 @@ from entrepot.exceptions import (
     UpstreamIncapableError,
     UpstreamRejectedError,
 )
-from entrepot.routing.breaker import Outcome
+from entrepot.routing.breaker import Outcome, Pass
 from entrepot.routing.table import Deployment
 from entrepot.types import Attempt
 
@@ -81,6 +81,8 @@ class Router:
             if tried == route.max_attempts:
                 break
             admitted = deployment.breaker.admit()
+            if admitted is Pass.PROBE:
+                admitted = await deployment.breaker.claim_probe()
             if isinstance(admitted, str):
                 attempts.append(Attempt(deployment.name, "skipped", admitted))
                 continue
