@@ -153,3 +153,6 @@ class UsageRecord:
     findings: dict[str, int] | None = None
     attempts: list[dict[str, Any]] | None = None
     cache_hit: bool = False
+    # Admitted on this process's own counters: the shared ones (Redis) could not be reached and
+    # `shared.on_unavailable` is `open`, so the fleet's limits did not hold for this request.
+    limits_degraded: bool = False

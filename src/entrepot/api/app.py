@@ -82,9 +82,10 @@ async def get_model(request: Request) -> Response:
 async def health(request: Request) -> Response:
     """Liveness. It answers 200 while the gateway serves, degraded or not: when a database shared
     by every replica is down, a load balancer pulling them all would stop a service that still
-    bills correctly (the ledger spools); `status` and `reasons` say what needs attention."""
+    bills correctly (the ledger spools); `status` and `reasons` say what needs attention —
+    `limits` while the Redis that keeps limits and budgets does not answer."""
     gateway: Gateway = request.app.state.gateway
-    reasons = gateway.ledger.problems()
+    reasons = gateway.ledger.problems() + await gateway.limits_problems()
     return _json(
         {
             "status": "degraded" if reasons else "ok",

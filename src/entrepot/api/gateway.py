@@ -17,8 +17,10 @@ from entrepot.api.streaming import finish_drains
 from entrepot.config import Config
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.writer import LedgerWriter
-from entrepot.limits.counters import MemoryCounters
-from entrepot.limits.limiter import Limiter, Subject
+from entrepot.limits.counters import Counters, MemoryCounters
+from entrepot.limits.limiter import Limiter, Subject, hold_seconds
+from entrepot.limits.redis_counters import RedisCounters
+from entrepot.limits.shared import SharedCounters
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
 from entrepot.routing.cache import Cache, ResponseCache
@@ -62,7 +64,16 @@ class Gateway:
             self.cache = SharedCache(config.cache, redis)
             self.circuits = BreakerFleet(redis, config.breaker)
             self.circuits.share(self.routing.deployments)
-        self.limiter = Limiter(MemoryCounters(), self._spend_since, rates=config.currency_rates)
+        # Limits and budgets: in Redis for a fleet, with the configured answer to its absence.
+        self.shared_limits: SharedCounters | None = None
+        counters: Counters = MemoryCounters()
+        if redis is not None:
+            counters = self.shared_limits = SharedCounters(
+                RedisCounters(redis), shared.on_unavailable
+            )
+        self.limiter = Limiter(
+            counters, self._spend_since, rates=config.currency_rates, hold=hold_seconds(config)
+        )
         self._subjects: dict[int, tuple[ApiKey, list[Subject]]] = {}
 
     def subjects(self, key: ApiKey | None) -> list[Subject]:
@@ -85,15 +96,30 @@ class Gateway:
         if budget is None:
             return 0
         kind, _, ident = subject.name.partition(":")
-        return await asyncio.to_thread(
+        key_id, team = (int(ident), None) if kind == "key" else (None, ident)
+        rates = self.config.currency_rates
+        # What the store does not have yet first (see `pending_spend`): a restart with records
+        # still spooled must not seed a budget below what was spent.
+        pending = await self.ledger.pending_spend(
+            since=since, currency=budget.currency, rates=rates, key_id=key_id, team=team
+        )
+        stored = await asyncio.to_thread(
             spend_since,
             self.engine,
             since=since,
             currency=budget.currency,
-            rates=self.config.currency_rates,
-            key_id=int(ident) if kind == "key" else None,
-            team=ident if kind == "team" else None,
+            rates=rates,
+            key_id=key_id,
+            team=team,
         )
+        return pending + stored
+
+    async def limits_problems(self) -> list[str]:
+        """For `/health`: "limits" while the Redis that limits and budgets are kept in does not
+        answer (asked now, at most once a second while it is failing)."""
+        if self.shared_limits is None or await self.shared_limits.check():
+            return []
+        return ["limits"]
 
     async def start(self) -> None:
         await self.ledger.start()
@@ -110,6 +136,8 @@ class Gateway:
         await self.routing.close()
         await self.keys.stop()
         await self.ledger.stop()
+        if self.shared_limits is not None:
+            await self.shared_limits.close()
         if self.redis is not None:
             await self.redis.aclose()
         self.engine.dispose()

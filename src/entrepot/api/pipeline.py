@@ -162,12 +162,14 @@ class Exchange:
                 return hit
 
         deployments = eligible.deployments
-        self.admission = await gateway.limiter.admit(
+        admission = self.admission = await gateway.limiter.admit(
             gateway.subjects(key),
             estimated_tokens=estimated_tokens(size, body, deployments),
             worst_costs=worst_case_costs(size, body, deployments),
+            request_id=record.request_id,
         )
-        self.headers.update(self.admission.headers)
+        record.limits_degraded = admission.degraded
+        self.headers.update(admission.headers)
         return None
 
     def _note(self, deployment: Deployment) -> None:

@@ -18,6 +18,7 @@ and re-import; it is never read back automatically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -182,6 +183,23 @@ class Spool:
                 records.append(decode_record(line))
             except (ValueError, TypeError, KeyError) as error:
                 self._quarantine_line(line, f"unreadable spool line: {error}")
+        return records
+
+    def peek(self) -> list[UsageRecord]:
+        """Every spooled record, oldest first, without replaying or quarantining anything: what
+        the store does not have yet, for a budget seeded from the ledger. Lines that cannot be
+        read are skipped (`read` quarantines them when their segment replays)."""
+        with self._lock:
+            sequences = sorted(self._segments)
+        records: list[UsageRecord] = []
+        for sequence in sequences:
+            try:
+                data = self._path(sequence).read_bytes()
+            except FileNotFoundError:
+                continue  # replayed meanwhile: its records are in the store
+            for line in data.split(b"\n")[:-1]:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    records.append(decode_record(line))
         return records
 
     def remove(self, sequence: int) -> None:

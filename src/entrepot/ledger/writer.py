@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from entrepot.config import StoreConfig
+from entrepot.config import CurrencyRates, StoreConfig
 from entrepot.exceptions import StoreUnavailableError
 from entrepot.failure_log import FailureLog, describe
 from entrepot.ledger.metrics import GatewayMetrics
@@ -57,6 +58,7 @@ class LedgerWriter:
         self.spool.open()  # before any record: new segments are numbered after old ones
         metrics.ledger_backlog = self.backlog
         self._pending: list[UsageRecord] = []
+        self._in_flight: dict[int, list[UsageRecord]] = {}  # batches being written or spooled
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
@@ -97,6 +99,34 @@ class LedgerWriter:
             "quarantined_records": self.spool.quarantined,
             "dropped_records": self.dropped,
         }
+
+    async def pending_spend(
+        self,
+        *,
+        since: dt.datetime,
+        currency: str,
+        rates: CurrencyRates,
+        key_id: int | None = None,
+        team: str | None = None,
+    ) -> int:
+        """What a key or team spent since `since` in records the store does not have yet —
+        queued, being written, or spooled (by an earlier run too) — counted as `spend_since`
+        counts the store's. Ask this before the store: a record that reaches the store in
+        between is then counted twice, never missed, and a budget errs towards refusing."""
+        records = [r for batch in (self._pending, *self._in_flight.values()) for r in batch]
+        if self.spool.holds_records:
+            records += await asyncio.to_thread(self.spool.peek)
+        total = 0
+        for record in records:
+            nanos, source = record.cost_nanos, record.currency
+            if nanos is None or source is None or record.created_at < since:
+                continue
+            if (key_id is not None and record.key_id != key_id) or (
+                team is not None and record.team != team
+            ):
+                continue
+            total += nanos if source == currency else rates.convert(nanos, source, currency)
+        return total
 
     def record(self, record: UsageRecord) -> None:
         self._metrics.observe(record)
@@ -148,6 +178,7 @@ class LedgerWriter:
         if not queued:
             return
         self._busy += 1
+        self._in_flight[id(queued)] = queued
         try:
             if self.spool.empty:
                 await self._write(queued)
@@ -155,6 +186,7 @@ class LedgerWriter:
                 await self._to_spool(self.spool.reserve(), queued)
         finally:
             self._busy -= 1
+            del self._in_flight[id(queued)]
         if self.spool.holds_records:
             self._kick_replay()
 
@@ -204,9 +236,11 @@ class LedgerWriter:
 
     def _spill(self) -> None:
         records, self._pending = self._pending, []
+        self._in_flight[id(records)] = records
         task = asyncio.create_task(self._to_spool(self.spool.reserve(), records))
         self._spills.add(task)
         task.add_done_callback(self._spills.discard)
+        task.add_done_callback(lambda _: self._in_flight.pop(id(records), None))
 
     async def _quarantine(self, rejected: Rejected) -> None:
         if not rejected:

@@ -27,14 +27,14 @@ _WINDOW_REFUSED, _UNSEEDED, _BUDGET_REFUSED = 0, 1, 2
 class RedisCounters:
     def __init__(self, redis: Redis, prefix: str = PREFIX) -> None:
         self.redis = redis
-        self._prefix = prefix
+        self.prefix = prefix
         self._admit = redis.register_script(ADMIT)
         self._settle = redis.register_script(SETTLE)
         self._seed = redis.register_script(SEED)
         self._set_spent = redis.register_script(SET_SPENT)
 
     async def admit(self, ask: Ask) -> Verdict:
-        prefix = self._prefix
+        prefix = self.prefix
         keys = [f"{prefix}w:{window.name}" for window in ask.windows]
         args: list[Any] = [
             ask.request_id,
@@ -52,7 +52,7 @@ class RedisCounters:
         return _verdict(ask, reply)
 
     async def settle(self, settlement: Settlement) -> None:
-        prefix = self._prefix
+        prefix = self.prefix
         correction = settlement.token_correction
         windows = settlement.token_windows if correction else ()
         keys = [f"{prefix}w:{name}" for name in windows]
@@ -73,13 +73,13 @@ class RedisCounters:
 
     async def seed(self, name: str, spent: int, *, ttl_seconds: float | None = None) -> None:
         ttl = max(1, int(ttl_seconds * 1000)) if ttl_seconds is not None else 0
-        keys = [f"{self._prefix}b:{name}", f"{self._prefix}x:{name}"]
+        keys = [f"{self.prefix}b:{name}", f"{self.prefix}x:{name}"]
         await self._seed(keys=keys, args=[spent, ttl])
 
     async def budget(self, name: str) -> tuple[int, int] | None:
         """(spent, reserved), or None if the budget is not in Redis (it is seeded from the
         ledger on its next request)."""
-        spent, reserved = await self.redis.hmget(f"{self._prefix}b:{name}", ["spent", "reserved"])
+        spent, reserved = await self.redis.hmget(f"{self.prefix}b:{name}", ["spent", "reserved"])
         if spent is None:
             return None
         return int(spent), int(reserved or 0)
@@ -87,7 +87,7 @@ class RedisCounters:
     async def set_spent(self, name: str, spent: int) -> int | None:
         """Make what budget `name` has spent `spent`, leaving its reservations alone; returns
         what it replaced, or None if the budget is not in Redis (nothing is created)."""
-        before = await self._set_spent(keys=[f"{self._prefix}b:{name}"], args=[spent])
+        before = await self._set_spent(keys=[f"{self.prefix}b:{name}"], args=[spent])
         return None if before is None else int(before)
 
     async def ping(self) -> None:

@@ -34,6 +34,9 @@ from entrepot.limits.redis_counters import RedisCounters
 
 log = logging.getLogger("entrepot.limits")
 
+# What a failing Redis call raises: redis-py's own errors, and a socket's or a timeout's from
+# below it (`TimeoutError` is an `OSError`).
+FAILURES = (RedisError, OSError)
 PROBE_SECONDS = 1.0
 MAX_OWED = 100_000
 UNAVAILABLE = (
@@ -73,7 +76,7 @@ class SharedCounters:
         if self._may_try():
             try:
                 verdict = await self.redis.admit(ask)
-            except RedisError as error:
+            except FAILURES as error:
                 self._failed(error)
             else:
                 self._answered()
@@ -97,7 +100,7 @@ class SharedCounters:
         if self._may_try():
             try:
                 await self.redis.settle(settlement)
-            except RedisError as error:
+            except FAILURES as error:
                 self._failed(error)
             else:
                 self._answered()
@@ -108,7 +111,7 @@ class SharedCounters:
         if self._may_try():
             try:
                 await self.redis.seed(name, spent, ttl_seconds=ttl_seconds)
-            except RedisError as error:
+            except FAILURES as error:
                 self._failed(error)
             else:
                 self._answered()
@@ -122,7 +125,7 @@ class SharedCounters:
             return False
         try:
             await self.redis.ping()
-        except RedisError as error:
+        except FAILURES as error:
             self._failed(error)
             return False
         self._answered()
@@ -152,7 +155,7 @@ class SharedCounters:
             raise LimitsUnavailableError(UNAVAILABLE)
         return self._local
 
-    def _failed(self, error: RedisError) -> None:
+    def _failed(self, error: BaseException) -> None:
         if not self._down:
             how = "refused" if self._local is None else "counted by this process alone, flagged"
             log.warning("limits: Redis unreachable; requests of keys with limits are %s", how)
@@ -184,7 +187,7 @@ class SharedCounters:
         while self._owed and not self._down:
             try:
                 await self.redis.settle(self._owed[0])
-            except RedisError as error:
+            except FAILURES as error:
                 self._failed(error)
                 return
             self._owed.popleft()

@@ -78,6 +78,7 @@ usage_records = Table(
     Column("findings", JSON, nullable=True),
     Column("attempts", JSON, nullable=True),
     Column("cache_hit", Boolean, nullable=False, server_default=false()),
+    Column("limits_degraded", Boolean, nullable=False, server_default=false()),
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_key_id", "key_id"),
     Index("ix_usage_model_alias", "model_alias"),
