@@ -66,12 +66,14 @@ class SharedCache(Cache):
         if not work.available:
             return None
         try:
-            body = await self._get(keys=[ENTRY + fingerprint, INDEX, CLOCK], args=[fingerprint])
+            body: bytes | None = await self._get(
+                keys=[ENTRY + fingerprint, INDEX, CLOCK], args=[fingerprint]
+            )
         except FAILURES as error:
             work.failed(error)
             return None
         work.succeeded()
-        return bytes(body) if body is not None else None
+        return body
 
     def put(self, fingerprint: str, body: bytes, ttl: float) -> None:
         if self._work.available:
