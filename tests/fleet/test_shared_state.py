@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +36,7 @@ from tests.conftest import (
     start_gateway,
 )
 
+ENTREPOT = [sys.executable, "-m", "entrepot"]
 ECHO = "shared-state/echo"
 GATE = "shared-state/gate"
 COOLDOWN = 2.0
@@ -277,3 +281,24 @@ def test_without_redis_requests_are_still_served(tmp_path: Path) -> None:
         replica.stop()
         fake.stop()
         redis.stop()
+
+
+def test_a_key_revoked_with_the_cli_is_refused_by_every_replica_within_a_second(
+    fleet: Fleet, redis_url: str
+) -> None:
+    """`entrepot keys revoke` writes the database and announces it, like the admin API."""
+    secret = create_key(fleet.a, "revoked-from-the-cli")
+    path = fleet.a.log.parent / "a.yaml"  # replica A's own configuration file
+    with httpx.Client(base_url=fleet.a.url) as a, httpx.Client(base_url=fleet.b.url) as b:
+        assert accepts(a, secret) and accepts(b, secret)
+        result = subprocess.run(
+            [*ENTREPOT, "keys", "revoke", "revoked-from-the-cli", "--config", str(path)],
+            env={**os.environ, "ENTREPOT_REDIS_URL": redis_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert eventually(functools.partial(refuses, a, secret), 1.0)
+        assert eventually(functools.partial(refuses, b, secret), 1.0)

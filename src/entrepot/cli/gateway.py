@@ -158,6 +158,7 @@ def keys_create(
     except GatewayError as exc:
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(1) from None
+    announce_key_change(config)
     console.print(f"created key [bold]{key.name}[/bold] (id {key.id})")
     typer.echo(secret)
 
@@ -198,14 +199,37 @@ def keys_revoke(
     ref: Annotated[str, typer.Argument(help="Key id or name.")],
     config_path: ConfigOption = None,
 ) -> None:
-    """Revoke a key; a running gateway stops accepting it within seconds."""
-    store = KeyStore(open_engine(load(config_path).store))
+    """Revoke a key; running gateways stop accepting it within a second (with the shared
+    backend; else at their next reload from the database, within seconds)."""
+    config = load(config_path)
+    store = KeyStore(open_engine(config.store))
     try:
         key = store.revoke(ref)
     except GatewayError as exc:
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(1) from None
+    announce_key_change(config)
     console.print(f"revoked key {key.name} (id {key.id})")
+
+
+def announce_key_change(config: Config) -> None:
+    """Tell every replica sharing Redis to reload its keys now, as the admin API does; with
+    Redis unreachable they still find the change at their next reload from the database."""
+    if config.shared.backend != "redis":
+        return
+    import asyncio
+
+    from entrepot.store.key_events import KeyEvents
+    from entrepot.store.redis import connect
+
+    async def announce() -> None:
+        redis = connect(config.shared)
+        try:
+            await KeyEvents(redis).announce()
+        finally:
+            await redis.aclose()
+
+    asyncio.run(announce())
 
 
 def route(
