@@ -230,6 +230,22 @@ def test_spend_counted_elsewhere_is_added_once_unless_the_seed_has_it(redis_url:
     assert run(redis_url, scenario) == [(1070, 0)]
 
 
+def test_spend_counted_elsewhere_settles_a_reservation_redis_made_after_all(
+    redis_url: str,
+) -> None:
+    """The replica's admission timed out, so it counted the request locally; Redis ran the
+    admission anyway. The spend it later reports settles that reservation."""
+
+    async def scenario(counters: RedisCounters) -> list[object]:
+        await counters.seed("b", 0)
+        await counters.admit(budget_ask("b", 500, 1000, "late"))
+        for _ in range(2):
+            await counters.settle(settlement("late", "b", 0, 80, admitted_at=0, degraded=True))
+        return [await counters.budget("b")]
+
+    assert run(redis_url, scenario) == [(80, 0)]
+
+
 def test_a_token_estimate_is_corrected_at_settlement(redis_url: str) -> None:
     async def scenario(counters: RedisCounters) -> list[int]:
         ask = Ask("r", (WindowAsk("tpm", 100, 1000, W),), (), HOLD)

@@ -16,7 +16,9 @@ budget: its amount goes back, and its field becomes `e`, so that a late settleme
 what the request cost. Settling removes the reservation, so settling again finds nothing and
 spends nothing. A spend counted elsewhere (on a replica's own counters while Redis was
 unreachable) is added once, marked `s`, and only if the budget was seeded before the request was
-admitted: a budget seeded later has it from the ledger. Markers go after `MARKER_SECONDS`.
+admitted: a budget seeded later has it from the ledger. If Redis did reserve for it after all (the
+admission timed out, and Redis ran it once it could), that reservation is settled instead.
+Markers go after `MARKER_SECONDS`.
 
 Integers reach `HINCRBY` as the strings they arrived as: Lua numbers are doubles, and Redis would
 write a large one in exponent notation, which `HINCRBY` refuses.
@@ -169,16 +171,16 @@ for b = 1, nb do
   arg = arg + 3
   if redis.call('EXISTS', key) == 1 then
     local held = redis.call('HGET', key, field)
-    if reserved_here == '1' then
-      if held and held ~= 's' then
-        if held ~= 'e' and held ~= '0' then
-          redis.call('HINCRBY', key, 'reserved', '-' .. held)
-        end
-        if actual ~= '0' then redis.call('HINCRBY', key, 'spent', actual) end
-        redis.call('HDEL', key, field)
-        redis.call('ZREM', holds, rid)
+    if held and held ~= 's' then
+      -- Reserved here, even when the replica took the admission for failed (it timed out, and
+      -- Redis ran it later): the reservation goes and the cost is spent.
+      if held ~= 'e' and held ~= '0' then
+        redis.call('HINCRBY', key, 'reserved', '-' .. held)
       end
-    elseif not held then
+      if actual ~= '0' then redis.call('HINCRBY', key, 'spent', actual) end
+      redis.call('HDEL', key, field)
+      redis.call('ZREM', holds, rid)
+    elseif not held and reserved_here == '0' then
       local seeded = tonumber(redis.call('HGET', key, 'seeded')) or 0
       if admitted >= seeded then
         if actual ~= '0' then redis.call('HINCRBY', key, 'spent', actual) end
