@@ -8,6 +8,7 @@ import typer
 from entrepot.cli.audit import audit_app
 from entrepot.cli.bench import bench
 from entrepot.cli.gateway import check_bind, keys_app, models, route, serve, usage
+from entrepot.cli.reconcile import reconcile
 
 app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
 app.command()(serve)
@@ -17,5 +18,6 @@ app.command()(route)
 app.command()(bench)
 app.add_typer(audit_app, name="audit")
 app.command()(usage)
+app.command()(reconcile)
 
 __all__ = ["app", "check_bind"]

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine
 
@@ -116,17 +116,9 @@ class LedgerWriter:
         records = [r for batch in (self._pending, *self._in_flight.values()) for r in batch]
         if self.spool.holds_records:
             records += await asyncio.to_thread(self.spool.peek)
-        total = 0
-        for record in records:
-            nanos, source = record.cost_nanos, record.currency
-            if nanos is None or source is None or record.created_at < since:
-                continue
-            if (key_id is not None and record.key_id != key_id) or (
-                team is not None and record.team != team
-            ):
-                continue
-            total += nanos if source == currency else rates.convert(nanos, source, currency)
-        return total
+        return spend_of(
+            records, since=since, currency=currency, rates=rates, key_id=key_id, team=team
+        )
 
     def record(self, record: UsageRecord) -> None:
         self._metrics.observe(record)
@@ -307,6 +299,30 @@ class LedgerWriter:
                 await self.flush()
             except Exception:  # a bug, not an outage: those are handled inside
                 log.exception("ledger flush failed unexpectedly")
+
+
+def spend_of(
+    records: Iterable[UsageRecord],
+    *,
+    since: dt.datetime,
+    currency: str,
+    rates: CurrencyRates,
+    key_id: int | None = None,
+    team: str | None = None,
+) -> int:
+    """What `records` say a key or team spent since `since`, in nanos of `currency`: the
+    records `spend_since` would count, had the store had them, converted as it converts."""
+    total = 0
+    for record in records:
+        nanos, source = record.cost_nanos, record.currency
+        if nanos is None or source is None or record.created_at < since:
+            continue
+        if (key_id is not None and record.key_id != key_id) or (
+            team is not None and record.team != team
+        ):
+            continue
+        total += nanos if source == currency else rates.convert(nanos, source, currency)
+    return total
 
 
 def write_isolating(engine: Engine, batch: Sequence[UsageRecord]) -> tuple[int, Rejected]:

@@ -1,0 +1,166 @@
+"""`entrepot reconcile`: do the budgets a fleet keeps in Redis agree with the ledger?
+
+For every key and team with a budget, what Redis says was spent in the current period against
+what the ledger says: the store, plus the records this machine's spool still holds. A request
+settles in Redis a moment before its record reaches the ledger, so under traffic a drift of
+the last flush window's spend is expected; a drift that stays is a real one (Redis lost a write,
+spend was counted on a replica's own counters during an outage, the store was edited). `--fix`
+sets Redis's spend to the ledger's, leaving the reservations of requests in flight alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from sqlalchemy import Engine
+
+from entrepot.cli.common import ConfigOption, console, load
+from entrepot.config import Budget, Config
+from entrepot.types import UsageRecord
+
+if TYPE_CHECKING:
+    from entrepot.limits.limiter import Subject
+    from entrepot.limits.redis_counters import RedisCounters
+
+SUBJECT_WIDTH = 20
+ROW = "{:<20} {:<11} {:>14} {:>14} {:>15}"
+
+
+@dataclass(slots=True)
+class Line:
+    """One budget: the ledger's spend, Redis's (None: not in Redis, so it is seeded from the
+    ledger on its next request), in nanos of `currency`."""
+
+    who: str
+    period: str
+    currency: str
+    ledger: int
+    redis: int | None
+    fixed: bool = False
+
+    @property
+    def drift(self) -> int:
+        return 0 if self.redis is None else self.redis - self.ledger
+
+
+def reconcile(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Set Redis's spend to the ledger's where they differ.")
+    ] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Compare each key's and team's budget spend in Redis with the ledger (exit 1 on drift)."""
+    from entrepot.limits.shared import FAILURES  # here: the other commands need no Redis
+    from entrepot.store.db import open_engine
+
+    config = load(config_path)
+    if config.shared.backend != "redis":
+        console.print("[red]shared.backend is memory: there is no Redis to reconcile[/red]")
+        raise typer.Exit(2)
+    engine = open_engine(config.store)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        lines = asyncio.run(_reconcile(config, engine, now, fix))
+    except FAILURES as error:
+        console.print(f"[red]cannot reach Redis: {error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    _show(lines, fix)
+    if any(line.drift and not line.fixed for line in lines):
+        raise typer.Exit(1)
+
+
+def _subjects(config: Config, engine: Engine) -> list[tuple[Subject, Budget]]:
+    """Every active key with a budget, then every team with one."""
+    from entrepot.limits.limiter import Subject
+    from entrepot.store.keys import KeyStore
+
+    subjects = []
+    for key in KeyStore(engine).list():
+        if key.limits.budget is not None:
+            subjects.append((Subject(f"key:{key.id}", key.limits, key.name), key.limits.budget))
+    for name, team in sorted(config.teams.items()):
+        if team.limits.budget is not None:
+            subjects.append((Subject(f"team:{name}", team.limits, name), team.limits.budget))
+    return subjects
+
+
+async def _reconcile(config: Config, engine: Engine, now: dt.datetime, fix: bool) -> list[Line]:
+    from entrepot.ledger.spool import Spool, spool_directory
+    from entrepot.limits.limiter import budget_counter
+    from entrepot.limits.redis_counters import RedisCounters
+    from entrepot.store.redis import connect
+
+    spool = Spool(spool_directory(config.store, engine))
+    spool.open()
+    spooled = spool.peek()
+    client = connect(config.shared)
+    counters = RedisCounters(client)
+    lines = []
+    try:
+        for subject, budget in _subjects(config, engine):
+            line = await _compare(config, engine, counters, spooled, subject, budget, now)
+            if fix and line.drift:
+                name = budget_counter(subject.name, budget, now)[0]
+                line.fixed = await counters.set_spent(name, line.ledger) is not None
+            lines.append(line)
+    finally:
+        await client.aclose()
+    return lines
+
+
+async def _compare(
+    config: Config,
+    engine: Engine,
+    counters: RedisCounters,
+    spooled: list[UsageRecord],
+    subject: Subject,
+    budget: Budget,
+    now: dt.datetime,
+) -> Line:
+    from entrepot.ledger.writer import spend_of
+    from entrepot.limits.limiter import budget_counter
+    from entrepot.store.usage import spend_since
+
+    name, start, _ = budget_counter(subject.name, budget, now)
+    kind, _, ident = subject.name.partition(":")
+    key_id, team = (int(ident), None) if kind == "key" else (None, ident)
+    currency, rates = budget.currency, config.currency_rates
+    # Redis first, then the ledger: what settles in between shows as the ledger ahead.
+    held = await counters.budget(name)
+    ledger = spend_since(
+        engine, since=start, currency=currency, rates=rates, key_id=key_id, team=team
+    ) + spend_of(spooled, since=start, currency=currency, rates=rates, key_id=key_id, team=team)
+    period = name.rsplit(":", 1)[1]
+    redis = None if held is None else held[0]
+    return Line(subject.who, f"{period} {currency}", currency, ledger, redis)
+
+
+def _show(lines: list[Line], fix: bool) -> None:
+    if not lines:
+        console.print("no key or team has a budget: nothing to reconcile")
+        return
+    typer.echo(ROW.format("subject", "period", "ledger", "redis", "drift"))
+    for line in lines:
+        who = line.who if len(line.who) <= SUBJECT_WIDTH else line.who[: SUBJECT_WIDTH - 1] + "…"
+        redis = "not in Redis" if line.redis is None else _amount(line.redis)
+        drift = _amount(line.drift, signed=True) if line.drift else "0"
+        typer.echo(ROW.format(who, line.period, _amount(line.ledger), redis, drift))
+    drifted = [line for line in lines if line.drift]
+    summary = f"budgets: {len(lines)} checked, {len(drifted)} drifted"
+    if drifted and fix:
+        fixed = sum(line.fixed for line in drifted)
+        summary += f", {fixed} set to the ledger's spend"
+    elif drifted:
+        summary += "; --fix sets Redis's spend to the ledger's"
+    typer.echo(summary)
+
+
+def _amount(nanos: int, *, signed: bool = False) -> str:
+    return f"{Decimal(nanos).scaleb(-9):{'+' if signed else ''}.9f}"
