@@ -270,6 +270,10 @@ class StoreConfig(_Strict):
     # Where usage records wait while the store is unreachable; default: beside the SQLite file,
     # or in the data directory.
     spool_dir: str | None = None
+    # PostgreSQL: the longest wait for a new connection (libpq counts whole seconds, at least 2)
+    # and for one statement, so a database that stops answering fails calls instead of hanging.
+    connect_timeout_seconds: int = Field(default=5, ge=2)
+    statement_timeout_seconds: float = Field(default=30, gt=0)
 
 
 class SharedConfig(_Strict):
