@@ -205,7 +205,7 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
     first.dispose()
     second = open_engine(config)
     assert versions(second) == [head_revision()]
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
     with second.connect() as conn:
         count = conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
     assert count == 1
@@ -213,6 +213,7 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
         "alembic_version",
         "api_keys",
         "responses",
+        "usage_daily",
         "usage_records",
     }
 
@@ -221,7 +222,12 @@ def test_migrations_produce_exactly_the_declared_schema(engine: Engine) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("usage_records")}
-    assert {"ix_usage_created_at", "ix_usage_key_id", "ix_usage_model_alias"} <= indexes
+    assert {
+        "ix_usage_created_at",
+        "ix_usage_key_created",
+        "ix_usage_team_created",
+        "ix_usage_model_alias",
+    } <= indexes
 
 
 def test_sqlite_is_in_wal_mode(engine: Engine) -> None:

@@ -80,8 +80,39 @@ usage_records = Table(
     Column("cache_hit", Boolean, nullable=False, server_default=false()),
     Column("limits_degraded", Boolean, nullable=False, server_default=false()),
     Index("ix_usage_created_at", "created_at"),
-    Index("ix_usage_key_id", "key_id"),
     Index("ix_usage_model_alias", "model_alias"),
+    # A budget's spend since its period began (`spend_since`), per key and per team: on
+    # PostgreSQL the index holds what the sum reads, so it never visits the table.
+    Index(
+        "ix_usage_key_created",
+        "key_id",
+        "created_at",
+        postgresql_include=["currency", "cost_nanos"],
+    ),
+    Index(
+        "ix_usage_team_created",
+        "team",
+        "created_at",
+        postgresql_include=["currency", "cost_nanos"],
+    ),
+)
+
+# Usage summed per UTC day, key, model and currency, kept by a trigger on `usage_records` in the
+# transaction that inserts the rows (migration 0007): `entrepot usage` reads these few rows, not
+# the whole ledger. A missing key, model or currency is stored as "" (primary key columns cannot
+# be NULL).
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("key_name", String(200), primary_key=True),
+    Column("model_alias", String(256), primary_key=True),
+    Column("currency", String(8), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=False),
 )
 
 # Responses API answers (`GET /v1/responses/{id}`, `previous_response_id`). `owner` is the key
