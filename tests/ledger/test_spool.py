@@ -333,7 +333,9 @@ def test_each_spooled_batch_is_fsynced_before_the_write_returns(
     assert synced == [segment, str(tmp_path / "spool")]  # the file, then its directory entry
 
 
-def test_a_torn_tail_is_skipped_and_an_unreadable_line_quarantined(tmp_path: Path) -> None:
+def test_a_torn_tail_is_skipped_and_an_unreadable_line_quarantined_once(tmp_path: Path) -> None:
+    """However often the segment is read (each replay the store refuses reads it again), the
+    unreadable line is quarantined once: the segment is rewritten without it."""
     spool = Spool(tmp_path / "spool")
     spool.write(spool.reserve(), [record(0), record(1)])
     segment = next((tmp_path / "spool").glob("*.jsonl"))
@@ -341,12 +343,17 @@ def test_a_torn_tail_is_skipped_and_an_unreadable_line_quarantined(tmp_path: Pat
     segment.write_bytes(good[0] + b"\n" + b"{not json\n" + good[1] + b"\n" + good[0][:20])
     reopened = Spool(tmp_path / "spool")
     reopened.open()
+    assert reopened.records == 3  # what the newline count said before reading
     sequence = reopened.next_ready()
     assert sequence is not None
-    assert [r.request_id for r in reopened.read(sequence)] == ["req-0", "req-1"]
+    for _ in range(3):
+        assert [r.request_id for r in reopened.read(sequence)] == ["req-0", "req-1"]
     assert reopened.quarantined == 1
     entry = orjson.loads((tmp_path / "spool" / QUARANTINE_FILE).read_bytes())
     assert entry["line"] == "{not json" and "unreadable" in entry["reason"]
+    assert segment.read_bytes() == good[0] + b"\n" + good[1] + b"\n"
+    assert (reopened.records, reopened.bytes) == (2, segment.stat().st_size)
+    assert {p.name for p in (tmp_path / "spool").iterdir()} == {QUARANTINE_FILE, segment.name}
 
 
 def test_a_reserved_older_place_holds_back_newer_segments(tmp_path: Path) -> None:

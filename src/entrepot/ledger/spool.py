@@ -165,25 +165,52 @@ class Spool:
     def read(self, sequence: int) -> list[UsageRecord]:
         """A segment's records. A torn last line (a crash mid-write) is skipped; any other line
         that cannot be read is quarantined rather than replayed. A segment someone deleted
-        holds nothing."""
+        holds nothing.
+
+        Either way the segment is then rewritten without those lines, so a replay that fails
+        (the store still down) and reads the segment again does not quarantine the same lines
+        again, nor warn again. Only a crash between the two can repeat a quarantine entry."""
+        path = self._path(sequence)
         try:
-            data = self._path(sequence).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return []
         lines = data.split(b"\n")
-        if lines and lines[-1]:
+        torn = bool(lines[-1])
+        if torn:
             log.warning(
                 "ledger spool segment %s ends in a torn line (a crash while it was written); "
                 "the records before it are replayed",
-                self._path(sequence).name,
+                path.name,
             )
         records: list[UsageRecord] = []
+        kept: list[bytes] = []
+        unreadable: list[tuple[bytes, str]] = []
         for line in lines[:-1]:
             try:
                 records.append(decode_record(line))
+                kept.append(line)
             except (ValueError, TypeError, KeyError) as error:
-                self._quarantine_line(line, f"unreadable spool line: {error}")
+                unreadable.append((line, f"unreadable spool line: {error}"))
+        if unreadable or torn:
+            self._quarantine_lines(unreadable)
+            self._rewrite(sequence, kept)
         return records
+
+    def _rewrite(self, sequence: int, lines: list[bytes]) -> None:
+        """Replace a segment by `lines`, atomically: a crash leaves the old or the new one."""
+        data = b"".join(line + b"\n" for line in lines)
+        path = self._path(sequence)
+        replacement = path.with_suffix(".rewrite")  # not a segment's name: never replayed
+        _write_durably(replacement, data, "wb")
+        os.replace(replacement, path)
+        _fsync_directory(self.directory)
+        with self._lock:
+            if sequence in self._segments:
+                records, size = self._segments[sequence]
+                self.records += len(lines) - records
+                self.bytes += len(data) - size
+                self._segments[sequence] = (len(lines), len(data))
 
     def peek(self) -> list[UsageRecord]:
         """Every spooled record, oldest first, without replaying or quarantining anything: what
@@ -221,11 +248,14 @@ class Spool:
             )
         self._append_quarantine(entries)
 
-    def _quarantine_line(self, line: bytes, reason: str) -> None:
-        log.error("ledger spool line quarantined: %s", reason)
-        text = line.decode("utf-8", "replace")
-        entry = {"quarantined_at": dt.datetime.now(dt.UTC), "reason": reason, "line": text}
-        self._append_quarantine([entry])
+    def _quarantine_lines(self, lines: list[tuple[bytes, str]]) -> None:
+        entries = []
+        for line, reason in lines:
+            log.error("ledger spool line quarantined: %s", reason)
+            text = line.decode("utf-8", "replace")
+            now = dt.datetime.now(dt.UTC)
+            entries.append({"quarantined_at": now, "reason": reason, "line": text})
+        self._append_quarantine(entries)
 
     def _append_quarantine(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
