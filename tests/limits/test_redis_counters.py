@@ -71,11 +71,13 @@ def settlement(rid: str, name: str, reserved: int, actual: int, **fields: object
 
 
 def test_a_window_admits_up_to_its_limit_then_says_when_it_fits(redis_url: str) -> None:
-    async def scenario(counters: RedisCounters) -> list[Verdict]:
+    async def scenario(counters: RedisCounters) -> tuple[list[Verdict], int]:
         ask = Ask("r", (WindowAsk("rpm", 1, 3, W),), (), HOLD)
-        return [await counters.admit(ask) for _ in range(4)]
+        verdicts = [await counters.admit(ask) for _ in range(4)]
+        return verdicts, await counters.redis.pttl(f"{counters.prefix}w:rpm")
 
-    verdicts = run(redis_url, scenario)
+    verdicts, ttl = run(redis_url, scenario)
+    assert W * 1000 < ttl <= 2 * W * 1000  # gone when this minute and the next are over
     assert [v.admitted for v in verdicts] == [True, True, True, False]
     assert [v.windows[0].used for v in verdicts] == [1, 2, 3, 3]
     assert verdicts[3].refused_window == 0

@@ -193,50 +193,52 @@ class MemoryCounters:
         """Runs without awaiting: on one event loop, the whole request is decided atomically.
         Windows come first, then budgets; a refusal takes back what was counted before it."""
         now = self._now()
-        verdict = Verdict()
-        states = verdict.windows
-        counted: list[tuple[Window, int]] = []
-        for index, (name, amount, limit, seconds) in enumerate(ask.windows):
+        states: list[WindowState] = []
+        for name, amount, limit, seconds in ask.windows:
             window = self._window(name, seconds, now)
             used = window.used(now)
             if used + amount > limit:
-                states.append(
-                    WindowState(False, used, limit, window.until_fits(now, amount, limit))
-                )
-                verdict.refused_window = index
-                _uncount(counted)
-                return verdict
+                wait = window.until_fits(now, amount, limit)
+                self._take_back(ask, len(states), 0)
+                states.append(WindowState(False, used, limit, wait))
+                return Verdict(states, refused_window=len(states) - 1)
             window.current += amount
-            counted.append((window, amount))
             states.append(WindowState(True, used + amount, limit, window.until_empty(now)))
         budgets = self._budgets
-        unseeded = tuple(b.name for b in ask.budgets if b.name not in budgets)
-        if unseeded:
-            verdict.unseeded = unseeded
-            _uncount(counted)
-            return verdict
-        held: list[tuple[_Budget, int]] = []
         for index, (name, worst, limit) in enumerate(ask.budgets):
-            budget = budgets[name]
+            budget = budgets.get(name)
+            if budget is None:
+                self._take_back(ask, len(states), index)
+                unseeded = (b.name for b in ask.budgets if b.name not in budgets)
+                return Verdict(states, unseeded=tuple(unseeded))
             committed = budget.spent + budget.reserved
             if committed + (worst or 0) > limit or (worst is None and committed >= limit):
-                verdict.refused_budget = index
-                verdict.spent, verdict.reserved = budget.spent, budget.reserved
-                _uncount(counted)
-                for taken, reserved in held:
-                    taken.reserved -= reserved
-                return verdict
+                self._take_back(ask, len(states), index)
+                return Verdict(
+                    states, refused_budget=index, spent=budget.spent, reserved=budget.reserved
+                )
             if worst:
                 budget.reserved += worst
-                held.append((budget, worst))
-        return verdict
+        return Verdict(states)
+
+    def _take_back(self, ask: Ask, windows: int, budgets: int) -> None:
+        """Undo what `admit` counted on the first `windows` windows and `budgets` budgets."""
+        for window in ask.windows[:windows]:
+            self._windows[window.name].current -= window.amount
+        for budget in ask.budgets[:budgets]:
+            if budget.amount:
+                self._budgets[budget.name].reserved -= budget.amount
 
     async def settle(self, settlement: Settlement) -> None:
         """Once per request: the limiter makes sure of it, as one process's memory dies with
         it, and so no reservation here outlives its request."""
         self._now()
+        budgets = self._budgets
         for name, reserved, actual in settlement.budgets:
-            self.release(name, reserved, actual)
+            budget = budgets.get(name)
+            if budget is not None:  # see `release`
+                budget.reserved = max(0, budget.reserved - reserved)
+                budget.spent += actual
         if settlement.token_correction:
             for name in settlement.token_windows:
                 self.add(name, settlement.token_correction, settlement.window_seconds)
@@ -304,8 +306,3 @@ class MemoryCounters:
                 if b.reserved or b.expires is None or now < b.expires
             }
         return now
-
-
-def _uncount(counted: list[tuple[Window, int]]) -> None:
-    for window, amount in counted:
-        window.current -= amount

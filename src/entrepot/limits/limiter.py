@@ -68,12 +68,19 @@ class Subject:
     requests_counter: str = field(init=False, repr=False, compare=False)
     tokens_counter: str = field(init=False, repr=False, compare=False)
     budget_nanos: int = field(init=False, repr=False, compare=False)
+    budget_currency: str = field(init=False, repr=False, compare=False)
+    requests_ask: WindowAsk | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        budget = self.limits.budget
-        object.__setattr__(self, "requests_counter", f"{self.name}:requests")
+        limits = self.limits
+        budget, rpm = limits.budget, limits.requests_per_minute
+        requests = f"{self.name}:requests"
+        object.__setattr__(self, "requests_counter", requests)
         object.__setattr__(self, "tokens_counter", f"{self.name}:tokens")
         object.__setattr__(self, "budget_nanos", int(budget.amount * NANOS) if budget else 0)
+        object.__setattr__(self, "budget_currency", budget.currency if budget else "")
+        ask = WindowAsk(requests, 1, rpm, WINDOW_SECONDS) if rpm is not None else None
+        object.__setattr__(self, "requests_ask", ask)
 
     @property
     def who(self) -> str:
@@ -109,12 +116,6 @@ class _Hit:
     counter: str
     recorded: int
     state: WindowState
-
-
-class _Seeding(NamedTuple):
-    subject: Subject
-    start: dt.datetime
-    ttl: float | None
 
 
 def _utc_now() -> dt.datetime:
@@ -166,45 +167,59 @@ class Limiter:
         an unpriced model: the request is admitted while the budget has room, and reserves
         nothing. Everything is asked of the counters at once, and counted all or nothing."""
         windows: list[WindowAsk] = []
-        kinds: list[tuple[Kind, Subject]] = []
+        kinds: list[Kind] = []
+        limited: list[Subject] = []  # whose window each is
+        token_windows: list[str] = []
+        budgets: list[BudgetAsk] = []
+        owners: list[Subject] = []  # whose budget each is
+        held: list[Reservation] = []
+        now: dt.datetime | None = None
         for subject in subjects:
             limits = subject.limits
-            if limits.requests_per_minute is not None:
-                limit = limits.requests_per_minute
-                windows.append(WindowAsk(subject.requests_counter, 1, limit, WINDOW_SECONDS))
-                kinds.append(("requests", subject))
+            requests = subject.requests_ask
+            if requests is not None:
+                windows.append(requests)
+                kinds.append("requests")
+                limited.append(subject)
             if limits.tokens_per_minute is not None:
-                limit = limits.tokens_per_minute
+                tokens = subject.tokens_counter
                 windows.append(
-                    WindowAsk(subject.tokens_counter, estimated_tokens, limit, WINDOW_SECONDS)
+                    WindowAsk(tokens, estimated_tokens, limits.tokens_per_minute, WINDOW_SECONDS)
                 )
-                kinds.append(("tokens", subject))
-        budgets, owners, seedings = self._budgets(subjects, worst_costs)
+                kinds.append("tokens")
+                limited.append(subject)
+                token_windows.append(tokens)
+            budget = limits.budget
+            if budget is not None:
+                now = now or self._clock().astimezone(dt.UTC)
+                counter = _counter(subject.name, budget.currency, budget.period, now.date())[0]
+                worst = self._worst(worst_costs, budget.currency)
+                budgets.append(BudgetAsk(counter, worst, subject.budget_nanos))
+                owners.append(subject)
+                if worst is not None:
+                    held.append(Reservation(counter, worst, budget.currency))
         if not windows and not budgets:
             return Admission({}, estimated_tokens)
         ask = Ask(request_id or _request_id(), tuple(windows), tuple(budgets), self._hold)
-        verdict = await self._decide(ask, seedings)
+        verdict = await self._counters.admit(ask)
+        if verdict.unseeded:
+            verdict = await self._seed_and_ask(ask, verdict, owners)
         hits = [
-            _Hit(kind, ask.windows[i].name, ask.windows[i].amount, state)
-            for i, ((kind, _), state) in enumerate(zip(kinds, verdict.windows, strict=False))
+            _Hit(kind, window.name, window.amount, state)
+            for kind, window, state in zip(kinds, windows, verdict.windows, strict=False)
         ]
         if verdict.refused_window is not None:
-            self._refuse_rate(ask, hits, kinds[verdict.refused_window][1])
+            self._refuse_rate(ask, hits, limited[verdict.refused_window])
         if verdict.refused_budget is not None:
             self._refuse_budget(ask, verdict, verdict.refused_budget, hits, owners)
-        reservations = tuple(
-            Reservation(b.name, b.amount, owner[1].currency)
-            for b, owner in zip(budgets, owners, strict=True)
-            if b.amount is not None
-        )
         return Admission(
-            headers=_rate_headers(hits, rolled_back=False),
-            estimated_tokens=estimated_tokens,
-            token_windows=tuple(h.counter for h in hits if h.kind == "tokens"),
-            reservations=reservations,
-            request_id=ask.request_id,
-            admitted_at=verdict.admitted_at,
-            degraded=verdict.degraded,
+            _rate_headers(hits, rolled_back=False) if hits else {},
+            estimated_tokens,
+            tuple(token_windows) if token_windows else (),
+            tuple(held) if held else (),
+            ask.request_id,
+            verdict.admitted_at,
+            verdict.degraded,
         )
 
     async def settle(
@@ -215,20 +230,27 @@ class Limiter:
         if admission.settled:
             return
         admission.settled = True
-        budgets: list[BudgetSettlement] = []
-        for reservation in admission.reservations:
-            actual = 0
-            if actual_cost is not None:
-                nanos, currency = actual_cost
-                actual = self._rates.convert(nanos, currency, reservation.currency)
-            budgets.append(BudgetSettlement(reservation.counter, reservation.amount, actual))
+        budgets: tuple[BudgetSettlement, ...] = ()
+        if admission.reservations:
+            nanos, source = actual_cost or (0, "")
+            convert = self._rates.convert
+            budgets = tuple(
+                [
+                    BudgetSettlement(
+                        counter,
+                        amount,
+                        nanos if source in ("", currency) else convert(nanos, source, currency),
+                    )
+                    for counter, amount, currency in admission.reservations
+                ]
+            )
         correction = actual_tokens - admission.estimated_tokens
         token_windows = admission.token_windows if correction else ()
         if budgets or token_windows:
             await self._counters.settle(
                 Settlement(
                     admission.request_id,
-                    tuple(budgets),
+                    budgets,
                     token_windows,
                     correction,
                     WINDOW_SECONDS,
@@ -237,54 +259,37 @@ class Limiter:
                 )
             )
 
-    def _budgets(
-        self, subjects: Sequence[Subject], worst_costs: Sequence[Cost]
-    ) -> tuple[list[BudgetAsk], list[tuple[Subject, Budget]], dict[str, _Seeding]]:
-        """What each budget asks: the counter for this period, the worst case in its currency
-        (a missing rate is refused here, before anything is counted), and how to seed it."""
-        asks: list[BudgetAsk] = []
-        owners: list[tuple[Subject, Budget]] = []
-        seedings: dict[str, _Seeding] = {}
-        now: dt.datetime | None = None
-        for subject in subjects:
-            budget = subject.limits.budget
-            if budget is None:
-                continue
-            now = now or self._clock().astimezone(dt.UTC)
-            counter, start, end = budget_counter(subject.name, budget, now)
-            ttl = (end + SETTLE_GRACE - now).total_seconds() if end else None
-            asks.append(
-                BudgetAsk(counter, self._worst(worst_costs, budget.currency), subject.budget_nanos)
-            )
-            owners.append((subject, budget))
-            seedings[counter] = _Seeding(subject, start, ttl)
-        return asks, owners, seedings
-
-    async def _decide(self, ask: Ask, seedings: dict[str, _Seeding]) -> Verdict:
-        """Ask the counters; budgets they do not have yet are seeded from the ledger, and the
-        question asked again (a budget may vanish in between, say Redis restarting)."""
+    async def _seed_and_ask(self, ask: Ask, verdict: Verdict, owners: list[Subject]) -> Verdict:
+        """Budgets the counters do not have yet are seeded from the ledger, and the question
+        asked again (a budget may vanish in between, say Redis restarting)."""
+        by_counter = {b.name: subject for b, subject in zip(ask.budgets, owners, strict=True)}
         for _ in range(SEED_ATTEMPTS):
+            await asyncio.gather(*(self._seed(name, by_counter[name]) for name in verdict.unseeded))
             verdict = await self._counters.admit(ask)
             if not verdict.unseeded:
                 return verdict
-            await asyncio.gather(*(self._seed(name, seedings[name]) for name in verdict.unseeded))
         raise LimitsUnavailableError(
             f"budget counters vanished {SEED_ATTEMPTS} times while being seeded; retry shortly"
         )
 
-    async def _seed(self, counter: str, seeding: _Seeding) -> None:
+    async def _seed(self, counter: str, subject: Subject) -> None:
         """Read the ledger once per counter, however many requests find it missing at once:
         they all wait for the same seeding."""
         task = self._seeding.get(counter)
         if task is None:
-            task = asyncio.ensure_future(self._load_and_seed(counter, seeding))
+            task = asyncio.ensure_future(self._load_and_seed(counter, subject))
             self._seeding[counter] = task
             task.add_done_callback(lambda _: self._seeding.pop(counter, None))
         await asyncio.shield(task)
 
-    async def _load_and_seed(self, counter: str, seeding: _Seeding) -> None:
-        spent = await self._load_spend(seeding.subject, seeding.start)
-        await self._counters.seed(counter, spent, ttl_seconds=seeding.ttl)
+    async def _load_and_seed(self, counter: str, subject: Subject) -> None:
+        budget = subject.limits.budget
+        assert budget is not None
+        now = self._clock().astimezone(dt.UTC)
+        _, start, end = _counter(subject.name, budget.currency, budget.period, now.date())
+        ttl = (end + SETTLE_GRACE - now).total_seconds() if end else None
+        spent = await self._load_spend(subject, start)
+        await self._counters.seed(counter, spent, ttl_seconds=ttl)
 
     def _worst(self, costs: Sequence[Cost], currency: str) -> int | None:
         """The largest of `costs` in `currency`; None if there are none (unpriced)."""
@@ -310,13 +315,11 @@ class Limiter:
 
     @staticmethod
     def _refuse_budget(
-        ask: Ask,
-        verdict: Verdict,
-        index: int,
-        hits: list[_Hit],
-        owners: list[tuple[Subject, Budget]],
+        ask: Ask, verdict: Verdict, index: int, hits: list[_Hit], owners: list[Subject]
     ) -> NoReturn:
-        subject, budget = owners[index]
+        subject = owners[index]
+        budget = subject.limits.budget
+        assert budget is not None
         worst = ask.budgets[index].amount
         message = _budget_message(subject, budget, verdict.spent, verdict.reserved, worst)
         raise BudgetExceededError(message, headers=_rate_headers(hits, rolled_back=True))
@@ -328,17 +331,20 @@ def budget_counter(
     """The counter of a subject's budget for the period `now` is in, the period's start (UTC)
     and its end (None: it never ends). Keyed by the period's start, so a new period starts a
     new counter and old ones expire."""
-    period, start, end = _period(budget, now)
-    return f"{subject_name}:budget:{budget.currency}:{period}", start, end
+    return _counter(subject_name, budget.currency, budget.period, now.astimezone(dt.UTC).date())
+
+
+@functools.lru_cache(maxsize=4096)
+def _counter(
+    subject_name: str, currency: str, period: str, day: dt.date
+) -> tuple[str, dt.datetime, dt.datetime | None]:
+    """Remembered, as every request with a budget asks and the answer changes once a day."""
+    suffix, start, end = _period_of(period, day)
+    return f"{subject_name}:budget:{currency}:{suffix}", start, end
 
 
 def _request_id() -> str:
     return f"lim_{time.time_ns():016x}{random.getrandbits(64):016x}"
-
-
-def _period(budget: Budget, now: dt.datetime) -> tuple[str, dt.datetime, dt.datetime | None]:
-    """The period's counter suffix, its start (UTC) and its end (None: it never ends)."""
-    return _period_of(budget.period, now.date())
 
 
 @functools.lru_cache(maxsize=64)

@@ -42,13 +42,15 @@ local function roll(key, length)
     if i ~= nil and index == i + 1 then p = c else p = 0 end
     c = 0
   end
-  return index, c, p
+  return index, c, p, i ~= index
 end
 
-local function store(key, length, index, c, p)
-  redis.call('HSET', key, 'i', string.format('%d', index), 'c', string.format('%d', c),
-    'p', string.format('%d', p))
-  redis.call('PEXPIRE', key, math.floor(2 * length / 1000))
+-- Small integers (a window index, a count) are written in full by Redis, without exponent.
+-- A window is written on every request but expires once, at the end of the window after its
+-- current one: its expiry is set when it rolls.
+local function store(key, length, index, c, p, rolled)
+  redis.call('HSET', key, 'i', index, 'c', c, 'p', p)
+  if rolled then redis.call('PEXPIREAT', key, math.floor((index + 2) * length / 1000)) end
 end
 
 local function same_life(key, holds)
@@ -85,20 +87,20 @@ local function lapse(key, holds)
   end
 end
 
-local states, rolled = {}, {}
+local states, lengths, rolled = {}, {}, {}
 local arg = 6
 for w = 1, nw do
   local amount, limit, length = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1]),
     tonumber(ARGV[arg + 2])
   arg = arg + 3
-  local index, c, p = roll(KEYS[w], length)
+  local index, c, p, new = roll(KEYS[w], length)
   local used = c + math.floor((p * ((index + 1) * length - now) + length - 1) / length)
   if used + amount > limit then
     states[w] = {used, index, c, p}
     return {0, now, w, 0, 0, 0, states, {}}
   end
   states[w] = {used + amount, index, c + amount, p}
-  rolled[w] = length
+  lengths[w], rolled[w] = length, new
 end
 
 local unseeded = {}
@@ -123,7 +125,7 @@ end
 
 for w = 1, nw do
   local s = states[w]
-  store(KEYS[w], rolled[w], s[2], s[3], s[4])
+  store(KEYS[w], lengths[w], s[2], s[3], s[4], rolled[w])
 end
 arg = first
 for b = 1, nb do
@@ -153,7 +155,7 @@ local correction, length, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(
 local field = 'h:' .. rid
 
 for w = 1, nt do
-  local index, c, p = roll(KEYS[w], length)
+  local index, c, p, new = roll(KEYS[w], length)
   if correction >= 0 then
     c = c + correction
   else
@@ -161,7 +163,7 @@ for w = 1, nt do
     c = c - taken
     p = math.max(0, p + correction + taken)
   end
-  store(KEYS[w], length, index, c, p)
+  store(KEYS[w], length, index, c, p, new)
 end
 
 local arg = 7
