@@ -10,19 +10,20 @@ from decimal import Decimal
 
 import pytest
 
-from entrepot.config import Budget, CurrencyRates, Limits
+from entrepot.config import Budget, Config, CurrencyRates, Limits
 from entrepot.exceptions import CurrencyRateMissingError
 from entrepot.ledger.pricing import Cost
 from entrepot.limits.counters import MemoryCounters
 from entrepot.limits.limiter import (
-    BEGINNING,
     Admission,
     BudgetExceededError,
     Limiter,
     RateLimitedError,
     Reservation,
     Subject,
+    hold_seconds,
 )
+from entrepot.limits.periods import BEGINNING
 
 NOW = dt.datetime(2024, 5, 17, 13, 45, tzinfo=dt.UTC)
 CENT = 10_000_000  # nanos
@@ -417,3 +418,29 @@ def test_interleaved_requests_never_spend_past_the_budget(seed: int) -> None:
     admitted, spent = asyncio.run(spend_concurrently(random.Random(seed)))
     assert spent == admitted * 1_000_000 <= 10_000_000
     assert admitted >= 6
+
+
+def test_reservations_are_held_for_the_longest_life_a_request_can_have() -> None:
+    config = Config.model_validate(
+        {
+            "models": [
+                {
+                    "alias": "a",
+                    "provider": "llama_cpp",
+                    "target": "x",
+                    "local": {"queue_timeout": 30},
+                },
+                {
+                    "alias": "b",
+                    "provider": "openai_compatible",
+                    "target": "y",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "timeouts": {"total": 200},
+                },
+            ],
+            "default_route": {"max_attempts": 2},
+            "routes": {"b": {"max_attempts": 3}},
+        }
+    )
+    # Three attempts, each queued up to 30 s and running up to 600 s (a's default), plus 60 s.
+    assert hold_seconds(config) == 3 * (600 + 30) + 60

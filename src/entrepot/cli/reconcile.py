@@ -93,7 +93,7 @@ def _subjects(config: Config, engine: Engine) -> list[tuple[Subject, Budget]]:
 
 async def _reconcile(config: Config, engine: Engine, now: dt.datetime, fix: bool) -> list[Line]:
     from entrepot.ledger.spool import Spool, spool_directory
-    from entrepot.limits.limiter import budget_counter
+    from entrepot.limits.periods import budget_counter
     from entrepot.limits.redis_counters import RedisCounters
     from entrepot.store.redis import connect
 
@@ -125,7 +125,7 @@ async def _compare(
     now: dt.datetime,
 ) -> Line:
     from entrepot.ledger.writer import spend_of
-    from entrepot.limits.limiter import budget_counter
+    from entrepot.limits.periods import budget_counter
     from entrepot.store.usage import spend_since
 
     name, start, _ = budget_counter(subject.name, budget, now)

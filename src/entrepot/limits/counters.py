@@ -1,5 +1,9 @@
 """The counters behind every limit, behind an async interface so that one process can keep them in
-memory while several replicas share them in Redis.
+memory (`MemoryCounters`) while several replicas share them in Redis (`redis_counters.py`).
+
+A request is one question (`Ask`): every rate window and every budget of its key and team,
+answered all or nothing in one step, which in Redis is one round trip; its end is one more
+(`Settlement`).
 
 Rates use a sliding window approximated from two fixed windows, as Cloudflare does: the count of
 the previous window, weighted by how much of it still overlaps the sliding window, plus the count

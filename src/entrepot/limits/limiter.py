@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import math
 import random
 import time
@@ -40,12 +39,12 @@ from entrepot.limits.counters import (
     WindowAsk,
     WindowState,
 )
+from entrepot.limits.periods import period_counter
 
 WINDOW_SECONDS = 60.0
 # A budget counter outlives its period by this much, so requests admitted just before the period
 # ended can still settle against it.
 SETTLE_GRACE = dt.timedelta(days=1)
-BEGINNING = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Beyond its requests' longest life, how long a reservation is held before it lapses.
 HOLD_MARGIN_SECONDS = 60.0
 # How many times a request asks the counters again after seeding budgets they did not have.
@@ -128,7 +127,8 @@ def hold_seconds(config: Config) -> float:
     longest `timeouts.total`, plus a margin for the rest of the pipeline."""
     models = config.models
     longest_run = max((m.timeouts.total for m in models), default=0.0)
-    longest_wait = max((m.local.queue_timeout for m in models if m.is_local), default=0.0)
+    in_process = [m for m in models if m.provider == "llama_cpp"]
+    longest_wait = max((m.local.queue_timeout for m in in_process), default=0.0)
     attempts = max(
         (route.max_attempts for route in (config.default_route, *config.routes.values())),
     )
@@ -192,7 +192,9 @@ class Limiter:
             budget = limits.budget
             if budget is not None:
                 now = now or self._clock().astimezone(dt.UTC)
-                counter = _counter(subject.name, budget.currency, budget.period, now.date())[0]
+                counter = period_counter(subject.name, budget.currency, budget.period, now.date())[
+                    0
+                ]
                 worst = self._worst(worst_costs, budget.currency)
                 budgets.append(BudgetAsk(counter, worst, subject.budget_nanos))
                 owners.append(subject)
@@ -286,7 +288,7 @@ class Limiter:
         budget = subject.limits.budget
         assert budget is not None
         now = self._clock().astimezone(dt.UTC)
-        _, start, end = _counter(subject.name, budget.currency, budget.period, now.date())
+        _, start, end = period_counter(subject.name, budget.currency, budget.period, now.date())
         ttl = (end + SETTLE_GRACE - now).total_seconds() if end else None
         spent = await self._load_spend(subject, start)
         await self._counters.seed(counter, spent, ttl_seconds=ttl)
@@ -325,39 +327,8 @@ class Limiter:
         raise BudgetExceededError(message, headers=_rate_headers(hits, rolled_back=True))
 
 
-def budget_counter(
-    subject_name: str, budget: Budget, now: dt.datetime
-) -> tuple[str, dt.datetime, dt.datetime | None]:
-    """The counter of a subject's budget for the period `now` is in, the period's start (UTC)
-    and its end (None: it never ends). Keyed by the period's start, so a new period starts a
-    new counter and old ones expire."""
-    return _counter(subject_name, budget.currency, budget.period, now.astimezone(dt.UTC).date())
-
-
-@functools.lru_cache(maxsize=4096)
-def _counter(
-    subject_name: str, currency: str, period: str, day: dt.date
-) -> tuple[str, dt.datetime, dt.datetime | None]:
-    """Remembered, as every request with a budget asks and the answer changes once a day."""
-    suffix, start, end = _period_of(period, day)
-    return f"{subject_name}:budget:{currency}:{suffix}", start, end
-
-
 def _request_id() -> str:
     return f"lim_{time.time_ns():016x}{random.getrandbits(64):016x}"
-
-
-@functools.lru_cache(maxsize=64)
-def _period_of(period: str, day: dt.date) -> tuple[str, dt.datetime, dt.datetime | None]:
-    """Remembered, as every request with a budget asks and the answer changes once a day."""
-    if period == "day":
-        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-        return start.strftime("%Y-%m-%d"), start, start + dt.timedelta(days=1)
-    if period == "month":
-        start = dt.datetime(day.year, day.month, 1, tzinfo=dt.UTC)
-        end = (start + dt.timedelta(days=32)).replace(day=1)
-        return start.strftime("%Y-%m"), start, end
-    return "total", BEGINNING, None
 
 
 def _rate_headers(hits: Sequence[_Hit], *, rolled_back: bool) -> dict[str, str]:
