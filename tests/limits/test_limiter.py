@@ -442,5 +442,5 @@ def test_reservations_are_held_for_the_longest_life_a_request_can_have() -> None
             "routes": {"b": {"max_attempts": 3}},
         }
     )
-    # Three attempts, each queued up to 30 s and running up to 600 s (a's default), plus 60 s.
-    assert hold_seconds(config) == 3 * (600 + 30) + 60
+    # Three attempts, each queued up to 30 s and running up to 600 s (a's default), plus 30 s.
+    assert hold_seconds(config) == 3 * (600 + 30) + 30

@@ -46,7 +46,7 @@ WINDOW_SECONDS = 60.0
 # ended can still settle against it.
 SETTLE_GRACE = dt.timedelta(days=1)
 # Beyond its requests' longest life, how long a reservation is held before it lapses.
-HOLD_MARGIN_SECONDS = 60.0
+HOLD_MARGIN_SECONDS = 30.0
 # How many times a request asks the counters again after seeding budgets they did not have.
 SEED_ATTEMPTS = 3
 PERIOD_WORDS = {"day": "daily", "month": "monthly", "total": "total"}
