@@ -131,14 +131,18 @@ def chat(server: Server, secret: str) -> httpx.Response:
     )
 
 
-async def burst(fleet: Fleet, secret: str, requests: int) -> list[httpx.Response]:
-    """`requests` at once, alternately to each replica (a round robin)."""
+async def burst(
+    fleet: Fleet, secret: str, requests: int, replicas: int = 2
+) -> list[httpx.Response]:
+    """`requests` at once, alternately to each of the first `replicas` (a round robin)."""
     headers = {"Authorization": f"Bearer {secret}"}
     async with httpx.AsyncClient(headers=headers, timeout=60) as client:
         return list(
             await asyncio.gather(
                 *(
-                    client.post(fleet.replicas[i % 2].url + "/v1/chat/completions", json=BODY)
+                    client.post(
+                        fleet.replicas[i % replicas].url + "/v1/chat/completions", json=BODY
+                    )
                     for i in range(requests)
                 )
             )
@@ -171,6 +175,14 @@ def test_a_budget_for_ten_answers_ten_of_64_across_two_replicas(fleet: Fleet) ->
     assert len(records) == 64
     assert sum(r["cost_nanos"] or 0 for r in records) == 10 * REQUEST_NANOS == 40_000_000
     assert redis_budget(fleet.redis_url, key_id) == (40_000_000, 0)
+
+
+def test_a_burst_beyond_the_redis_pool_waits_for_a_connection(fleet: Fleet) -> None:
+    """More concurrent requests than the client has Redis connections: they queue for one, and
+    a healthy Redis is never taken for an unreachable one (503 `limits_unavailable`)."""
+    secret, _ = fleet.key("bursty", budget={"amount": "1000"})
+    responses = asyncio.run(burst(fleet, secret, 600, replicas=1))
+    assert sorted(r.status_code for r in responses) == [200] * 600
 
 
 def test_requests_per_minute_hold_across_replicas(fleet: Fleet) -> None:
