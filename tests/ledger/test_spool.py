@@ -1,9 +1,8 @@
 """The ledger when the store is down or refuses a record, against a real SQLite file.
 
-The outage is real: another connection holds the database's write lock (`BEGIN EXCLUSIVE`), as a
-long migration or a stuck writer would, so the writer's inserts fail with "database is locked"
-while reads go on. The engine's busy timeout is cut to a few milliseconds so each attempt fails
-fast; nothing here waits for a duration, only for a condition.
+The failures are the database's own: a trigger refusing every insert (reads go on), a column the
+table lacks, another connection holding the write lock (`BEGIN EXCLUSIVE`) as a long migration
+or a stuck writer would. Nothing here waits for a duration, only for a condition.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import asyncio
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,8 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client import generate_latest
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import Engine, create_engine
 
-import entrepot.ledger.writer as writer_module
 from entrepot.config import StoreConfig
 from entrepot.exceptions import ConfigError
 from entrepot.ledger.metrics import GatewayMetrics
@@ -33,7 +29,7 @@ from entrepot.ledger.writer import HOLD_BATCHES, SPILL_BATCHES, LedgerWriter
 from entrepot.store.db import open_engine
 from entrepot.store.usage import insert_records
 from entrepot.types import UsageRecord
-from tests.ledger.helpers import row_count, stored_ids, until
+from tests.ledger.helpers import refusing, row_count, stored_ids, until
 
 NEVER = 3600.0
 
@@ -45,14 +41,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(db_path: Path) -> Engine:
-    engine = open_engine(StoreConfig(url=f"sqlite:///{db_path}"))
-
-    def quick_busy(connection: Any, _record: Any) -> None:
-        connection.execute("PRAGMA busy_timeout=20")
-
-    event.listen(engine, "connect", quick_busy)
-    engine.dispose()  # connections opened from now on fail fast on a held lock
-    return engine
+    return open_engine(StoreConfig(url=f"sqlite:///{db_path}"))
 
 
 @contextmanager
@@ -103,9 +92,7 @@ def exposed(metrics: GatewayMetrics) -> set[str]:
     return set(generate_latest(metrics.registry).decode().splitlines())
 
 
-def test_outage_spools_durably_then_replays_in_order_exactly_once(
-    engine: Engine, db_path: Path
-) -> None:
+def test_outage_spools_durably_then_replays_in_order_exactly_once(engine: Engine) -> None:
     metrics = GatewayMetrics()
 
     async def main() -> None:
@@ -113,7 +100,7 @@ def test_outage_spools_durably_then_replays_in_order_exactly_once(
         await w.start()
         w.record(record(0))
         await until(lambda: w.written == 1)
-        with locked(db_path):
+        with refusing(engine):
             for i in range(1, 8):
                 w.record(record(i))
             await until(lambda: w.spool.records == 7)
@@ -139,9 +126,7 @@ def test_outage_spools_durably_then_replays_in_order_exactly_once(
     assert spooled_ids(spool_directory(StoreConfig(), engine)) == []
 
 
-def test_shutdown_during_an_outage_spools_and_the_next_start_replays(
-    engine: Engine, db_path: Path
-) -> None:
+def test_shutdown_during_an_outage_spools_and_the_next_start_replays(engine: Engine) -> None:
     async def first_run() -> None:
         w = writer(engine, batch_size=100, interval=NEVER)
         await w.start()
@@ -158,7 +143,7 @@ def test_shutdown_during_an_outage_spools_and_the_next_start_replays(
         await w.stop()
         assert w.written == 6
 
-    with locked(db_path):
+    with refusing(engine):
         asyncio.run(first_run())
     assert row_count(engine) == 0
     asyncio.run(second_run())
@@ -215,34 +200,26 @@ def test_rejected_records_are_quarantined_and_the_rest_written(engine: Engine) -
     assert reopened.quarantined == 2
 
 
-def test_a_store_refusing_every_record_is_an_outage_not_a_quarantine(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An error that is not about connections (here: a column the database lacks, as with a
-    missing migration) but hits every record, a known-good one included, spools the records
-    rather than setting them all aside."""
-    broken = threading.Event()
-    broken.set()
-
-    def schema_mismatch(
-        engine: Engine, records: Sequence[UsageRecord], *, rollback: bool = False
-    ) -> int:
-        if broken.is_set():
-            cause = sqlite3.ProgrammingError("no such column: usage_estimated")
-            raise ProgrammingError("INSERT", {}, cause)
-        return insert_records(engine, records, rollback=rollback)
-
-    monkeypatch.setattr(writer_module, "insert_records", schema_mismatch)
+def test_a_store_refusing_every_record_is_an_outage_not_a_quarantine(engine: Engine) -> None:
+    """An error that is not about connections (here: a column the table lacks, as when a newer
+    replica's migration has not run) but hits every record, a known-good one included, spools the
+    records rather than setting them all aside."""
+    renamed = "ALTER TABLE usage_records RENAME COLUMN usage_estimated TO {}"
 
     async def main() -> None:
         w = writer(engine, batch_size=4, interval=NEVER)
         await w.start()
         for i in range(6):
             w.record(record(i))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(renamed.format("not_yet_migrated"))
         await w.flush()
         assert w.spool.quarantined == 0
         assert w.spool.records == 6
-        broken.clear()  # the migration ran
+        with engine.begin() as conn:  # the migration ran
+            conn.exec_driver_sql(
+                renamed.replace("usage_estimated", "not_yet_migrated").format("usage_estimated")
+            )
         w._retry.set()
         await until(lambda: not w.spooling)
         await w.stop()
@@ -251,51 +228,62 @@ def test_a_store_refusing_every_record_is_an_outage_not_a_quarantine(
     assert stored_ids(engine) == ids(6)
 
 
+def test_a_lock_held_past_the_busy_timeout_is_an_outage_not_a_rejection(
+    engine: Engine, db_path: Path
+) -> None:
+    """SQLite's "database is locked": the known-good record is refused too, so nothing is set
+    aside; the records are spooled and written once the lock is gone."""
+
+    async def main() -> None:
+        w = writer(engine, batch_size=4, interval=NEVER)
+        for i in range(3):
+            w.record(record(i))
+        with locked(db_path):
+            await w.flush()
+        assert (w.spool.quarantined, w.spool.records) == (0, 3)
+        await w.start()
+        await until(lambda: not w.spooling)
+        await w.stop()
+
+    asyncio.run(main())
+    assert stored_ids(engine) == ids(3)
+
+
 @pytest.mark.parametrize("outcome", ["succeeds", "fails"])
 def test_memory_stays_bounded_while_a_write_hangs_and_order_holds(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, outcome: str
+    engine: Engine, db_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: str
 ) -> None:
-    """A store that does not answer (a dead host, before the connect timeout) holds one batch;
-    what arrives meanwhile goes to the spool past `SPILL_BATCHES` batches, and whether the hung
-    write then succeeds or fails, the ledger ends in the order the records came."""
-    entered, release = threading.Event(), threading.Event()
-    calls = 0
-
-    def hanging_once(
-        engine: Engine, records: Sequence[UsageRecord], *, rollback: bool = False
-    ) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            entered.set()
-            release.wait(30)
-            if outcome == "fails":
-                raise OperationalError("INSERT", {}, sqlite3.OperationalError("timed out"))
-        return insert_records(engine, records, rollback=rollback)
-
-    monkeypatch.setattr(writer_module, "insert_records", hanging_once)
+    """A store that does not answer for a while (here: SQLite's write lock held, which the
+    writer waits for) holds one batch; what arrives meanwhile goes to the spool past
+    `SPILL_BATCHES` batches, and whether the hung write then succeeds (the lock let go) or fails
+    (held past the busy timeout), the ledger ends in the order the records came."""
     batch = 2
     total = 60
     held: list[int] = []
+    holder = sqlite3.connect(db_path, isolation_level=None)
 
     async def main() -> None:
         w = writer(engine, batch_size=batch, interval=NEVER)
         await w.start()
-        w.record(record(0))
-        w.record(record(1))
-        assert await asyncio.to_thread(entered.wait, 30)
+        holder.execute("BEGIN EXCLUSIVE")
         try:
+            w.record(record(0))
+            w.record(record(1))
+            await until(lambda: w._busy == 1)  # the batch is with the store, which waits
             for i in range(2, total):
                 w.record(record(i))
                 held.append(w.held_records)
                 await asyncio.sleep(0)
             await until(lambda: w.spool.records > 0)
+            if outcome == "fails":
+                await until(lambda: w._busy == 0)  # the hung write gave up: spooled
         finally:
-            release.set()
+            holder.execute("COMMIT")
         await until(lambda: not w.spooling and w.written == total)
         await w.stop()
 
     asyncio.run(main())
+    holder.close()
     assert max(held) <= SPILL_BATCHES * batch
     assert stored_ids(engine) == ids(total)
 
@@ -379,7 +367,7 @@ def test_spool_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_store_and_spool_both_failing_hold_records_in_bounded_memory(
-    engine: Engine, db_path: Path, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
     """The double fault: the database is down and the spool's disk refuses too (here: a file
     stands where the spool directory should be, which stops root as well). Records stay in
@@ -396,7 +384,7 @@ def test_store_and_spool_both_failing_hold_records_in_bounded_memory(
     async def main() -> None:
         w = LedgerWriter(engine, config, metrics)
         await w.start()
-        with locked(db_path):
+        with refusing(engine):
             for i in range(limit + 5):
                 w.record(record(i))
             await w.flush()

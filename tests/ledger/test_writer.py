@@ -1,27 +1,26 @@
-"""LedgerWriter against a real SQLite file: batching, draining on stop, retry, and metrics.
-Outages, the spool and rejected records have their own tests in `test_spool.py`."""
+"""LedgerWriter against a real SQLite file, written by the ledger's own process: batching,
+draining on stop, retry, and metrics. Outages, the spool and rejected records have their own
+tests in `test_spool.py`; PostgreSQL's, in tests/fleet/test_postgres_ledger.py."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
-import entrepot.ledger.writer as writer_module
 from entrepot.config import StoreConfig
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.writer import LedgerWriter
+from entrepot.store.batches import Rejected
 from entrepot.store.db import open_engine
-from entrepot.store.usage import insert_records
+from entrepot.store.writer_process import StoreProcess
 from entrepot.types import UsageRecord
-from tests.ledger.helpers import row_count, stored_ids, until
+from tests.ledger.helpers import recorded_batches, refusing, row_count, stored_ids, until
 
 NEVER = 3600.0  # a flush interval no test waits for: only a full batch or stop() writes
 
@@ -32,16 +31,10 @@ def engine(tmp_path: Path) -> Engine:
 
 
 @pytest.fixture
-def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     """Request ids of every batch the writer hands to the store, in order."""
-    seen: list[list[str]] = []
-
-    def recording(engine: Engine, records: Sequence[UsageRecord]) -> int:
-        seen.append([r.request_id for r in records])
-        return insert_records(engine, records)
-
-    monkeypatch.setattr(writer_module, "insert_records", recording)
-    return seen
+    with recorded_batches(monkeypatch) as seen:
+        yield seen
 
 
 def record(i: int, model: str = "m", status: int = 200) -> UsageRecord:
@@ -146,25 +139,17 @@ def test_stop_without_records_writes_nothing(engine: Engine) -> None:
 
 
 def test_failed_write_is_spooled_and_written_later_once_in_order(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, batches: list[list[str]]
 ) -> None:
-    """A write the store refuses for a moment (here: locked) loses nothing and counts nothing
-    twice: the records wait in the spool and reach the store in their order."""
-    calls: list[int] = []
-
-    def flaky(engine: Engine, records: Sequence[UsageRecord], *, rollback: bool = False) -> int:
-        calls.append(len(records))
-        if len(calls) == 1:
-            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
-        return insert_records(engine, records, rollback=rollback)
-
-    monkeypatch.setattr(writer_module, "insert_records", flaky)
+    """A write the store refuses for a while loses nothing and counts nothing twice: the records
+    wait in the spool and reach the store in their order."""
 
     async def main() -> None:
         w = writer(engine, batch_size=2, interval=0.01)
         for i in range(3):
             w.record(record(i))
-        await w.flush()  # does not raise: the records are spooled
+        with refusing(engine):
+            await w.flush()  # does not raise: the records are spooled
         assert w.written == 0
         assert w.spooling and w.spool.records == 3
         await w.start()
@@ -173,7 +158,7 @@ def test_failed_write_is_spooled_and_written_later_once_in_order(
         assert w.written == 3
 
     asyncio.run(main())
-    assert calls == [2, 2, 1]
+    assert [len(batch) for batch in batches] == [2, 2, 1]
     assert stored_ids(engine) == ["req-0", "req-1", "req-2"]
 
 
@@ -204,32 +189,38 @@ def test_metrics_observe_every_record(engine: Engine) -> None:
 
 
 def test_stop_waits_for_a_batch_already_being_written(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
+    """The store is slow to take a batch (another connection holds SQLite's write lock, which
+    the writer waits for): stop lets it complete and counts it, rather than spooling it."""
+    entered = asyncio.Event()
+    original = StoreProcess.write
 
-    def slow(engine: Engine, records: Sequence[UsageRecord]) -> int:
+    async def noticed(self: StoreProcess, records: Sequence[UsageRecord]) -> tuple[int, Rejected]:
         entered.set()
-        release.wait(30)
-        return insert_records(engine, records)
+        return await original(self, records)
 
-    monkeypatch.setattr(writer_module, "insert_records", slow)
+    monkeypatch.setattr(StoreProcess, "write", noticed)
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
 
     async def main() -> None:
         w = writer(engine, batch_size=2)
         await w.start()
+        holder.execute("BEGIN EXCLUSIVE")
         w.record(record(0))
         w.record(record(1))
-        assert await asyncio.to_thread(entered.wait, 30)
+        await entered.wait()
         stopping = asyncio.create_task(w.stop())
         for _ in range(10):
             await asyncio.sleep(0)
-        release.set()  # the write in progress completes now
+        holder.execute("COMMIT")  # the write in progress completes now
         await stopping
         assert w.written == 2
         assert row_count(engine) == 2
+        assert not w.spooling
 
     asyncio.run(main())
+    holder.close()
 
 
 def test_stop_right_after_a_batch_fills_returns(engine: Engine) -> None:

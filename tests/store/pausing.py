@@ -8,10 +8,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psutil
+import psycopg
+from sqlalchemy import make_url
 
 from tests.backing import Backing
 
@@ -52,10 +56,32 @@ def paused(server: Backing) -> Iterator[None]:
         resume(server)
 
 
-def stop(server: Backing) -> None:
-    """Stop the server now: a fast shutdown (SIGINT to the postmaster) ends the sessions that a
-    smart one (SIGTERM, what `Backing.stop` sends) would wait for."""
+def halt(server: Backing) -> None:
+    """Stop the server now, keeping its data for `restart`: a fast shutdown (SIGINT to the
+    postmaster) ends the sessions a smart one (SIGTERM, what `Backing.stop` sends) waits for."""
     resume(server)
     with contextlib.suppress(ProcessLookupError):
         os.kill(server_processes(server)[0].pid, signal.SIGINT)
+    server.process.wait(timeout=60)
+
+
+def restart(server: Backing) -> None:
+    """Start a halted server again, on the same data and port."""
+    log = server.log.open("ab")
+    server.process = subprocess.Popen(server.process.args, stdout=log, stderr=subprocess.STDOUT)
+    port = make_url(server.url).port
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            psycopg.connect(f"postgresql://entrepot@127.0.0.1:{port}/postgres").close()
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    raise AssertionError(f"PostgreSQL did not come back:\n{server.log.read_text()[-2000:]}")
+
+
+def stop(server: Backing) -> None:
+    """Stop the server for good, at once (see `halt`), and remove its data."""
+    if server.process.poll() is None:
+        halt(server)
     server.stop()

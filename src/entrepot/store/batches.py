@@ -1,0 +1,79 @@
+"""Writing a batch of usage records whatever it holds: the records the store rejects are found
+and handed back, and the rest written; a store that cannot take writes at all is an outage.
+
+The two need opposite answers from the ledger (set a record aside, or keep every record for
+later), so neither may pass for the other:
+- a batch that fails is split in halves until the failing record is alone. A record is judged
+  bad only if it fails alone while a known-good record is accepted (written and rolled back): a
+  store-wide problem, such as a schema the database does not have, is then an outage, not a
+  reason to set every record aside.
+- an error of the kind outages raise (a lost connection, a lock or statement timeout, a server
+  limit) is an outage only if the known-good record fails too. A record that raises one on its
+  own, twice, each time right after the store accepted the known-good record — say a value past a
+  server limit, or one a trigger refuses with such an error — is rejected like any other: retried
+  as an outage, it would hold back every record behind it forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from entrepot.exceptions import StoreUnavailableError
+from entrepot.failure_log import describe
+from entrepot.store.usage import insert_records, store_unavailable
+from entrepot.types import UsageRecord
+
+Rejected = list[tuple[UsageRecord, str]]
+# Tries of a lone record failing with an outage's kind of error, each after the known-good
+# record was accepted, before it is judged bad: one could be a blip between the two writes.
+ALONE_TRIES = 2
+PROBE = UsageRecord(request_id="ledger-probe", endpoint="probe")
+
+
+def write_isolating(engine: Engine, batch: Sequence[UsageRecord]) -> tuple[int, Rejected]:
+    """Write a batch; returns how many rows are new, and the records the store rejects with the
+    reason. Raises StoreUnavailableError if the store cannot take writes at all."""
+    try:
+        return insert_records(engine, batch), []
+    except Exception as error:
+        if store_unavailable(error) and not _takes_writes(engine):
+            raise StoreUnavailableError(describe(error)) from error
+        if len(batch) > 1:
+            half = len(batch) // 2
+            first, first_rejected = write_isolating(engine, batch[:half])
+            second, second_rejected = write_isolating(engine, batch[half:])
+            return first + second, first_rejected + second_rejected
+        return _judge_alone(engine, batch[0])
+
+
+def _judge_alone(engine: Engine, record: UsageRecord) -> tuple[int, Rejected]:
+    """A record that failed on its own: bad only if the store takes a known-good record and
+    still refuses this one; otherwise the store itself is failing."""
+    reason = ""
+    for _ in range(ALONE_TRIES):
+        _probe(engine)
+        try:
+            return insert_records(engine, [record]), []
+        except Exception as again:
+            reason = describe(again)
+            if not store_unavailable(again):
+                break  # a rejection (a constraint, a bad value) is the same every time
+    return 0, [(record, reason)]
+
+
+def _probe(engine: Engine) -> None:
+    """Write a known-good record and roll it back; StoreUnavailableError if the store refuses."""
+    try:
+        insert_records(engine, [PROBE], rollback=True)
+    except Exception as failure:
+        raise StoreUnavailableError(describe(failure)) from failure
+
+
+def _takes_writes(engine: Engine) -> bool:
+    try:
+        _probe(engine)
+    except StoreUnavailableError:
+        return False
+    return True
