@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from entrepot.config import load_config
 from tests.conftest import ROOT, Server
@@ -80,3 +82,23 @@ def test_readme_sdk_examples_run(zero_config_gateway: Server, kind: str) -> None
         assert result.stdout.rstrip().endswith("completed")
     else:
         assert "tool_use get_weather {'city': '" in result.stdout
+
+
+def test_readme_fleet_config_serves_with_two_workers(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    """The fleet example as written: two workers on PostgreSQL and Redis (no admin key on
+    loopback, so keys are required but none are made: /health answers all the same)."""
+    from tests.backing import new_database
+    from tests.conftest import start_gateway
+
+    config = yaml.safe_load(_block("fleet"))
+    env = {"ENTREPOT_DATABASE_URL": new_database(postgres_url), "ENTREPOT_REDIS_URL": redis_url}
+    server = start_gateway(tmp_path, "fleet", config, env, options=["--workers", "2"])
+    try:
+        health = httpx.get(server.url + "/health").json()
+        assert health["status"] == "ok", health
+        refused = httpx.post(server.url + "/v1/chat/completions", json={"model": "m"})
+        assert refused.status_code == 401
+    finally:
+        server.stop()
