@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.migration import MigrationContext
 from platformdirs import user_data_dir
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
@@ -77,7 +74,14 @@ def migrate(engine: Engine) -> str | None:
     The upgrade runs in one transaction that first takes the migration lock (PostgreSQL: an
     advisory lock; SQLite: the write lock), so replicas starting together migrate once. It has
     no statement timeout: building an index on a large ledger takes longer than any request
-    should, and the replicas waiting for the lock wait as long."""
+    should, and the replicas waiting for the lock wait as long.
+
+    Alembic is imported here, not with the module: the ledger's writer process opens the store
+    without migrating, and starts faster without it."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.migration import MigrationContext
+
     alembic = AlembicConfig()
     alembic.set_main_option("script_location", "entrepot.store:migrations")
     with engine.begin() as connection:
