@@ -44,9 +44,11 @@ def run(redis_url: str, scenario: Callable[[RedisCounters], Awaitable[T]]) -> T:
 
     async def main() -> T:
         client = Redis.from_url(redis_url)
+        counters = RedisCounters(client, prefix=f"test:{uuid.uuid4().hex}:")
         try:
-            return await scenario(RedisCounters(client, prefix=f"test:{uuid.uuid4().hex}:"))
+            return await scenario(counters)
         finally:
+            await counters.close()
             await client.aclose()
 
     return asyncio.run(main())
@@ -288,9 +290,11 @@ def test_two_clients_admit_exactly_what_fits(redis_url: str) -> None:
         redis = Redis(
             connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=32)
         )
+        counters = RedisCounters(redis, prefix=prefix)
         try:
-            return await work(RedisCounters(redis, prefix=prefix))
+            return await work(counters)
         finally:
+            await counters.close()
             await redis.aclose()
 
     def in_two_threads(work: Callable[[int], Callable[[RedisCounters], Awaitable[T]]]) -> list[T]:
@@ -334,3 +338,18 @@ def test_two_clients_admit_exactly_what_fits(redis_url: str) -> None:
     in_two_threads(settle_half)
     budget = asyncio.run(with_counters(lambda counters: counters.budget("b")))
     assert budget == (sum(actual.values()), 0)
+
+
+def test_through_redis_py_when_the_lean_connection_cannot_serve_the_url(redis_url: str) -> None:
+    """A TLS URL is not spoken by the lean connection: the same scripts go through redis-py,
+    which loads them again after a SCRIPT FLUSH too."""
+
+    async def scenario(counters: RedisCounters) -> list[object]:
+        counters._wire = None  # as for a TLS URL
+        await counters.seed("b", 0)
+        await counters.redis.script_flush()
+        admitted = await counters.admit(budget_ask("b", 5, 10, "r1"))
+        await counters.settle(settlement("r1", "b", 5, 3))
+        return [admitted.admitted, await counters.budget("b")]
+
+    assert run(redis_url, scenario) == [True, (3, 0)]

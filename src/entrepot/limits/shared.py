@@ -140,6 +140,7 @@ class SharedCounters:
             self._replay.cancel()
         if self._owed:
             log.warning("limits: %d settlements never reached Redis", len(self._owed))
+        await self.redis.close()
 
     def _may_try(self) -> bool:
         if not self._down:
