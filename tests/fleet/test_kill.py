@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.backing import new_database
+from tests.backing import new_database, start_redis
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY, Server, fake_model, start_gateway
 from tests.fleet.test_limits import PRICE, REQUEST_NANOS, Fleet, redis_budget
 
@@ -73,9 +73,12 @@ async def load(fleet: Fleet, secret: str) -> tuple[list[int | None], list[int | 
 
 
 def test_killing_a_replica_loses_nothing_and_bills_nothing_twice(
-    tmp_path: Path, fake_openai: Server, postgres_url: str, redis_url: str
+    tmp_path: Path, fake_openai: Server, postgres_url: str
 ) -> None:
-    fleet = start(tmp_path, fake_openai, postgres_url, redis_url)
+    # A Redis of its own: key ids start at 1 in every test's database, and a shared Redis
+    # would hold another test's spend under the same key id.
+    redis = start_redis(tmp_path / "redis")
+    fleet = start(tmp_path, fake_openai, postgres_url, redis.url)
     try:
         # Room for 20 requests: the 12 the dead replica holds, and 8 more.
         secret, key_id = fleet.key("survivor", budget={"amount": "0.08"})
@@ -101,3 +104,4 @@ def test_killing_a_replica_loses_nothing_and_bills_nothing_twice(
         assert sum(r["cost_nanos"] or 0 for r in records) == 9 * REQUEST_NANOS == spent
     finally:
         fleet.stop()
+        redis.stop()
