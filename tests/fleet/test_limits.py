@@ -262,6 +262,9 @@ def test_redis_stopped_fails_limited_keys_closed_and_recovers(
         free, _ = fleet.key("free")
         for replica in fleet.replicas:
             assert chat(replica, limited).status_code == 200
+        # In the ledger before Redis goes: a re-seed reads the ledger, and a record still in a
+        # replica's batch (the documented flush window) would be missed by it.
+        assert fleet.spent(limited_id, 2 * REQUEST_NANOS) == 2 * REQUEST_NANOS
         own_redis.stop()
         for replica in fleet.replicas:
             refused = chat(replica, limited)
@@ -289,6 +292,7 @@ def test_redis_stopped_fails_open_on_local_counters_flagged_in_the_ledger(
     try:
         secret, key_id = fleet.key("open", budget={"amount": "1"})
         before = [chat(replica, secret) for replica in fleet.replicas]
+        assert fleet.spent(key_id, 2 * REQUEST_NANOS) == 2 * REQUEST_NANOS  # as above
         own_redis.stop()
         during = [chat(replica, secret) for replica in fleet.replicas]
         restart(own_redis)
