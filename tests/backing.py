@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 START_SECONDS = 30
 
@@ -33,13 +33,7 @@ class Backing:
     owned: Path | None = None  # a directory to remove once stopped
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         if self.owned is not None:
             shutil.rmtree(self.owned, ignore_errors=True)
 
