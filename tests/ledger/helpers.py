@@ -9,9 +9,8 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import Engine, func, select
 
-from entrepot.store.batches import Rejected
 from entrepot.store.tables import usage_records
-from entrepot.store.writer_process import StoreProcess
+from entrepot.store.writer_process import Rejected, StoreProcess
 from entrepot.types import UsageRecord
 
 

@@ -16,9 +16,8 @@ from sqlalchemy import Engine
 from entrepot.config import StoreConfig
 from entrepot.ledger.metrics import GatewayMetrics
 from entrepot.ledger.writer import LedgerWriter
-from entrepot.store.batches import Rejected
 from entrepot.store.db import open_engine
-from entrepot.store.writer_process import StoreProcess
+from entrepot.store.writer_process import Rejected, StoreProcess
 from entrepot.types import UsageRecord
 from tests.ledger.helpers import recorded_batches, refusing, row_count, stored_ids, until
 

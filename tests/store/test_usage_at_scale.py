@@ -9,6 +9,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+import orjson
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -22,8 +23,9 @@ from entrepot.store.usage import (
     UsageSummaryRow,
     _copy,
     _prepare_incoming,
-    _row_encoding,
     insert_records,
+    json_encoder,
+    record_encoder,
     store_unavailable,
     summarise,
 )
@@ -121,7 +123,7 @@ def test_a_connection_lost_under_copy_is_an_outage_and_the_next_batch_reconnects
     """COPY goes through the driver's own cursor; its failures must still read as SQLAlchemy's,
     a lost connection as an outage (the ledger spools), never as a rejected record."""
     engine = open_engine(StoreConfig(url=new_database(postgres_url)))
-    _, encode = _row_encoding("postgresql", engine.dialect.paramstyle)
+    encode = record_encoder("postgresql")
     rows = [encode(r) for r in random_records(random.Random(2), 5, "lost")]
     with engine.connect() as conn:
         _prepare_incoming(conn)
@@ -189,3 +191,48 @@ def store(request: pytest.FixtureRequest) -> str:
 
 def vars_of(record: UsageRecord) -> dict[str, object]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_record_sent_as_json_becomes_the_same_row(dialect: str) -> None:
+    """The ledger's writer process gets records as JSON and builds rows from it without the
+    record; the rows must be those the record itself gives, every field."""
+    record = UsageRecord(
+        request_id="every-field",
+        endpoint="responses",
+        stream=True,
+        created_at=dt.datetime(2026, 2, 3, 4, 5, 6, 7, tzinfo=dt.UTC),
+        key_id=3,
+        key_name="k",
+        model_alias="m",
+        requested_model="asked",
+        deployment="d",
+        provider="p",
+        jurisdiction="eu",
+        prompt_tokens=1,
+        completion_tokens=2,
+        reasoning_tokens=3,
+        cached_tokens=4,
+        usage_reported=True,
+        usage_estimated=True,
+        cost_nanos=5,
+        currency="EUR",
+        price_date="2026-01-01",
+        latency_ms=6,
+        ttft_ms=7,
+        status=499,
+        error_type="client_closed",
+        team="t",
+        data_class="internal",
+        findings={"email": 2},
+        attempts=[{"deployment": "d", "outcome": "ok", "reason": None}],
+        cache_hit=True,
+        limits_degraded=True,
+    )
+    from_json = json_encoder(dialect)(orjson.loads(orjson.dumps(record)))
+    direct = record_encoder(dialect)(record)
+    if dialect == "postgresql":  # the time stays ISO text, which PostgreSQL reads as it is
+        at = usage_records.c.keys().index("created_at") - 1  # the rows have no id
+        assert dt.datetime.fromisoformat(from_json[at]) == direct[at]
+        from_json, direct = from_json[:at] + from_json[at + 1 :], direct[:at] + direct[at + 1 :]
+    assert from_json == direct

@@ -22,51 +22,56 @@ from sqlalchemy import Engine
 
 from entrepot.exceptions import StoreUnavailableError
 from entrepot.failure_log import describe
-from entrepot.store.usage import insert_records, store_unavailable
+from entrepot.store.usage import Row, insert_rows, record_encoder, store_unavailable
 from entrepot.types import UsageRecord
 
-Rejected = list[tuple[UsageRecord, str]]
+Refused = list[tuple[int, str]]  # positions in the batch of the records refused, and why
 # Tries of a lone record failing with an outage's kind of error, each after the known-good
 # record was accepted, before it is judged bad: one could be a blip between the two writes.
 ALONE_TRIES = 2
 PROBE = UsageRecord(request_id="ledger-probe", endpoint="probe")
 
 
-def write_isolating(engine: Engine, batch: Sequence[UsageRecord]) -> tuple[int, Rejected]:
-    """Write a batch; returns how many rows are new, and the records the store rejects with the
-    reason. Raises StoreUnavailableError if the store cannot take writes at all."""
+def write_isolating(engine: Engine, rows: Sequence[Row]) -> tuple[int, Refused]:
+    """Write a batch of encoded records; returns how many rows are new, and the positions of
+    the records the store rejects with the reason. Raises StoreUnavailableError if the store
+    cannot take writes at all."""
+    return _isolate(engine, rows, 0)
+
+
+def _isolate(engine: Engine, rows: Sequence[Row], offset: int) -> tuple[int, Refused]:
     try:
-        return insert_records(engine, batch), []
+        return insert_rows(engine, rows), []
     except Exception as error:
         if store_unavailable(error) and not _takes_writes(engine):
             raise StoreUnavailableError(describe(error)) from error
-        if len(batch) > 1:
-            half = len(batch) // 2
-            first, first_rejected = write_isolating(engine, batch[:half])
-            second, second_rejected = write_isolating(engine, batch[half:])
-            return first + second, first_rejected + second_rejected
-        return _judge_alone(engine, batch[0])
+        if len(rows) > 1:
+            half = len(rows) // 2
+            first, first_refused = _isolate(engine, rows[:half], offset)
+            second, second_refused = _isolate(engine, rows[half:], offset + half)
+            return first + second, first_refused + second_refused
+        return _judge_alone(engine, rows[0], offset)
 
 
-def _judge_alone(engine: Engine, record: UsageRecord) -> tuple[int, Rejected]:
+def _judge_alone(engine: Engine, row: Row, position: int) -> tuple[int, Refused]:
     """A record that failed on its own: bad only if the store takes a known-good record and
     still refuses this one; otherwise the store itself is failing."""
     reason = ""
     for _ in range(ALONE_TRIES):
         _probe(engine)
         try:
-            return insert_records(engine, [record]), []
+            return insert_rows(engine, [row]), []
         except Exception as again:
             reason = describe(again)
             if not store_unavailable(again):
                 break  # a rejection (a constraint, a bad value) is the same every time
-    return 0, [(record, reason)]
+    return 0, [(position, reason)]
 
 
 def _probe(engine: Engine) -> None:
     """Write a known-good record and roll it back; StoreUnavailableError if the store refuses."""
     try:
-        insert_records(engine, [PROBE], rollback=True)
+        insert_rows(engine, [record_encoder(engine.dialect.name)(PROBE)], rollback=True)
     except Exception as failure:
         raise StoreUnavailableError(describe(failure)) from failure
 

@@ -26,7 +26,7 @@ WriteMethod = Literal["copy", "values"]
 ROWS_PER_STATEMENT = 100
 INCOMING = "usage_incoming"
 
-RowEncoder = Callable[[UsageRecord], tuple[Any, ...]]
+Row = tuple[Any, ...]  # a record's values in column order, as the database takes them
 _ROW_COLUMNS = tuple(c.name for c in usage_records.columns if c.name != "id")
 _COLUMN_LIST = ", ".join(_ROW_COLUMNS)
 _JSON_POSITIONS = tuple(
@@ -72,12 +72,22 @@ def insert_records(
     twice (replayed from the spool after a crash, or after a commit whose answer was lost), and
     must neither fail nor count twice. `rollback` writes the batch and undoes it, to ask whether
     the store accepts such records at all."""
-    if not records:
+    encode = record_encoder(engine.dialect.name)
+    return insert_rows(engine, [encode(r) for r in records], rollback=rollback, method=method)
+
+
+def insert_rows(
+    engine: Engine,
+    rows: Sequence[Row],
+    *,
+    rollback: bool = False,
+    method: WriteMethod | None = None,
+) -> int:
+    """`insert_records` for records already encoded (`record_encoder`, `json_encoder`)."""
+    if not rows:
         return 0
     dialect = engine.dialect
     chosen = method or ("copy" if dialect.name == "postgresql" else "values")
-    row_sql, encode = _row_encoding(dialect.name, dialect.paramstyle)
-    rows = [encode(r) for r in records]
     with engine.connect() as conn:
         if chosen == "copy":
             _prepare_incoming(conn)
@@ -85,7 +95,7 @@ def insert_records(
             if chosen == "copy":
                 inserted = _copy(conn, rows)
             else:
-                inserted = _insert_values(conn, row_sql, rows)
+                inserted = _insert_values(conn, _row_sql(dialect.paramstyle, dialect.name), rows)
             if rollback:
                 transaction.rollback()
     return inserted
@@ -101,7 +111,7 @@ def store_unavailable(error: BaseException) -> bool:
     ) or bool(getattr(error, "connection_invalidated", False))
 
 
-def _insert_values(conn: Connection, row_sql: str, rows: list[tuple[Any, ...]]) -> int:
+def _insert_values(conn: Connection, row_sql: str, rows: Sequence[Row]) -> int:
     inserted = 0
     for first in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[first : first + ROWS_PER_STATEMENT]
@@ -125,7 +135,7 @@ def _prepare_incoming(conn: Connection) -> None:
     conn.info[INCOMING] = True
 
 
-def _copy(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+def _copy(conn: Connection, rows: Sequence[Row]) -> int:
     """COPY through the driver's own cursor (SQLAlchemy has no COPY); its errors are raised as
     SQLAlchemy's, as any statement's would be, so callers can tell an outage from a bad record."""
     fairy = conn.connection
@@ -162,32 +172,63 @@ def _insert_statement(row_sql: str, rows: int) -> str:
 
 
 @functools.cache
-def _row_encoding(dialect: str, paramstyle: str) -> tuple[str, RowEncoder]:
-    """One row's placeholders, and how a record becomes the values they take."""
+def _row_sql(paramstyle: str, dialect: str) -> str:
+    """One row's placeholders in a multi-row INSERT."""
     placeholder = "?" if paramstyle == "qmark" else "%s"
     json_cast = "::json" if dialect == "postgresql" else ""
-    row_sql = "({})".format(
+    return "({})".format(
         ", ".join(
             placeholder + (json_cast if i in _JSON_POSITIONS else "")
             for i in range(len(_ROW_COLUMNS))
         )
     )
-    fields = operator.attrgetter(*_ROW_COLUMNS)
-    # SQLite has no datetime type: SQLAlchemy stores naive UTC text, which reads and compares
-    # (created_at >= :since) only if written in exactly its format.
-    naive_text = dialect == "sqlite"
 
-    def encode(record: UsageRecord) -> tuple[Any, ...]:
+
+@functools.cache
+def record_encoder(dialect: str) -> Callable[[UsageRecord], Row]:
+    """How a record becomes a row: JSON columns as text, and on SQLite the time as text."""
+    fields = operator.attrgetter(*_ROW_COLUMNS)
+    sqlite = dialect == "sqlite"
+
+    def encode(record: UsageRecord) -> Row:
         row = list(fields(record))
-        if naive_text:
-            created: dt.datetime = row[_CREATED_AT]
-            row[_CREATED_AT] = created.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        for i in _JSON_POSITIONS:
-            if row[i] is not None:
-                row[i] = orjson.dumps(row[i]).decode()
+        if sqlite:
+            row[_CREATED_AT] = _sqlite_time(row[_CREATED_AT])
+        _json_as_text(row)
         return tuple(row)
 
-    return row_sql, encode
+    return encode
+
+
+@functools.cache
+def json_encoder(dialect: str) -> Callable[[dict[str, Any]], Row]:
+    """How a record sent as JSON (orjson's form of a `UsageRecord`, decoded: the time as ISO
+    text, JSON columns as values) becomes a row, without building the record: the ledger's
+    writer process receives records so, and a `UsageRecord` costs more to build than to write.
+    PostgreSQL reads the ISO time as it is."""
+    fields = operator.itemgetter(*_ROW_COLUMNS)
+    sqlite = dialect == "sqlite"
+
+    def encode(item: dict[str, Any]) -> Row:
+        row = list(fields(item))
+        if sqlite:
+            row[_CREATED_AT] = _sqlite_time(dt.datetime.fromisoformat(row[_CREATED_AT]))
+        _json_as_text(row)
+        return tuple(row)
+
+    return encode
+
+
+def _sqlite_time(moment: dt.datetime) -> str:
+    """SQLite has no datetime type: SQLAlchemy stores naive UTC text, which reads and compares
+    (created_at >= :since) only if written in exactly its format."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json_as_text(row: list[Any]) -> None:
+    for i in _JSON_POSITIONS:
+        if row[i] is not None:
+            row[i] = orjson.dumps(row[i]).decode()
 
 
 _UNNAMED = {"key": "(no key)", "model": "(none)", "day": ""}
