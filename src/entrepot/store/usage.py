@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import itertools
 import operator
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,7 +24,9 @@ Grouping = Literal["key", "model", "day"]
 # How a batch reaches the database: COPY into a temporary table, then one INSERT from it
 # (PostgreSQL's default), or multi-row INSERT statements (SQLite's, and PostgreSQL's on request).
 WriteMethod = Literal["copy", "values"]
-ROWS_PER_STATEMENT = 100
+ROWS_PER_STATEMENT = 25
+# Rows sent between two offers of the processor to other processes (see `_offer_the_core`).
+ROWS_BETWEEN_YIELDS = 25
 INCOMING = "usage_incoming"
 
 Row = tuple[Any, ...]  # a record's values in column order, as the database takes them
@@ -63,10 +66,10 @@ def insert_records(
     """Write a batch in one transaction; returns how many rows are new.
 
     Rows are encoded once, in the form the column types would have stored them: converting each
-    value through SQLAlchemy's type processors cost about 45 µs a row. On SQLite they are sent a
-    hundred at a time in one INSERT. On PostgreSQL, whose driver parses a long INSERT's
-    placeholders in Python (about 100 µs a row), they are streamed with COPY into a temporary
-    table and moved in one INSERT … SELECT (about 6 µs a row).
+    value through SQLAlchemy's type processors cost about 45 µs a row. On SQLite they are sent
+    25 at a time in one INSERT. On PostgreSQL, whose driver parses a long INSERT's placeholders
+    in Python (about 100 µs a row), they are streamed with COPY into a temporary table and moved
+    in one INSERT … SELECT (about 6 µs a row). Every 25 rows the process offers its core to others.
 
     A record whose request id is already stored is skipped, not an error: a batch may be written
     twice (replayed from the spool after a crash, or after a commit whose answer was lost), and
@@ -117,7 +120,16 @@ def _insert_values(conn: Connection, row_sql: str, rows: Sequence[Row]) -> int:
         chunk = rows[first : first + ROWS_PER_STATEMENT]
         values = tuple(itertools.chain.from_iterable(chunk))
         inserted += conn.exec_driver_sql(_insert_statement(row_sql, len(chunk)), values).rowcount
+        offer_the_core()
     return inserted
+
+
+def offer_the_core() -> None:
+    """Let any other process waiting for this core run now (sched_yield), rather than at the
+    end of this one's time slice. The ledger's writer process is woken by the server's, often on
+    the core the server needs next: written in one go, a batch kept a request waiting for it
+    (p99 at one connection on 2 cores: 3.3–4.3 ms; 1.1–1.5 ms written in pieces of 25 rows)."""
+    os.sched_yield()
 
 
 def _prepare_incoming(conn: Connection) -> None:
@@ -144,6 +156,8 @@ def _copy(conn: Connection, rows: Sequence[Row]) -> int:
         with cursor.copy(_COPY) as copy:
             for position, row in enumerate(rows):
                 copy.write_row((position, *row))
+                if position % ROWS_BETWEEN_YIELDS == ROWS_BETWEEN_YIELDS - 1:
+                    offer_the_core()
         cursor.execute(_MOVE)
         return int(cursor.rowcount)
     except conn.dialect.loaded_dbapi.Error as error:
