@@ -156,3 +156,12 @@ class UsageRecord:
     # Admitted on this process's own counters: the shared ones (Redis) could not be reached and
     # `shared.on_unavailable` is `open`, so the fleet's limits did not hold for this request.
     limits_degraded: bool = False
+    # The task the request was routed for, and the published bench result a `good_enough`
+    # route chose its model by.
+    task: str | None = None
+    evidence_id: str | None = None
+    # The answering model refused (the audit's classifier said so), whether or not a fallback
+    # then answered instead.
+    refused_by_model: bool = False
+    # A shadow copy of another request (a route's `shadow`): that request's id.
+    shadow_of: str | None = None

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -41,6 +42,7 @@ api_keys = Table(
     Column("requests_per_minute", Integer, nullable=True),
     Column("tokens_per_minute", Integer, nullable=True),
     Column("cache_ttl_seconds", Integer, nullable=True),
+    Column("default_task", String(128), nullable=True),
 )
 
 usage_records = Table(
@@ -79,6 +81,10 @@ usage_records = Table(
     Column("attempts", JSON, nullable=True),
     Column("cache_hit", Boolean, nullable=False, server_default=false()),
     Column("limits_degraded", Boolean, nullable=False, server_default=false()),
+    Column("task", String(128), nullable=True),
+    Column("evidence_id", String(64), nullable=True),
+    Column("refused_by_model", Boolean, nullable=False, server_default=false()),
+    Column("shadow_of", String(64), nullable=True),
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_model_alias", "model_alias"),
     # A budget's spend since its period began (`spend_since`), per key and per team: on
@@ -128,4 +134,31 @@ responses = Table(
     Column("response", JSON, nullable=False),
     Column("input_items", JSON, nullable=False),
     Index("ix_responses_created_at", "created_at"),
+)
+
+# Published bench results (`entrepot bench --publish`), which `good_enough` routes choose by: per
+# model and task, the score and its interval, the quality relative to the run's reference model
+# (a paired interval: the lower bound is what a route's `min_quality` is compared with), what an
+# item cost, and a fingerprint of the prices used, so evidence priced at other rates is stale.
+bench_evidence = Table(
+    "bench_evidence",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("task", String(128), nullable=False),
+    Column("model_alias", String(256), nullable=False),
+    Column("reference_alias", String(256), nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("score_low", Float, nullable=False),
+    Column("score_high", Float, nullable=False),
+    Column("relative", Float, nullable=True),
+    Column("relative_low", Float, nullable=True),
+    Column("relative_high", Float, nullable=True),
+    Column("cost_per_item_nanos", BigInteger, nullable=True),
+    Column("currency", String(8), nullable=True),
+    Column("price_date", String(10), nullable=True),
+    Column("price_fingerprint", String(64), nullable=True),
+    Index("ix_bench_evidence_task_model", "task", "model_alias", "published_at"),
 )
