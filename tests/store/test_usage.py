@@ -212,6 +212,7 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
     assert set(inspect(second).get_table_names()) == {
         "alembic_version",
         "api_keys",
+        "bench_evidence",
         "responses",
         "usage_daily",
         "usage_records",
