@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from entrepot.audit.classify import classify, facts, host_filtered, split_reasoning
+from entrepot.audit.classify import classify, facts
 from entrepot.audit.packs import load_pack, shipped_packs
 from entrepot.audit.schema import Probe
+from entrepot.routing.refusal import host_filtered, split_reasoning
 
 HARBOUR = str(Path(__file__).parent / "packs" / "harbour.yaml")
 

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from entrepot.audit.classify import classify, facts, split_reasoning
+from entrepot.audit.classify import classify, facts
 from entrepot.audit.judge import RUBRIC_VERSION, judge_answer
 from entrepot.audit.schema import Pack, Probe, ProbeResult
 from entrepot.bench.cache import JUDGEMENTS, ResponseStore, deployment_identity
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
 from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.routing.refusal import split_reasoning
 
 CONTROL = "control"
 

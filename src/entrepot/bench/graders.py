@@ -19,7 +19,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from entrepot.bench.graders_text import REFUSAL_PATTERNS as REFUSAL_PATTERNS
 from entrepot.bench.graders_text import check_constraints as check_constraints
 from entrepot.bench.graders_text import (
     choice_letter,
@@ -29,9 +28,12 @@ from entrepot.bench.graders_text import (
     normalise,
     parse_number,
 )
-from entrepot.bench.graders_text import is_refusal as is_refusal
 from entrepot.bench.schema import Grade, TaskItem
 from entrepot.exceptions import InvalidRequestError
+
+# The refusal classifier is routing's, shared with the audit and the gateway's `on_refusal`.
+from entrepot.routing.refusal import REFUSAL_PATTERNS as REFUSAL_PATTERNS
+from entrepot.routing.refusal import is_refusal as is_refusal
 
 # (rubric, answer, question text, expected) -> (score 0..1, cost of the judge call in nanos)
 JudgeFn = Callable[[str, str, str | None, Any], Awaitable[tuple[float, int]]]

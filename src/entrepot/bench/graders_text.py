@@ -1,6 +1,6 @@
 """Pulling the gradable part out of a model's free-text answer: a normalised string, the last
-number, the chosen letter, the first JSON document, whether it is a refusal, and
-instruction-following checks.
+number, the chosen letter, the first JSON document, and instruction-following checks (whether it
+is a refusal is `routing/refusal.py`'s, shared with the audit and the gateway).
 
 Models wrap answers in prose, markdown and code fences however they were asked to reply, so a
 grader that compared raw text would mostly measure formatting. These helpers are deliberately
@@ -37,49 +37,6 @@ _WHOLE_LETTER = re.compile(r"^[\W_]*([A-Za-z])[\W_]*$")
 _LEADING_LETTER = re.compile(r"^[*(\[\s]*([A-Z])[).:\]*]")
 _LONE_CAPITAL = re.compile(r"(?<![\w'’])([A-Z])(?![\w'’])")
 
-# Lower-case phrases (straight apostrophes) that open a refusal, in English, Chinese and Russian.
-REFUSAL_PATTERNS: tuple[str, ...] = (
-    "i can't",
-    "i cannot",
-    "i can not",
-    "i'm sorry, but",
-    "i am sorry, but",
-    "sorry, but i",
-    "i apologize, but",
-    "i apologise, but",
-    "as an ai",
-    "i am unable",
-    "i'm unable",
-    "i'm not able to",
-    "i am not able to",
-    "i won't",
-    "i will not",
-    "i must decline",
-    "i'm not comfortable",
-    "抱歉",
-    "对不起",
-    "我无法",
-    "我不能",
-    "作为一个人工智能",
-    "作为人工智能",
-    "作为一个ai",
-    "不便回答",
-    "无法回答",
-    "无法提供",
-    "я не могу",
-    "не могу ответить",
-    "извините, но",
-    "к сожалению, я не",
-    "как ии",
-    "как искусственный интеллект",
-    "я не буду",
-)
-# Refusals say so up front; a phrase deep in a helpful answer ("…I can't stress enough") is not
-# one, so only the opening is searched.
-REFUSAL_WINDOW = 300
-_REFUSAL = re.compile(
-    "|".join(("(?<![a-z])" if p[0].isascii() else "") + re.escape(p) for p in REFUSAL_PATTERNS)
-)
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
 _SENTENCE_END = re.compile(r"[.!?。！？]+")
 
@@ -87,12 +44,6 @@ _SENTENCE_END = re.compile(r"[.!?。！？]+")
 def normalise(text: str) -> str:
     """Case-folded, whitespace collapsed, surrounding punctuation, quotes and emphasis removed."""
     return _SPACE.sub(" ", text.casefold()).strip(_SURROUNDING)
-
-
-def is_refusal(text: str) -> bool:
-    """Whether the answer opens with a refusal phrase from `REFUSAL_PATTERNS`."""
-    opening = text[:REFUSAL_WINDOW].casefold().replace("’", "'")
-    return _REFUSAL.search(opening) is not None
 
 
 def parse_number(text: str) -> float | None:
