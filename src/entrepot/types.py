@@ -63,6 +63,8 @@ class ApiKey:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     cache_ttl_seconds: int | None = None
+    # The task of this key's requests that name none (`x-entrepot-task`), for routing.
+    default_task: str | None = None
 
     limits: Limits = field(init=False, repr=False, compare=False)
 
@@ -105,6 +107,7 @@ class ApiKey:
             "requests_per_minute": self.requests_per_minute,
             "tokens_per_minute": self.tokens_per_minute,
             "cache_ttl_seconds": self.cache_ttl_seconds,
+            "default_task": self.default_task,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
         }

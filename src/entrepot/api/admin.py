@@ -14,6 +14,7 @@ from entrepot.api.gateway import Gateway
 from entrepot.exceptions import InvalidRequestError
 from entrepot.ledger.pricing import nanos_to_amount
 from entrepot.policy.explain import explain_route
+from entrepot.routing.good_enough import check_task
 from entrepot.store.usage import summarise
 
 
@@ -58,7 +59,7 @@ async def create_key(request: Request) -> Response:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise InvalidRequestError(f"{field} must be an integer", param=field)
         extras[field] = value
-    for field in ("team", "data_class"):
+    for field in ("team", "data_class", "default_task"):
         value = body.get(field)
         if value is not None and not isinstance(value, str):
             raise InvalidRequestError(f"{field} must be a string", param=field)
@@ -66,6 +67,8 @@ async def create_key(request: Request) -> Response:
     classes = gateway.config.policy.classes
     if extras["data_class"] is not None and extras["data_class"] not in classes:
         raise InvalidRequestError(f"data_class must be one of {classes}", param="data_class")
+    if extras["default_task"] is not None:
+        check_task(extras["default_task"], "default_task")
     key, secret = gateway.keys.store.create(
         body["name"],
         allowed_models=allowed,

@@ -8,6 +8,10 @@ sensitive data changes where a request goes rather than whether it is served, un
 allow-list excludes that alias. A refusal by the key's or team's own rules is a 403 naming the
 rule.
 
+A `good_enough` route's name is authorised like any alias (a key allowed the name may use it);
+its candidates are the alias the evidence chose for the request's task, then the reference, and
+each of their deployments passes the same egress checks.
+
 This is the one place these decisions are made: the request path calls it, and so does
 `entrepot route --explain`, which passes a `Trace` to see each decision instead of only the
 result.
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from entrepot.policy.access import authorize_model
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy, Verdict
+from entrepot.routing.good_enough import Decision
 from entrepot.routing.table import Deployment, RoutingTable
 from entrepot.types import JSON, ApiKey, Attempt
 
@@ -31,6 +36,7 @@ class Eligibility:
     deployments: list[Deployment]
     alias: str
     skipped: list[Attempt] = field(default_factory=list)
+    decision: Decision | None = None  # a good_enough route's choice
 
 
 @dataclass(slots=True)
@@ -40,6 +46,7 @@ class Trace:
 
     verdicts: list[tuple[str, Deployment, Verdict]] = field(default_factory=list)
     reroute_refused: str | None = None
+    decision: Decision | None = None
 
 
 def classify_request(
@@ -71,12 +78,16 @@ def eligible_deployments(
     class_header: str | None,
     offline: bool,
     reroute_alias: str | None,
+    task: str | None = None,
     trace: Trace | None = None,
 ) -> Eligibility:
     authorize_model(key, alias)
     data_class, findings = classify_request(detector, egress, key, body, class_header)
     team = key.team if key else None
-    result = Eligibility(data_class, findings, [], alias)
+    decision = table.choose(alias, task)
+    result = Eligibility(data_class, findings, [], alias, decision=decision)
+    if trace is not None:
+        trace.decision = decision
     refused: list[tuple[str, Verdict]] = []
     # Only a class the detector raised reroutes; a key's or team's own rules fail loudly. A key
     # limited to some models is not rerouted to another: it gets the refusal instead.
@@ -86,19 +97,23 @@ def eligible_deployments(
             fallback = reroute_alias
         elif trace is not None:
             trace.reroute_refused = f"key {key.name!r} may not use {reroute_alias!r}"
-    for candidate_alias in dict.fromkeys(a for a in (alias, fallback) if a):
-        for deployment in table.resolve(candidate_alias):
-            verdict = egress.check(
-                data_class=data_class, team=team, deployment=deployment.config, offline=offline
-            )
-            if trace is not None:
-                trace.verdicts.append((candidate_alias, deployment, verdict))
-            if verdict.allowed:
-                result.deployments.append(deployment)
-            else:
-                refused.append((deployment.name, verdict))
-                result.skipped.append(Attempt(deployment.name, "skipped", verdict.reason))
+    groups = [(alias, decision.aliases if decision else (alias,))]
+    if fallback is not None and fallback != alias:
+        groups.append((fallback, (fallback,)))
+    for served, members in groups:
+        for member in members:
+            for deployment in table.resolve(member):
+                verdict = egress.check(
+                    data_class=data_class, team=team, deployment=deployment.config, offline=offline
+                )
+                if trace is not None:
+                    trace.verdicts.append((member, deployment, verdict))
+                if verdict.allowed:
+                    result.deployments.append(deployment)
+                else:
+                    refused.append((deployment.name, verdict))
+                    result.skipped.append(Attempt(deployment.name, "skipped", verdict.reason))
         if result.deployments:
-            result.alias = candidate_alias
+            result.alias = served
             return result
     raise egress.blocked_error(alias, data_class, refused, findings)

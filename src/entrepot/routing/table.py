@@ -1,10 +1,12 @@
 """The routing table: built once at config load, so resolving a model is one dict lookup.
 
 An alias maps to one or more deployments; each keeps the live state the strategies read
-(in-flight requests, a latency average, its circuit breaker)."""
+(in-flight requests, a latency average, its circuit breaker). A `good_enough` route's name is
+an alias too, whose deployments are chosen per request (`choose`) from published evidence."""
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import re
 import time
@@ -16,6 +18,13 @@ from entrepot.ledger.pricing import price_for
 from entrepot.providers.base import Provider
 from entrepot.providers.registry import create_provider
 from entrepot.routing.breaker import CircuitBreaker
+from entrepot.routing.good_enough import (
+    Decision,
+    EvidenceBoard,
+    Inputs,
+    configured_fingerprints,
+    decide,
+)
 
 LATENCY_SMOOTHING = 0.2
 
@@ -45,7 +54,9 @@ class Deployment:
 
 
 class RoutingTable:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, evidence: EvidenceBoard | None = None) -> None:
+        """`evidence` is what good_enough routes decide by; without it they find none, and
+        their reference serves."""
         self.created = int(time.time())
         self._by_alias: dict[str, list[Deployment]] = {}
         for model in config.models:
@@ -56,6 +67,12 @@ class RoutingTable:
         self._names = [
             (re.compile(fnmatch.translate(rule.match)), rule.alias) for rule in config.model_names
         ]
+        self._good_enough = {
+            name: route for name, route in config.routes.items() if route.strategy == "good_enough"
+        }
+        self._fingerprints = configured_fingerprints(config) if self._good_enough else {}
+        self._rates = config.currency_rates
+        self.evidence = evidence
 
     @property
     def deployments(self) -> list[Deployment]:
@@ -69,7 +86,7 @@ class RoutingTable:
         """The alias serving a requested model name: the name itself when it is an alias (the
         very same object, so callers can tell), else the first `model_names` rule it matches;
         a name nothing matches is returned as it is, for `resolve` to refuse."""
-        if name in self._by_alias:
+        if name in self._by_alias or name in self._good_enough:
             return name
         for pattern, alias in self._names:
             if pattern.match(name):
@@ -77,6 +94,12 @@ class RoutingTable:
         return name
 
     def resolve(self, alias: str) -> list[Deployment]:
+        """An alias's deployments; for a good_enough route, its reference's: what serves it when
+        no evidence is fresh, for callers wanting one description of it (the model's entry,
+        token counting). Routing a request asks `choose` first."""
+        route = self._good_enough.get(alias)
+        if route is not None and route.reference is not None:
+            alias = route.reference
         deployments = self._by_alias.get(alias)
         if deployments is None:
             raise ModelNotFoundError(
@@ -84,10 +107,24 @@ class RoutingTable:
             )
         return deployments
 
+    def choose(self, alias: str, task: str | None) -> Decision | None:
+        """For a good_enough route, which of its aliases serve this task's request, in order
+        (see `good_enough.decide`); None for any other alias."""
+        route = self._good_enough.get(alias)
+        if route is None:
+            return None
+        board = self.evidence.snapshot() if self.evidence is not None else {}
+        inputs = Inputs(board, self._fingerprints, self._rates, dt.datetime.now(dt.UTC))
+        return decide(alias, route, task, inputs)
+
     async def start(self) -> None:
+        if self.evidence is not None:
+            await self.evidence.start()
         for deployment in self.deployments:
             await deployment.provider.start()
 
     async def close(self) -> None:
         for deployment in self.deployments:
             await deployment.provider.close()
+        if self.evidence is not None:
+            await self.evidence.stop()

@@ -42,6 +42,7 @@ class KeyStore:
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
         cache_ttl_seconds: int | None = None,
+        default_task: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Returns the key record and the secret, which is shown once and never stored."""
         name = name.strip()
@@ -82,6 +83,7 @@ class KeyStore:
             "requests_per_minute": requests_per_minute,
             "tokens_per_minute": tokens_per_minute,
             "cache_ttl_seconds": cache_ttl_seconds,
+            "default_task": default_task,
         }
         try:
             with self.engine.begin() as conn:
@@ -148,4 +150,5 @@ def _from_row(row: Any) -> ApiKey:
         requests_per_minute=row["requests_per_minute"],
         tokens_per_minute=row["tokens_per_minute"],
         cache_ttl_seconds=row["cache_ttl_seconds"],
+        default_task=row["default_task"],
     )
