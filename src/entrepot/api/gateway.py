@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
@@ -24,6 +26,7 @@ from entrepot.limits.shared import SharedCounters
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy
 from entrepot.routing.cache import Cache, ResponseCache
+from entrepot.routing.good_enough import board_for
 from entrepot.routing.router import Router
 from entrepot.routing.shared_breaker import BreakerFleet
 from entrepot.routing.shared_cache import SharedCache
@@ -32,7 +35,34 @@ from entrepot.store.db import open_engine
 from entrepot.store.key_events import KeyEvents
 from entrepot.store.redis import connect
 from entrepot.store.usage import spend_since
-from entrepot.types import ApiKey
+from entrepot.types import JSON, ApiKey, UsageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A request answered in full, as an observer is told of it once it is over: the alias that
+    served it, the body as validated, who asked (and the class header they sent), and the text
+    of the answer."""
+
+    record: UsageRecord
+    alias: str
+    body: JSON
+    key: ApiKey | None
+    class_header: str | None
+    content: str
+
+
+class AnswerObserver(Protocol):
+    """Told of answered requests after their client has the answer (the shadow copies of
+    `entrepot.shadow`, given to the gateway by `entrepot serve`, as `api` may not import it).
+    `wants` is asked before the answer is kept for it, so the text of other requests is never
+    collected; neither method may block or raise."""
+
+    def wants(self, alias: str, endpoint: str) -> bool: ...
+
+    def answered(self, answered: Answered) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Gateway:
@@ -54,7 +84,7 @@ class Gateway:
         )
         self.detector = PiiDetector(config.policy.detector)
         self.egress = EgressPolicy(config.policy, config.teams)
-        self.routing = RoutingTable(config)
+        self.routing = RoutingTable(config, board_for(config, self.engine))
         self.router = Router(config)
         self.circuits: BreakerFleet | None = None
         self.cache: Cache
@@ -71,9 +101,11 @@ class Gateway:
             counters = self.shared_limits = SharedCounters(
                 RedisCounters(redis), shared.on_unavailable
             )
+        self.counters = counters
         self.limiter = Limiter(
             counters, self._spend_since, rates=config.currency_rates, hold=hold_seconds(config)
         )
+        self.observer: AnswerObserver | None = None
         self._subjects: dict[int, tuple[ApiKey, list[Subject]]] = {}
 
     def subjects(self, key: ApiKey | None) -> list[Subject]:
@@ -130,6 +162,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await finish_drains()
+        if self.observer is not None:
+            await self.observer.stop()
         if self.circuits is not None:
             await self.circuits.stop()
         await self.cache.drain()

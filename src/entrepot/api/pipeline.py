@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from entrepot.api.errors import log_unexpected
-from entrepot.api.gateway import Gateway
+from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.streaming import (
     Encoder,
     OpenAIEvents,
@@ -37,9 +37,10 @@ from entrepot.ledger.billing import (
     upstream_body,
     worst_case_costs,
 )
-from entrepot.limits.limiter import Admission
+from entrepot.limits.limiter import Admission, Limiter, Subject
 from entrepot.policy.eligibility import Eligibility, eligible_deployments
 from entrepot.routing import cache
+from entrepot.routing.good_enough import request_task
 from entrepot.routing.table import Deployment
 from entrepot.types import JSON, ApiKey, Attempt, UsageRecord
 
@@ -77,15 +78,19 @@ class Exchange:
         "admission",
         "attempts",
         "body",
+        "class_header",
+        "content",
         "eligible",
         "endpoint",
         "fingerprint",
         "gateway",
         "headers",
         "key",
+        "limiter",
         "native",
         "record",
         "started",
+        "subjects",
         "ttl",
     )
 
@@ -105,6 +110,13 @@ class Exchange:
         self.eligible: Eligibility | None = None
         self.fingerprint = ""
         self.ttl: float | None = None
+        self.class_header: str | None = None
+        # The answer's text, kept only for the gateway's observer (see `_observed`).
+        self.content: str | None = None
+        # Who the request is charged to, and by which limiter: its key and team unless a
+        # caller says otherwise (a shadow copy is charged to its route's shadow line).
+        self.subjects: Sequence[Subject] | None = None
+        self.limiter: Limiter = gateway.limiter
 
     def identify(self, key: ApiKey | None) -> None:
         """Who is calling (None: an anonymous caller where keys are not required)."""
@@ -120,20 +132,25 @@ class Exchange:
         class_header: str | None,
         cache_header: str | None,
         native: JSON | None = None,
+        *,
+        task_header: str | None = None,
     ) -> bytes | None:
         """Everything before an upstream is called: check the body, settle its data class and
         where it may go, look in the response cache (a hit is returned, and the request is
         done), then admit it against its key's and team's limits. `size` is the body's length
         in bytes, which bounds its prompt tokens; `native` is the request in its surface's own
-        protocol, when that is not the internal one."""
+        protocol, when that is not the internal one; `task_header` the task it names (else its
+        key's default task), which a good_enough route chooses its model by."""
         gateway, record, key = self.gateway, self.record, self.key
         body = self.body = self.endpoint.validate(parsed)
         self.native = native
+        self.class_header = class_header
         requested: str = body["model"]
         alias = gateway.routing.alias_for(requested)
         record.model_alias = _printable(alias)
         if alias is not requested:
             record.requested_model = _printable(requested)
+        task = record.task = request_task(task_header, key)
         eligible = self.eligible = eligible_deployments(
             table=gateway.routing,
             detector=gateway.detector,
@@ -144,7 +161,10 @@ class Exchange:
             class_header=class_header,
             offline=gateway.offline,
             reroute_alias=gateway.config.policy.reroute_alias,
+            task=task,
         )
+        if eligible.decision is not None:
+            record.evidence_id = eligible.decision.evidence_id
         self.attempts += eligible.skipped
         record.data_class, record.findings = eligible.data_class, eligible.findings or None
         streaming = record.stream = bool(self.endpoint.stream_call and body.get("stream"))
@@ -162,8 +182,9 @@ class Exchange:
                 return hit
 
         deployments = eligible.deployments
-        admission = self.admission = await gateway.limiter.admit(
-            gateway.subjects(key),
+        subjects = gateway.subjects(key) if self.subjects is None else self.subjects
+        admission = self.admission = await self.limiter.admit(
+            subjects,
             estimated_tokens=estimated_tokens(size, body, deployments),
             worst_costs=worst_case_costs(size, body, deployments),
             request_id=record.request_id,
@@ -204,6 +225,8 @@ class Exchange:
         self._note(deployment)
         normalise(result, body["model"], self.endpoint)
         settle_answer(self.record, deployment, body, result, self.started)
+        if self._observed():
+            self.content = answer_text(result)
         return result
 
     def remember(self, payload: bytes) -> None:
@@ -220,6 +243,8 @@ class Exchange:
         options = body.get("stream_options") or {}
         if encoder is None:
             encoder = OpenAIEvents(body["model"], bool(options.get("include_usage")))
+        if self._observed():
+            encoder = _Collecting(encoder, self)
 
         async def start(deployment: Deployment) -> OpenedStream:
             self._note(deployment)
@@ -243,6 +268,15 @@ class Exchange:
 
         return stream_events(deployment, opened, self.record, self.started, encoder, end_stream)
 
+    def _observed(self) -> bool:
+        """Whether the gateway's observer wants this request's answer once it is over."""
+        observer, eligible = self.gateway.observer, self.eligible
+        return (
+            observer is not None
+            and eligible is not None
+            and observer.wants(eligible.alias, self.record.endpoint)
+        )
+
     def failed(self, exc: GatewayError) -> None:
         record = self.record
         record.status = exc.status_code
@@ -256,11 +290,46 @@ class Exchange:
         record.attempts = [a.as_json() for a in self.attempts] or None
         if self.admission is not None:
             tokens = record.prompt_tokens + record.completion_tokens
-            await self.gateway.limiter.settle(
+            await self.limiter.settle(
                 self.admission, actual_tokens=tokens, actual_cost=cost_of(record)
             )
         record.latency_ms = int((time.perf_counter() - self.started) * 1000)
         self.gateway.ledger.record(record)
+        observer, content, eligible = self.gateway.observer, self.content, self.eligible
+        if observer is None or content is None or eligible is None:
+            return
+        if record.status == 200 and record.error_type is None:
+            answered = Answered(
+                record, eligible.alias, self.body, self.key, self.class_header, content
+            )
+            observer.answered(answered)
+
+
+class _Collecting:
+    """An encoder that keeps the text of the stream it writes, for the gateway's observer."""
+
+    __slots__ = ("encoder", "exchange", "parts")
+
+    def __init__(self, encoder: Encoder, exchange: Exchange) -> None:
+        self.encoder = encoder
+        self.exchange = exchange
+        self.parts: list[str] = []
+
+    def chunk(self, chunk: JSON) -> bytes:
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(text, str):
+                    self.parts.append(text)
+        return self.encoder.chunk(chunk)
+
+    async def done(self) -> bytes:
+        self.exchange.content = "".join(self.parts)
+        return await self.encoder.done()
+
+    def error(self, exc: GatewayError) -> bytes:
+        return self.encoder.error(exc)
 
 
 async def call(
@@ -300,6 +369,14 @@ async def call(
         raise internal from None
     finally:
         await exchange.finish()
+
+
+def answer_text(result: JSON) -> str:
+    """The text of a complete answer's first choice ("" when it has none)."""
+    choices = result.get("choices") or [{}]
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else ""
 
 
 def recorded_endpoint(command: str | None, endpoint: Endpoint) -> str | None:
