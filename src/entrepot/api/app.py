@@ -24,6 +24,7 @@ from entrepot.exceptions import GatewayError
 from entrepot.policy.access import authorize_model, visible_models
 from entrepot.policy.egress import CLASS_HEADER
 from entrepot.routing import cache
+from entrepot.routing.good_enough import TASK_HEADER
 
 # Every request header the gateway reads, and the response headers a browser client may need,
 # so that a configured origin can use the whole API, not only its plain form.
@@ -36,6 +37,7 @@ CORS_REQUEST_HEADERS = [
     "anthropic-dangerous-direct-browser-access",
     CLASS_HEADER,
     cache.HEADER,
+    TASK_HEADER,
 ]
 CORS_RESPONSE_HEADERS = [
     "x-request-id",

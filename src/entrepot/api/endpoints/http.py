@@ -24,6 +24,7 @@ from entrepot.api.surface import Surface
 from entrepot.exceptions import GatewayError
 from entrepot.policy.egress import CLASS_HEADER
 from entrepot.routing import cache
+from entrepot.routing.good_enough import TASK_HEADER
 
 
 async def serve(
@@ -52,6 +53,7 @@ async def serve(
             request.get(CLASS_HEADER),
             request.get(cache.HEADER),
             translated.native,
+            task_header=request.get(TASK_HEADER),
         )
         if hit is not None:
             await send_json(send, 200, await translated.replay(hit), exchange.headers)
