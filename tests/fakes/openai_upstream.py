@@ -17,7 +17,8 @@ repeating name, id and type in every delta; `tool-call-no-index` leaves out the 
 or not) whatever `n` says, with the seed in its answer; `caps-n-2` answers at most two;
 `empty-choices` answers none. `error-with-traceback` fails (500) with a Python traceback full of
 server paths, and `midstream-traceback` streams one word, then an error event with one.
-Token counts are word counts, so tests can compute the expected bill by hand.
+Token counts are word counts, so tests can compute the expected bill by hand. Known quality:
+`weak-on-hard` answers like `echo-model` except "I do not know" to a prompt containing "hard".
 Every chat request is counted per model (`GET /received/<model>`), so a test can tell how many
 times a request was sent; `gate` fails (503), holds or answers as `POST /gate` sets it, and
 `GET /gate` says how many requests it holds.
@@ -172,6 +173,8 @@ def _answer(body: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]] | None
         return "", reasoning, calls
     if body.get("model") == "ignores-n" and body.get("seed") is not None:
         return f"echo: {text} (seed {body['seed']})", reasoning, None
+    if body.get("model") == "weak-on-hard" and "hard" in text:
+        return "I do not know", reasoning, None
     if body.get("model") == "max-tokens-only":
         return " ".join(["word"] * int(body.get("max_tokens") or OWN_CAP)), reasoning, None
     if (body.get("response_format") or {}).get("type") == "json_object":
