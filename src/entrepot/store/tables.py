@@ -19,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     false,
 )
 
@@ -161,4 +162,32 @@ bench_evidence = Table(
     Column("price_date", String(10), nullable=True),
     Column("price_fingerprint", String(64), nullable=True),
     Index("ix_bench_evidence_task_model", "task", "model_alias", "published_at"),
+)
+
+# Shadow verification (a route's `shadow`): one row per request copied to the route's candidate
+# — or that could not be (`status`: ineligible, over_budget, failed) — with both answers until
+# the route's `retention_days` have passed (then set to NULL), and for good the costs in one
+# `currency` and the grade: `difference`, the candidate's score minus the incumbent's, in
+# [-1, 1], by a task grader or a judge (`graded_by`).
+shadow_pairs = Table(
+    "shadow_pairs",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("copy_id", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("route", String(256), nullable=False),
+    Column("task", String(128), nullable=True),
+    Column("incumbent", String(256), nullable=False),
+    Column("candidate", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("incumbent_answer", Text, nullable=True),
+    Column("candidate_answer", Text, nullable=True),
+    Column("incumbent_cost_nanos", BigInteger, nullable=True),
+    Column("candidate_cost_nanos", BigInteger, nullable=True),
+    Column("grading_cost_nanos", BigInteger, nullable=True),
+    Column("currency", String(8), nullable=True),
+    Column("price_date", String(10), nullable=True),
+    Column("graded_by", String(300), nullable=True),
+    Column("difference", Float, nullable=True),
+    Index("ix_shadow_pairs_route_created", "route", "created_at"),
 )
