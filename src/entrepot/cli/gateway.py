@@ -47,9 +47,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API."""
-    from entrepot.api.app import create_app
     from entrepot.api.factory import OFFLINE_ENV, configured
-    from entrepot.api.gateway import Gateway
+    from entrepot.shadow.serve import WORKER_APP, gateway_app
 
     config = configured(load(config_path), offline)
     host = host or config.server.host
@@ -58,7 +57,7 @@ def serve(
         check_bind(config, host)
         check_workers(config, workers)
         # One worker is served from here; several build their own from the environment.
-        app = create_app(Gateway(config)) if workers == 1 else "entrepot.api.factory:worker_app"
+        app = gateway_app(config) if workers == 1 else WORKER_APP
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
