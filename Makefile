@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip wheel
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -e '.[dev,postgres]'
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -e '.[dev,postgres,datasets]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,6 +5,9 @@ instruction following) before writing its own tasks, without downloading data se
 is generated from `random.Random(seed)`, so the same seed always gives the same items and a
 report can be reproduced, while another seed gives fresh items when a model may have seen the
 old ones. Items are generated in order, so a smaller `size` is a prefix of a larger one.
+
+Beside them, public benchmarks (GSM8K, GPQA Diamond, AIME 2025) are packs too, read from an
+optional data package (see `public`): their items are the data set's, whatever the seed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from entrepot.bench.packs import arithmetic, dates, extraction, instructions, tickets
+from entrepot.bench.packs import arithmetic, dates, extraction, instructions, public, tickets
 from entrepot.bench.schema import TaskItem
 from entrepot.exceptions import ConfigError
 
@@ -45,6 +48,17 @@ PACKS: dict[str, PackInfo] = {
         _info("extraction", extraction.DESCRIPTION, extraction.generate),
         _info("tickets", tickets.DESCRIPTION, tickets.generate),
         _info("instructions", instructions.DESCRIPTION, instructions.generate),
+        PackInfo("gsm8k", public.GSM8K_DESCRIPTION, public.GSM8K_ITEMS, "gsm8k", public.gsm8k),
+        PackInfo(
+            "gpqa-diamond",
+            public.GPQA_DESCRIPTION,
+            public.GPQA_ITEMS,
+            "gpqa-diamond",
+            public.gpqa_diamond,
+        ),
+        PackInfo(
+            "aime2025", public.AIME_DESCRIPTION, public.AIME_ITEMS, "aime2025", public.aime2025
+        ),
     )
 }
 
