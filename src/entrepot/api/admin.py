@@ -136,6 +136,7 @@ async def explain(request: Request) -> Response:
         alias=body["model"],
         body=sample if isinstance(sample, dict) else {},
         class_header=body.get("data_class"),
+        task_header=body["task"] if isinstance(body.get("task"), str) else None,
         offline=gateway.offline,
     )
     return _json(result.as_json())

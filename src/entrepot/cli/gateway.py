@@ -6,7 +6,7 @@ import logging
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -19,6 +19,9 @@ from entrepot.ledger.pricing import nanos_to_amount, price_for
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
 from entrepot.store.usage import summarise
+
+if TYPE_CHECKING:
+    from entrepot.policy.explain import RouteExplanation
 
 keys_app = typer.Typer(help="Create, list and revoke client API keys.", no_args_is_help=True)
 
@@ -132,13 +135,25 @@ def keys_create(
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     cache_ttl: Annotated[int | None, typer.Option(help="Cache answers for N seconds.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Task of requests that name none (x-entrepot-task)."),
+    ] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Create a key; the secret is printed once and stored only as a hash."""
+    from entrepot.routing.good_enough import check_task
+
     config = load(config_path)
     if data_class is not None and data_class not in config.policy.classes:
         console.print(f"[red]unknown data class {data_class!r}: {config.policy.classes}[/red]")
         raise typer.Exit(2)
+    try:
+        if task is not None:
+            check_task(task, "--task")
+    except GatewayError as exc:
+        console.print(f"[red]--task: {exc.message}[/red]")
+        raise typer.Exit(2) from None
     store = KeyStore(open_engine(config.store))
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
@@ -153,6 +168,7 @@ def keys_create(
             requests_per_minute=rpm,
             tokens_per_minute=tpm,
             cache_ttl_seconds=cache_ttl,
+            default_task=task,
         )
     except GatewayError as exc:
         console.print(f"[red]{exc.message}[/red]")
@@ -240,22 +256,31 @@ def route(
         Path | None, typer.Option("--request", help="Sample request body (JSON file).")
     ] = None,
     data_class: Annotated[str | None, typer.Option(help="As the data-class header.")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="As the x-entrepot-task header.")
+    ] = None,
     offline: Annotated[bool, typer.Option("--offline")] = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """Explain where a request would go, and why each deployment is admitted or rejected."""
+    """Explain where a request would go, and why each deployment is admitted or rejected; for a
+    good_enough route, the evidence each candidate was judged on."""
     import orjson
 
     from entrepot.policy.detector import PiiDetector
     from entrepot.policy.egress import EgressPolicy
     from entrepot.policy.explain import explain_route
+    from entrepot.routing.good_enough import board_for
     from entrepot.routing.router import Router
     from entrepot.routing.table import RoutingTable
 
     config = load(config_path)
+    engine = open_engine(config.store)
+    board = board_for(config, engine)
+    if board is not None:
+        board.load_now()
     key = None
     if key_name is not None:
-        store = KeyStore(open_engine(config.store))
+        store = KeyStore(engine)
         key = next((k for k in store.list() if k.name == key_name), None)
         if key is None:
             console.print(f"[red]no active key named {key_name!r}[/red]")
@@ -266,7 +291,7 @@ def route(
         body = {"model": model, "messages": [{"role": "user", "content": message}]}
     result = explain_route(
         config=config,
-        table=RoutingTable(config),
+        table=RoutingTable(config, board),
         router=Router(config),
         detector=PiiDetector(config.policy.detector),
         egress=EgressPolicy(config.policy, config.teams),
@@ -274,6 +299,7 @@ def route(
         alias=model,
         body=body,
         class_header=data_class,
+        task_header=task,
         offline=offline or config.policy.offline,
     )
     found = ", ".join(f"{k}×{n}" for k, n in result.findings.items()) or "none"
@@ -295,6 +321,8 @@ def route(
             row.circuit,
         )
     console.print(table)
+    if result.strategy == "good_enough":
+        console.print(_evidence_table(result))
     for note in result.notes:
         console.print(f"note: {note}")
     if result.refusal is not None:
@@ -303,6 +331,34 @@ def route(
             f"[red]refused: {refusal.status} {refusal.code}[/red] — {refusal.message}",
             highlight=False,
         )
+
+
+def _evidence_table(result: RouteExplanation) -> Table:
+    """A good_enough route's candidates: the evidence each was judged on, and the verdict."""
+    table = Table(
+        "candidate", "chosen", "score (95% CI)", "vs reference (95% CI)", "items", "published",
+        "cost/item", "why",
+        title=f"good_enough for task {result.task or '— (none)'}",
+    )  # fmt: skip
+    for row in result.evidence:
+        score = relative = cost = "—"
+        if row.score is not None:
+            score = f"{row.score:.3f} ({row.score_low:.3f}–{row.score_high:.3f})"
+        if row.relative is not None:
+            relative = f"{row.relative:.3f} ({row.relative_low:.3f}–{row.relative_high:.3f})"
+        if row.cost_per_item is not None:
+            cost = f"{row.cost_per_item:.8f} {row.currency} ({row.price_date or 'undated'})"
+        table.add_row(
+            row.alias,
+            "yes" if row.chosen else "no",
+            score,
+            relative,
+            str(row.items) if row.items is not None else "—",
+            row.published or "—",
+            cost,
+            row.reason,
+        )
+    return table
 
 
 def usage(
