@@ -9,6 +9,7 @@ from entrepot.cli.audit import audit_app
 from entrepot.cli.bench import bench
 from entrepot.cli.gateway import check_bind, keys_app, models, route, serve, usage
 from entrepot.cli.reconcile import reconcile
+from entrepot.cli.shadow import shadow_app
 
 app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
 app.command()(serve)
@@ -19,5 +20,6 @@ app.command()(bench)
 app.add_typer(audit_app, name="audit")
 app.command()(usage)
 app.command()(reconcile)
+app.add_typer(shadow_app, name="shadow")
 
 __all__ = ["app", "check_bind"]

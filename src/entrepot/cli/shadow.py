@@ -1,0 +1,40 @@
+"""`entrepot shadow report`: the live verdicts of the routes' shadows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from entrepot.cli.common import ConfigOption, console, load
+from entrepot.shadow import pairs
+from entrepot.shadow.report import certificate, document, text, verdicts
+from entrepot.store.db import open_engine
+
+shadow_app = typer.Typer(help="Shadow verification on live traffic.", no_args_is_help=True)
+
+
+@shadow_app.command()
+def report(
+    route: Annotated[str | None, typer.Option(help="Only this route.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Write an offline HTML certificate here.")
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Print each shadow's verdict: non-inferior, inferior or undecided, on how many requests,
+    at what cost."""
+    config = load(config_path)
+    if route is not None and route not in config.routes:
+        console.print(f"[yellow]route {route!r} is not in the configuration[/yellow]")
+    engine = open_engine(config.store)
+    found = verdicts(engine, config, route)
+    outcomes = pairs.outcomes(engine, route)
+    print(text(found, outcomes))
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(document(found, outcomes), option=orjson.OPT_INDENT_2))
+    if html_path is not None:
+        html_path.write_text(certificate(found), encoding="utf-8")
