@@ -1,0 +1,245 @@
+"""Shadow verification end to end: a real gateway on loopback in front of a fake upstream whose
+models' quality is known, the official openai client, the ledger and `entrepot shadow report`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.conftest import ROOT, Server, start_fake, start_gateway
+
+AS_OF = "2026-11-01"
+EXPENSIVE = {"input_per_1m": "14", "output_per_1m": "14", "currency": "USD", "as_of": AS_OF}
+CHEAP = {"input_per_1m": "1", "output_per_1m": "1", "currency": "USD", "as_of": AS_OF}
+# One dollar an output token and the prompt free: a copy costs 4 (its answer's words) and
+# reserves 10 (its `max_tokens`), so a cap of 30 admits some copies and refuses others.
+DEAR = {"input_per_1m": "0", "output_per_1m": "1000000", "currency": "USD", "as_of": AS_OF}
+MAX_SPEND = 30
+
+
+def model(fake: Server, alias: str, target: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "alias": alias,
+        "provider": "openai_compatible",
+        "target": target,
+        "base_url": fake.url + "/v1",
+        "api_key_env": "FAKE_UPSTREAM_KEY",
+        "jurisdiction": "US",
+        **fields,
+    }
+
+
+def shadow(candidate: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "shadow": {
+            "candidate": candidate,
+            "share": 1,
+            "judge": "judge",
+            "max_spend": {"amount": 1000, "period": "total"},
+            **fields,
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_fake(tmp_path_factory.mktemp("graded"), "graded_upstream", "/received/x")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def config(fake: Server) -> dict[str, Any]:
+    return {
+        "store": {"ledger_flush_seconds": 0.05},
+        "models": [
+            model(fake, "weak", "wrong", price=EXPENSIVE),
+            model(fake, "strong", "right", price=EXPENSIVE),
+            model(fake, "vault", "wrong", jurisdiction="local"),
+            model(fake, "small-right", "right", price=CHEAP),
+            model(fake, "small-wrong", "wrong", price=CHEAP),
+            model(fake, "capped", "right", price=EXPENSIVE),
+            model(fake, "small-dear", "right", price=DEAR),
+            model(fake, "judge", "judge", price=CHEAP),
+        ],
+        "routes": {
+            "weak": shadow("small-right"),
+            "strong": shadow("small-wrong"),
+            "vault": shadow("small-right"),
+            "capped": shadow(
+                "small-dear", judge=None, max_spend={"amount": MAX_SPEND, "period": "total"}
+            ),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, config: dict[str, Any]) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("shadow")
+    server = start_gateway(tmp, "shadow", config, env={"FAKE_UPSTREAM_KEY": "k"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+
+
+def rows(gateway: Server, sql: str, *args: Any) -> list[dict[str, Any]]:
+    assert gateway.data_dir is not None
+    with sqlite3.connect(gateway.data_dir / "entrepot.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute(sql, args).fetchall()]
+
+
+def pairs_of(gateway: Server, route: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = rows(gateway, "SELECT * FROM shadow_pairs WHERE route = ?", route)
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{route}: {len(found)} pairs of {count}")
+
+
+def received(fake: Server, target: str) -> list[dict[str, Any]]:
+    answer: list[dict[str, Any]] = httpx.get(f"{fake.url}/received/{target}").json()
+    return answer
+
+
+def ask(client: openai.OpenAI, alias: str, text: str, **options: Any) -> tuple[str, float]:
+    """The request id of one answer and when the client had it in full."""
+    messages: Any = [{"role": "user", "content": text}]
+    if options.pop("stream", False):
+        with client.chat.completions.with_streaming_response.create(
+            model=alias, messages=messages, stream=True, **options
+        ) as response:
+            for _ in response.iter_lines():
+                pass
+            return response.headers["x-request-id"], time.time()
+    raw = client.chat.completions.with_raw_response.create(
+        model=alias, messages=messages, **options
+    )
+    raw.parse()
+    return raw.headers["x-request-id"], time.time()
+
+
+def test_copies_follow_the_answers_are_judged_and_billed_to_the_shadow_line(
+    gateway: Server, client: openai.OpenAI, fake: Server
+) -> None:
+    answered = {}
+    for i in range(12):
+        text = f"weak question {i}"
+        answered[text] = ask(client, "weak", text, stream=i % 2 == 1)
+    found = {p["request_id"]: p for p in pairs_of(gateway, "weak", 12)}
+    copies = {r["text"]: r["at"] for r in received(fake, "right") if r["text"].startswith("weak")}
+    for text, (request_id, done_at) in answered.items():
+        assert copies[text] >= done_at - 0.005, "a copy left before its answer was delivered"
+        pair = found[request_id]
+        assert pair["status"] == "graded" and pair["difference"] == 1.0
+        assert pair["incumbent_answer"] == "I do not know."
+        assert pair["candidate_answer"] == "The answer is 42."
+        assert pair["candidate_cost_nanos"] * 14 == pair["incumbent_cost_nanos"]
+        ledger = rows(gateway, "SELECT * FROM usage_records WHERE shadow_of = ?", request_id)
+        endpoints = sorted(r["endpoint"] for r in ledger)
+        assert endpoints == ["shadow:chat", "shadow:judge", "shadow:judge"]
+        assert {(r["key_name"], r["key_id"]) for r in ledger} == {("shadow:weak", None)}
+        assert all(r["cost_nanos"] > 0 for r in ledger)
+        assert (
+            sum(r["cost_nanos"] for r in ledger if r["endpoint"] == "shadow:judge")
+            == pair["grading_cost_nanos"]
+        )
+    originals = rows(gateway, "SELECT * FROM usage_records WHERE endpoint = 'chat'")
+    assert not any(r["shadow_of"] for r in originals)
+
+
+def test_a_confidential_request_is_never_copied_to_a_remote_candidate(
+    gateway: Server, client: openai.OpenAI, fake: Server
+) -> None:
+    secret = "vault question marked confidential"
+    ask(client, "vault", secret, extra_headers={"x-entrepot-data-class": "confidential"})
+    email = "vault question from jane.doe@example.com"
+    ask(client, "vault", email)  # the detector raises it to confidential
+    public = "vault question anyone may read"
+    ask(client, "vault", public, extra_headers={"x-entrepot-data-class": "public"})
+    found = pairs_of(gateway, "vault", 3)
+    assert sorted(p["status"] for p in found) == ["graded", "ineligible", "ineligible"]
+    copied = [r["text"] for r in received(fake, "right")]
+    assert public in copied
+    assert secret not in copied and email not in copied
+    judged = " ".join(r["text"] for r in received(fake, "judge"))
+    assert "confidential" not in judged and "jane.doe" not in judged
+
+
+def test_max_spend_caps_the_shadow_line_exactly(
+    gateway: Server, client: openai.OpenAI, fake: Server
+) -> None:
+    for i in range(12):
+        ask(client, "capped", f"capped question {i}", max_tokens=10)
+    found = pairs_of(gateway, "capped", 12)
+    statuses = [p["status"] for p in found]
+    assert "over_budget" in statuses and "ungraded" in statuses
+    time.sleep(0.5)  # the ledger's last batch
+    spent = rows(
+        gateway,
+        "SELECT SUM(cost_nanos) AS spent, COUNT(*) AS calls FROM usage_records"
+        " WHERE key_name = 'shadow:capped' AND status = 200",
+    )[0]
+    nanos = 10**9
+    assert spent["calls"] == statuses.count("ungraded")
+    # Each copy reserved 10 before it was sent and cost 4: the line stops only when 10 more
+    # could pass the cap, and never passes it.
+    assert MAX_SPEND * nanos - 10 * nanos < spent["spent"] <= MAX_SPEND * nanos
+
+
+def test_the_report_gives_each_verdict(
+    gateway: Server, client: openai.OpenAI, tmp_path: Path, config: dict[str, Any]
+) -> None:
+    for i in range(12):
+        ask(client, "strong", f"strong question {i}")
+    pairs_of(gateway, "strong", 12)
+    pairs_of(gateway, "weak", 12)
+    path = tmp_path / "entrepot.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out_json, out_html = tmp_path / "shadow.json", tmp_path / "shadow.html"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "entrepot", "shadow", "report", "--config", str(path)),
+            *("--json", str(out_json), "--html", str(out_html)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "ENTREPOT_DATA_DIR": str(gateway.data_dir), "COLUMNS": "80"},
+        check=True,
+    )
+    print(result.stdout)
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    document = json.loads(out_json.read_text())
+    by_route = {v["route"]: v for v in document["verdicts"]}
+    weak, strong = by_route["weak"], by_route["strong"]
+    assert weak["verdict"] == "non-inferior" and weak["requests"] == 12
+    assert weak["cost_ratio"] == pytest.approx(1 / 14)
+    assert weak["statement"] == (
+        "small-right is non-inferior to weak within 3 points at 95% confidence on 12 live"
+        f" requests of no named task, at 1/14 of the cost, prices of {AS_OF}"
+    )
+    assert strong["verdict"] == "inferior"
+    assert {"route": "vault", "status": "ineligible", "count": 2} in document["copies"]
+    page = out_html.read_text()
+    assert weak["statement"] in page
+    assert "question" not in page and "42" not in page  # aggregates only
