@@ -21,7 +21,7 @@ from entrepot.bench.stats import bootstrap_mean, headline, paired_ratio, pareto_
 NANOS = 1e9
 
 
-def _item_scores(results: list[ItemResult], model: str) -> dict[str, float]:
+def item_scores(results: list[ItemResult], model: str) -> dict[str, float]:
     """Mean score per item over repeats, so repeats sharpen an item rather than add items."""
     per_item: dict[str, list[float]] = defaultdict(list)
     for r in results:
@@ -48,7 +48,7 @@ def summarise(
         own = [r for r in results if r.model == model]
         answered = [r for r in own if r.error is None and r.refused_by_policy is None]
         latencies, queues = [r.latency_ms for r in answered], [r.queue_ms for r in answered]
-        scores = _item_scores(results, model)
+        scores = item_scores(results, model)
         total = sum(r.cost_nanos or 0 for r in own) / NANOS
         correct = sum(scores.values())
         task_of = {r.item_id: r.task for r in own}
@@ -106,12 +106,12 @@ def _compare(
     if reference not in by_model:
         return []
     assert reference is not None
-    base = _item_scores(results, reference)
+    base = item_scores(results, reference)
     comparisons = []
     for summary in summaries:
         if summary.model == reference:
             continue
-        theirs = _item_scores(results, summary.model)
+        theirs = item_scores(results, summary.model)
         shared = sorted(set(base) & set(theirs))
         if not shared or not sum(base[i] for i in shared):
             continue

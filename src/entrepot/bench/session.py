@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from entrepot.bench.evidence import check_publishable, publish_report
 from entrepot.bench.judge import make_embed, make_judge
 from entrepot.bench.report import print_report, summarise, write_html, write_json
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions
@@ -22,6 +23,7 @@ from entrepot.bench.schema import BenchReport, ItemResult
 from entrepot.bench.tasks import load_tasks
 from entrepot.bench.through_gateway import GatewayByUrl, InProcessGateway, open_gateway
 from entrepot.config import Config
+from entrepot.store.db import open_engine
 
 
 @dataclass(slots=True)
@@ -37,6 +39,8 @@ class BenchRequest:
     embed_model: str | None = None
     hardware_costs: dict[str, Decimal] | None = None
     key_name: str | None = None
+    # Store the results as evidence for good_enough routes (see `bench.evidence`).
+    publish: bool = False
 
 
 @dataclass(slots=True)
@@ -89,6 +93,8 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
                 kept.append(item)
                 taken[item.task] += 1
         items = kept
+    if request.publish:
+        check_publishable(request.models, request.reference, {item.task for item in items})
     helpers = [a for a in (request.judge, request.embed_model) if a]
     through = open_gateway(
         config,
@@ -144,6 +150,9 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     write_json(report, out / "report.json")
     write_html(report, out / "report.html")
     print_report(report, console)
+    if request.publish:
+        rows = publish_report(open_engine(config.store), report, models)
+        console.print(f"published {len(rows)} results (model × task) to the store")
     console.print(f"reports: {out / 'report.json'} · {out / 'report.html'}")
     return report
 

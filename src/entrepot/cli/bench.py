@@ -61,6 +61,14 @@ def bench(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Forget the answers already in --out; ask all again.")
     ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Store the results (per model × task, relative to --reference) as evidence"
+            " for good_enough routes.",
+        ),
+    ] = False,
     list_packs: Annotated[bool, typer.Option("--list", help="List built-in packs.")] = False,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the report's JSON Schema.")
@@ -115,6 +123,7 @@ def bench(
         judge=judge,
         embed_model=embed_model,
         hardware_costs=costs,
+        publish=publish,
     )
     report = run_reported(lambda: run_bench(load(config_path), request, console), out)
     failed = failed_models(report)
