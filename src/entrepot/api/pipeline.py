@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from entrepot.api import refusals
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.streaming import (
@@ -217,14 +218,21 @@ class Exchange:
                 result = await getattr(provider, method)(upstream)
             return result
 
-        gateway = self.gateway
-        result, deployment = await gateway.router.call(
-            self.eligible.alias, self.eligible.deployments, ask, self.attempts
-        )
-        gateway.router.finished(deployment)
+        gateway, router = self.gateway, self.gateway.router
+        alias, deployments = self.eligible.alias, self.eligible.deployments
+        guard = refusals.guard(self.record, alias, body, deployments, gateway.config)
+        if guard is None:
+            result, deployment = await router.call(alias, deployments, ask, self.attempts)
+            router.finished(deployment)
+        else:
+            result, deployment = await guard.route_answer(
+                router, alias, deployments, ask, self.attempts
+            )
         self._note(deployment)
         normalise(result, body["model"], self.endpoint)
         settle_answer(self.record, deployment, body, result, self.started)
+        if guard is not None:
+            guard.charge(self.record)
         if self._observed():
             self.content = answer_text(result)
         return result
@@ -257,12 +265,21 @@ class Exchange:
             return await open_stream(deployment, self.endpoint.stream_call or "", upstream)
 
         router = self.gateway.router
-        opened, deployment = await router.call(
-            self.eligible.alias, self.eligible.deployments, start, self.attempts, streaming=True
-        )
+        alias, deployments = self.eligible.alias, self.eligible.deployments
+        guard = refusals.guard(self.record, alias, body, deployments, self.gateway.config)
+        if guard is None:
+            opened, deployment = await router.call(
+                alias, deployments, start, self.attempts, streaming=True
+            )
+        else:
+            opened, deployment = await guard.route_stream(
+                router, alias, deployments, start, self.attempts
+            )
         self._note(deployment)
 
         async def end_stream() -> None:
+            if guard is not None:
+                guard.charge(self.record)
             router.finished(deployment)
             await self.finish()
 

@@ -58,6 +58,7 @@ class GatewayMetrics(Collector):
         self._ttft: defaultdict[Labels, _Histogram] = defaultdict(_Histogram)
         self._tokens: defaultdict[Labels, int] = defaultdict(int)
         self._cost_nanos: defaultdict[Labels, int] = defaultdict(int)
+        self._refusals: defaultdict[Labels, int] = defaultdict(int)
         # What the ledger writer has not yet written to the store (`LedgerWriter.backlog`).
         self.ledger_backlog: Callable[[], Mapping[str, int]] | None = None
         self.registry.register(self)
@@ -76,6 +77,14 @@ class GatewayMetrics(Collector):
             self._tokens[(model, "completion")] += record.completion_tokens
         if record.cost_nanos and record.currency:
             self._cost_nanos[(model, record.currency)] += record.cost_nanos
+        if record.refused_by_model:
+            self._count_refusals(model, record)
+
+    def _count_refusals(self, model: str, record: UsageRecord) -> None:
+        """Per alias and deployment (a configured name): which model refused, not only where."""
+        for attempt in record.attempts or ():
+            if attempt.get("outcome") == "refused":
+                self._refusals[(model, str(attempt.get("deployment")))] += 1
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -108,6 +117,14 @@ class GatewayMetrics(Collector):
         for labels, nanos in self._cost_nanos.items():
             cost.add_metric(labels, nanos / 1e9)
         yield cost
+        refusals = CounterMetricFamily(
+            "entrepot_refusals",
+            "Answers the model refused (a route's on_refusal: fallback)",
+            labels=("model", "deployment"),
+        )
+        for labels, count in self._refusals.items():
+            refusals.add_metric(labels, count)
+        yield refusals
         if self.ledger_backlog is not None:
             yield from _ledger_backlog(self.ledger_backlog())
 

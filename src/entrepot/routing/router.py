@@ -6,7 +6,9 @@ once per request: a generation that failed or timed out may have run to its end 
 sending it to the same deployment again would pay for it twice (and neither would be billed);
 the retry goes to the next deployment, as does one after a `Retry-After`. So `max_attempts`
 bounds the upstream calls a request makes, and every one of them leaves an `Attempt` in the
-usage record (tried and how it went, or skipped and why).
+usage record (tried and how it went, or skipped and why). An operation raising `ModelRefused`
+(a route's `on_refusal: fallback`) moves on like a retryable failure, but leaves the
+deployment's circuit as it was: its model declined, the deployment works.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from entrepot.exceptions import (
     UpstreamRejectedError,
 )
 from entrepot.routing.breaker import Outcome, Pass
+from entrepot.routing.refusal import ModelRefused
 from entrepot.routing.table import Deployment
 from entrepot.types import Attempt
 
@@ -98,6 +101,9 @@ class Router:
                 deployment.observe_latency(time.perf_counter() - started)
                 attempts.append(Attempt(deployment.name, "ok"))
                 return result, deployment
+            except ModelRefused as exc:  # the deployment works; its model declined
+                attempts.append(Attempt(deployment.name, "refused", exc.reason))
+                last_error = exc
             except GatewayError as exc:
                 attempts.append(Attempt(deployment.name, "failed", exc.code or exc.error_type))
                 if not is_retryable(exc):

@@ -1,0 +1,376 @@
+"""A route's `on_refusal: fallback`: an answer the refusal classifier (`routing/refusal.py`) calls a
+refusal is not given to the client while another allowed deployment may answer instead.
+
+A complete answer is classified before it is answered. A stream is held back: its first
+`refusal_holdback_tokens` pieces of output (the chunks that carry text, tool calls or reasoning —
+one token each on nearly every upstream) are read before anything reaches the client. A refusal
+there closes the upstream and routing moves on; otherwise what was held back is relayed, chunk
+for chunk as it came, and the stream continues. A refusal after the hold-back window reaches the
+client as it is. A content-filter error is a refusal too.
+
+The refusal is replaced only once another deployment is called: if none is left (`max_attempts`,
+every other one skipped or unavailable), the refusal is the answer, as it would have been without
+the setting. If the deployment called after it fails, the client gets that failure.
+
+Every refused generation is billed — from the upstream's usage report, or from the gateway's own
+count of what it read when a stream was closed early — and added to the request's record, whose
+attempts say which deployment refused; the record is flagged `refused_by_model`. A route whose
+deployments bill in currencies `currency_rates` cannot convert into one another does not fall
+back (one record carries one currency).
+
+Nothing here runs unless the route asks for it: the pipeline makes no guard otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from entrepot.api.streaming import OpenedStream, close_stream
+from entrepot.config import Config, CurrencyRates
+from entrepot.exceptions import CurrencyRateMissingError, GatewayError
+from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
+from entrepot.ledger.estimate import StreamTally
+from entrepot.routing.refusal import (
+    ModelRefused,
+    choice_refusal,
+    completion_refusal,
+    host_filtered,
+    split_reasoning,
+)
+from entrepot.routing.router import Router
+from entrepot.routing.table import Deployment
+from entrepot.types import JSON, Attempt, UsageRecord
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+log = logging.getLogger("entrepot.api")
+_unconvertible: set[str] = set()  # aliases already warned about
+
+
+@dataclass(slots=True)
+class _Refusal:
+    """The latest refusal, kept as the answer in case nothing better comes. Exactly one of
+    `answer` (a complete answer), `held` (a stream's held-back start, its upstream still open)
+    and `error` (a content-filter error: nothing generated, nothing billed) is set."""
+
+    deployment: Deployment
+    began: float
+    answer: JSON | None = None
+    held: _Held | None = None
+    error: GatewayError | None = None
+
+
+class RefusalGuard:
+    """One request's refusals: wraps the routed operation, keeps the latest refusal, bills the
+    ones that were replaced, and adds them to the request's record (`charge`)."""
+
+    __slots__ = ("body", "holdback", "pending", "rates", "record", "replaced")
+
+    def __init__(self, record: UsageRecord, body: JSON, holdback: int, rates: CurrencyRates):
+        self.record = record
+        self.body = body
+        self.holdback = holdback
+        self.rates = rates
+        self.pending: _Refusal | None = None
+        self.replaced: list[UsageRecord] = []  # each refused attempt, billed on its own
+
+    async def route_answer(
+        self,
+        router: Router,
+        alias: str,
+        deployments: list[Deployment],
+        ask: Callable[[Deployment], Awaitable[JSON]],
+        attempts: list[Attempt],
+    ) -> tuple[JSON, Deployment]:
+        """`Router.call` for a complete answer, falling back on refusals."""
+        try:
+            result, deployment = await router.call(alias, deployments, self.answers(ask), attempts)
+        except GatewayError as failure:
+            return self._settled(self.answer, failure)
+        router.finished(deployment)
+        return result, deployment
+
+    async def route_stream(
+        self,
+        router: Router,
+        alias: str,
+        deployments: list[Deployment],
+        start: Callable[[Deployment], Awaitable[OpenedStream]],
+        attempts: list[Attempt],
+    ) -> tuple[OpenedStream, Deployment]:
+        """`Router.call` for a stream, falling back on refusals caught in its first window."""
+        operation = self.streams(start)
+        try:
+            return await router.call(alias, deployments, operation, attempts, streaming=True)
+        except GatewayError as failure:
+            return self._settled(self.stream, failure)
+
+    def _settled(self, latest: Callable[[GatewayError], U], failure: GatewayError) -> U:
+        """The latest refusal as the answer; or, failing with no refusal to answer, the refused
+        attempts billed onto the failed request's record first."""
+        try:
+            return latest(failure)
+        except GatewayError:
+            self.charge(self.record)
+            raise
+
+    def answers(
+        self, ask: Callable[[Deployment], Awaitable[JSON]]
+    ) -> Callable[[Deployment], Awaitable[JSON]]:
+        """`ask`, raising `ModelRefused` for an answer that is a refusal."""
+
+        async def guarded(deployment: Deployment) -> JSON:
+            await self._replace()
+            began = time.perf_counter()
+            result = await self._filtered(deployment, began, ask(deployment))
+            why = completion_refusal(result)
+            if why is not None:
+                self._refused(_Refusal(deployment, began, answer=result), why)
+            return result
+
+        return guarded
+
+    def streams(
+        self, start: Callable[[Deployment], Awaitable[OpenedStream]]
+    ) -> Callable[[Deployment], Awaitable[OpenedStream]]:
+        """`start`, holding the stream back until its first window of output is classified."""
+
+        async def guarded(deployment: Deployment) -> OpenedStream:
+            await self._replace()
+            began = time.perf_counter()
+            opened = await self._filtered(deployment, began, start(deployment))
+            held = _Held(opened)
+            await held.fill(self.holdback)
+            why = held.refusal()
+            if why is not None:
+                self._refused(_Refusal(deployment, began, held=held), why)
+            return held.release()
+
+        return guarded
+
+    def answer(self, failure: GatewayError) -> tuple[JSON, Deployment]:
+        """After routing failed with `failure`: the refused answer, if it is the latest word."""
+        refusal = self._latest(failure)
+        assert refusal.answer is not None
+        return refusal.answer, refusal.deployment
+
+    def stream(self, failure: GatewayError) -> tuple[OpenedStream, Deployment]:
+        """After routing failed with `failure`: the refused stream, relayed as it came (its
+        deployment counted busy again until the stream ends, as routing would have left it)."""
+        refusal = self._latest(failure)
+        assert refusal.held is not None
+        refusal.deployment.in_flight += 1
+        return refusal.held.release(), refusal.deployment
+
+    def charge(self, record: UsageRecord) -> None:
+        """Add the refused attempts' tokens and cost to the request's own (settled already)."""
+        for refused in self.replaced:
+            record.prompt_tokens += refused.prompt_tokens
+            record.completion_tokens += refused.completion_tokens
+            record.reasoning_tokens += refused.reasoning_tokens
+            record.cached_tokens += refused.cached_tokens
+            record.usage_estimated = record.usage_estimated or refused.usage_estimated
+            if refused.cost_nanos is None or refused.currency is None:
+                continue
+            if record.cost_nanos is None or record.currency is None:
+                record.cost_nanos, record.currency = refused.cost_nanos, refused.currency
+                record.price_date = record.price_date or refused.price_date
+            else:
+                added = self.rates.convert(refused.cost_nanos, refused.currency, record.currency)
+                record.cost_nanos += added
+        self.replaced.clear()
+
+    def _latest(self, failure: GatewayError) -> _Refusal:
+        refusal, self.pending = self.pending, None
+        if refusal is None:
+            raise failure
+        if refusal.error is not None:
+            raise refusal.error
+        return refusal
+
+    async def _filtered(self, deployment: Deployment, began: float, call: Awaitable[T]) -> T:
+        """The call's result; a content-filter error raised as a refusal."""
+        try:
+            return await call
+        except GatewayError as exc:
+            if not host_filtered(exc.message):
+                raise
+            self._refused(_Refusal(deployment, began, error=exc), f"host filter: {exc.message}")
+            raise  # not reached: `_refused` raises
+
+    def _refused(self, refusal: _Refusal, why: str) -> None:
+        self.pending = refusal
+        self.record.refused_by_model = True
+        raise ModelRefused(refusal.deployment.name, why[:200])
+
+    async def _replace(self) -> None:
+        """Another deployment is about to be called: close the refused stream, if one is open,
+        and bill the refusal it replaces."""
+        refusal, self.pending = self.pending, None
+        if refusal is None or refusal.error is not None:
+            return
+        scratch = UsageRecord(request_id="", endpoint="")
+        if refusal.answer is not None:
+            settle_answer(scratch, refusal.deployment, self.body, refusal.answer, refusal.began)
+        elif refusal.held is not None:
+            held = refusal.held
+            await held.close()
+            estimate = partial(held.tally.estimate, held.opened.body)
+            settle(scratch, refusal.deployment, held.tally.usage, estimate, refusal.began)
+        self.replaced.append(scratch)
+
+
+class _Held:
+    """A stream's first chunks, read ahead and kept, with what they say per choice."""
+
+    __slots__ = ("calls", "chunks", "ended", "error", "finish", "opened", "tally", "texts")
+
+    def __init__(self, opened: OpenedStream) -> None:
+        self.opened = opened
+        self.tally = StreamTally()
+        self.chunks: list[JSON] = []
+        self.texts: dict[int, list[str]] = {}
+        self.calls: set[int] = set()
+        self.finish: dict[int, str] = {}
+        self.ended = opened.first is None
+        self.error: Exception | None = None
+        if opened.first is not None:
+            self._take(opened.first)
+
+    async def fill(self, window: int) -> None:
+        """Read until `window` pieces of output have come, or the stream ends. A failure is kept
+        to be raised where the relay would have met it."""
+        try:
+            while not self.ended and self.tally.pieces < window:
+                try:
+                    chunk = await anext(self.opened.chunks)
+                except StopAsyncIteration:
+                    self.ended = True
+                    return
+                except Exception as exc:
+                    self.error = exc
+                    return
+                self._take(chunk)
+        except BaseException:  # cancelled: the upstream is ours to close
+            await self.close()
+            raise
+
+    def _take(self, chunk: JSON) -> None:
+        self.chunks.append(chunk)
+        self.tally.add(chunk)
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if isinstance(text, str):
+                self.texts.setdefault(index, []).append(text)
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self.calls.add(index)
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish[index] = choice["finish_reason"]
+
+    def refusal(self) -> str | None:
+        """Why the stream so far is a refusal — every choice refused — or None. An answer that
+        has not ended is not judged empty, nor while it is still inside an open `<think>`."""
+        if self.error is not None:
+            failed = isinstance(self.error, GatewayError) and host_filtered(self.error.message)
+            return f"host filter: {self.error}" if failed else None
+        choices = set(self.texts) | self.calls | set(self.finish)
+        if not choices:
+            return "empty answer" if self.ended else None
+        reasons = [self._choice(index) for index in sorted(choices)]
+        return None if None in reasons else reasons[0]
+
+    def _choice(self, index: int) -> str | None:
+        text = "".join(self.texts.get(index, ()))
+        finish = self.finish.get(index)
+        if finish is None and not self.ended:
+            opening = text.lstrip()
+            thinking = opening.startswith("<think>") and "</think>" not in opening
+            if thinking or not split_reasoning(opening, None)[0].strip():
+                return None  # nothing visible yet: too early to call it empty
+        return choice_refusal(text, index in self.calls, finish)
+
+    def release(self) -> OpenedStream:
+        """The stream as routing would have opened it: the held chunks first, then the rest."""
+        rest = None if self.ended else self.opened.chunks
+        chunks = _Replay(self.chunks[1:], rest, self.error)
+        return OpenedStream(self.chunks[0] if self.chunks else None, chunks, self.opened.body)
+
+    async def close(self) -> None:
+        await close_stream(self.opened.chunks)
+
+
+class _Replay:
+    """Held chunks, then the failure that ended the read-ahead or the upstream's remaining
+    chunks. Closing it closes the upstream, even before it was read."""
+
+    __slots__ = ("error", "held", "rest")
+
+    def __init__(
+        self, held: list[JSON], rest: AsyncIterator[JSON] | None, error: Exception | None
+    ) -> None:
+        self.held = held
+        self.rest = rest
+        self.error = error
+        self.held.reverse()
+
+    def __aiter__(self) -> _Replay:
+        return self
+
+    async def __anext__(self) -> JSON:
+        if self.held:
+            return self.held.pop()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if self.rest is None:
+            raise StopAsyncIteration
+        return await anext(self.rest)
+
+    async def aclose(self) -> None:
+        if self.rest is not None:
+            await close_stream(self.rest)
+
+
+def guard(
+    record: UsageRecord, alias: str, body: JSON, deployments: list[Deployment], config: Config
+) -> RefusalGuard | None:
+    """The request's guard, if its route falls back on refusals and it asks for generated text;
+    None (and nothing done) otherwise."""
+    route = config.route(alias)
+    if route.on_refusal != "fallback" or not generates(body):
+        return None
+    if not one_currency(alias, deployments, config.currency_rates):
+        return None
+    return RefusalGuard(record, body, route.refusal_holdback_tokens, config.currency_rates)
+
+
+def one_currency(alias: str, deployments: list[Deployment], rates: CurrencyRates) -> bool:
+    """Whether what the deployments bill can be added up on one record: every currency they
+    bill in converts into every other. Warned about once per alias when not."""
+    billed = {_currency(d) for d in deployments} - {None}
+    try:
+        for source in billed:
+            for target in billed:
+                rates.convert(1, str(source), str(target))
+    except CurrencyRateMissingError as exc:
+        if alias not in _unconvertible:
+            _unconvertible.add(alias)
+            log.warning("on_refusal fallback is off for %r: %s", alias, exc.message)
+        return False
+    return True
+
+
+def _currency(deployment: Deployment) -> str | None:
+    if deployment.price is not None:
+        return deployment.price.currency
+    return HARDWARE_CURRENCY if deployment.config.hardware_cost_per_hour is not None else None
