@@ -68,7 +68,7 @@ def test_models_shows_the_bundled_model() -> None:
     assert BUNDLED_ALIAS in out
     assert "llama_cpp" in out
     assert "Apache-2.0" in out
-    assert "unpriced" in out
+    assert "vCPU × 0.0504 (AWS EC2 on-demand m7i.large" in out  # priced by default, not free
 
 
 def test_models_shows_prices_from_config(tmp_path: Path) -> None:
@@ -87,6 +87,14 @@ models:
     assert "0.28·0.42 USD (2025-09-29)" in out
     assert "0.36 USD/hour of hardware" in out
     assert BUNDLED_ALIAS not in out
+
+
+@pytest.mark.parametrize("given", ["X=abc", "X=-1", "X=nan", "=0.3", "X"])
+def test_bench_says_what_is_wrong_with_a_hardware_cost(given: str) -> None:
+    result = run("bench", "pack:arithmetic", "--models", "X", "--hardware-cost", given)
+    assert result.exit_code == 2, result.output
+    assert "--hardware-cost" in result.output and "MODEL=USD_PER_HOUR" in result.output
+    assert isinstance(result.exception, SystemExit)
 
 
 def test_keys_create_prints_the_secret_once() -> None:

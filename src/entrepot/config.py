@@ -73,6 +73,10 @@ class ModelConfig(_Strict):
     weights_sha256: str | None = None
     price: Price | None = None
     hardware_cost_per_hour: Decimal | None = Field(default=None, ge=0)
+    # What a local deployment without `hardware_cost_per_hour` is priced as, from the shipped
+    # hardware price reference (`ledger/hardware.py`): `cpu` (the default for llama_cpp: the
+    # threads it runs on), a GPU kind such as `nvidia-l4`, or `unpriced` to opt out.
+    hardware: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]*$")
     timeouts: Timeouts = Timeouts()
     local: LocalOptions = LocalOptions()
     headers: dict[str, str] = Field(default_factory=dict)
@@ -98,6 +102,12 @@ class ModelConfig(_Strict):
         if not value.isprintable() or any(c.isspace() for c in value):
             raise ValueError("alias must be printable and contain no whitespace")
         return value
+
+    @model_validator(mode="after")
+    def _one_hardware_price(self) -> ModelConfig:
+        if self.hardware is not None and self.hardware_cost_per_hour is not None:
+            raise ValueError("give hardware_cost_per_hour or hardware, not both")
+        return self
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ModelConfig:
@@ -231,7 +241,8 @@ class ShadowConfig(_Strict):
     model; both answers are graded (by the task's grader, or pairwise by the `judge` model) and
     a sequential test says whether the candidate is non-inferior within `margin`. The copies
     are billed to their own budget line, which `max_spend` caps; their answers are kept
-    `retention_days`, their grades for good."""
+    `retention_days`, their grades for good. `tasks` are bench task files whose tasks' graders
+    (those needing no expected answer) grade requests of those tasks instead of the judge."""
 
     candidate: str
     share: float = Field(gt=0, le=1)
@@ -239,6 +250,7 @@ class ShadowConfig(_Strict):
     max_spend: Budget
     margin: float = Field(default=0.03, gt=0, lt=1)
     retention_days: int = Field(default=7, ge=1)
+    tasks: list[str] = Field(default_factory=list)
 
 
 class RouteConfig(_Strict):

@@ -32,6 +32,7 @@ from entrepot.bench.graders import EmbedFn, JudgeFn, grade
 from entrepot.bench.schema import Grade, ItemResult, TaskItem
 from entrepot.config import ModelConfig, Price
 from entrepot.exceptions import EgressDeniedError, GatewayError
+from entrepot.ledger.hardware import HardwareRate
 from entrepot.ledger.pricing import cost_nanos
 from entrepot.providers.base import Provider
 from entrepot.routing.router import is_retryable
@@ -49,7 +50,9 @@ class BenchModel:
     config: ModelConfig
     provider: Provider
     price: Price | None
-    hardware_cost_per_hour: Decimal | None
+    # What an hour of a local model's hardware costs (configured, given on the command line, or
+    # from the ledger's dated reference), when it has no token price.
+    hardware: HardwareRate | None
     # How many requests the model serves at once when `config` does not say (a local model
     # reached through a gateway by URL); see `slots`.
     parallel: int | None = None
@@ -63,8 +66,16 @@ class BenchModel:
         return self.config.local.parallel if self.config.provider == "llama_cpp" else None
 
     @property
+    def hardware_cost_per_hour(self) -> Decimal | None:
+        return self.hardware.per_hour if self.hardware is not None else None
+
+    @property
     def price_date(self) -> str | None:
-        return self.price.as_of.isoformat() if self.price else None
+        """The token price's date, else the hardware reference's; None if neither says one."""
+        if self.price is not None:
+            return self.price.as_of.isoformat()
+        as_of = self.hardware.as_of if self.hardware is not None else None
+        return as_of.isoformat() if as_of is not None else None
 
     @property
     def currency(self) -> str:
@@ -74,7 +85,7 @@ class BenchModel:
     def cost_basis(self) -> str:
         if self.price is not None:
             return "tokens"
-        return "hardware" if self.hardware_cost_per_hour is not None else "unpriced"
+        return "hardware" if self.hardware is not None else "unpriced"
 
 
 @dataclass(slots=True)
@@ -312,7 +323,7 @@ def apply_hardware_costs(models: list[BenchModel], results: list[ItemResult]) ->
     assumed). Busy time is the union of the answers' own spans, queueing excluded, as recorded
     when each was asked: a re-run that reuses them costs exactly what the live run did."""
     for model in models:
-        if model.cost_basis != "hardware" or model.hardware_cost_per_hour is None:
+        if model.cost_basis != "hardware" or model.hardware is None:
             continue
         own = [r for r in results if r.model == model.alias and r.started_at is not None]
         tokens = sum(r.prompt_tokens + r.completion_tokens for r in own)
@@ -321,7 +332,7 @@ def apply_hardware_costs(models: list[BenchModel], results: list[ItemResult]) ->
         busy = _union_seconds(
             [(r.started_at, r.started_at + r.latency_ms / 1000) for r in own if r.started_at]
         )
-        per_token = Decimal(str(busy)) * model.hardware_cost_per_hour / Decimal(3600) / tokens
+        per_token = Decimal(str(busy)) * model.hardware.per_hour / Decimal(3600) / tokens
         for result in own:
             share = per_token * (result.prompt_tokens + result.completion_tokens)
             result.cost_nanos = int(share * Decimal(1_000_000_000))

@@ -29,6 +29,7 @@ from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, call, recorded_endpoi
 from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError
+from entrepot.ledger.hardware import HardwareRate, hourly_rate
 from entrepot.ledger.pricing import price_for
 from entrepot.providers.base import Provider
 from entrepot.providers.openai_compatible import OpenAICompatibleProvider
@@ -69,9 +70,11 @@ def _described(
 ) -> BenchModel:
     """The run's view of one alias: called through `provider`, and described for the report
     (price, hardware cost) by its configuration where that names it."""
-    rate = (hardware_costs or {}).get(alias)
-    if rate is None and configured is not None:
-        rate = configured.hardware_cost_per_hour
+    given = (hardware_costs or {}).get(alias)
+    if given is not None:
+        rate: HardwareRate | None = HardwareRate(given, 1, None)
+    else:
+        rate = hourly_rate(configured) if configured is not None else None
     price = price_for(configured) if configured is not None else None
     return BenchModel(alias, client, provider, price, rate, parallel)
 

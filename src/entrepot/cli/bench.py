@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -98,10 +98,7 @@ def bench(
     if not tasks or not models:
         console.print("[red]give task files (or pack:NAME) and --models[/red]")
         raise typer.Exit(2)
-    costs = {}
-    for entry in hardware_cost or []:
-        alias, _, rate = entry.partition("=")
-        costs[alias] = Decimal(rate)
+    costs = hardware_costs(hardware_cost or [])
     aliases = [m.strip() for m in models.split(",") if m.strip()]
     request = BenchRequest(
         tasks=tasks,
@@ -135,6 +132,26 @@ def bench(
     if fail_under is not None and any(score < fail_under for score in scores):
         console.print(f"[red]a model scored below {fail_under}[/red]")
         raise typer.Exit(1)
+
+
+def hardware_costs(entries: list[str]) -> dict[str, Decimal]:
+    """`--hardware-cost MODEL=USD_PER_HOUR` options, each checked: a typo is a usage error
+    naming the option, never a traceback."""
+    costs = {}
+    for entry in entries:
+        alias, _, text = entry.partition("=")
+        try:
+            rate = Decimal(text.strip())
+        except InvalidOperation:
+            rate = Decimal("NaN")
+        if not alias.strip() or not rate.is_finite() or rate < 0:
+            raise typer.BadParameter(
+                f"{entry!r}: expected MODEL=USD_PER_HOUR with a number of at least 0,"
+                " e.g. local/smollm2-135m-instruct=0.05",
+                param_hint="--hardware-cost",
+            )
+        costs[alias.strip()] = rate
+    return costs
 
 
 def run_reported(run: Callable[[], T], out: Path) -> T:

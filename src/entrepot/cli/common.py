@@ -10,6 +10,7 @@ from rich.console import Console
 
 from entrepot.config import Config, load_config
 from entrepot.exceptions import ConfigError
+from entrepot.ledger import hardware
 
 console = Console()
 
@@ -21,7 +22,9 @@ ConfigOption = Annotated[
 def load(config_path: Path | None) -> Config:
     """The configuration, or exit 2 with the validation errors printed."""
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
+        hardware.check(config)
+        return config
     except ConfigError as exc:
         console.print(f"[red]configuration error[/red]\n{exc}")
         raise typer.Exit(2) from None

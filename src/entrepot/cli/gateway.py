@@ -15,6 +15,7 @@ from rich.table import Table
 from entrepot.cli.common import ConfigOption, console, load
 from entrepot.config import Config, is_loopback
 from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import nanos_to_amount, price_for
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
@@ -101,13 +102,15 @@ def check_workers(config: Config, workers: int) -> None:
 def models(config_path: ConfigOption = None) -> None:
     """Show the configured models."""
     config = load(config_path)
-    table = Table("alias", "provider", "target", "jurisdiction", "licence", "price / 1M in·out")
+    table = Table(
+        "alias", "provider", "target", "jurisdiction", "licence", "price (1M in·out, or hour)"
+    )
     for model in config.models:
         price = price_for(model)
         if price is not None:
             shown = f"{price.input_per_1m}·{price.output_per_1m} {price.currency} ({price.as_of})"
-        elif model.hardware_cost_per_hour is not None:
-            shown = f"{model.hardware_cost_per_hour} USD/hour of hardware"
+        elif (rate := hourly_rate(model)) is not None:
+            shown = rate.describe()
         else:
             shown = "unpriced"
         table.add_row(

@@ -12,11 +12,12 @@ from typing import Any, Protocol
 
 from entrepot.config import ModelConfig, Price
 from entrepot.ledger.estimate import answer_usage
+from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import Cost, cost_nanos, hardware_cost_nanos
 from entrepot.types import JSON, TokenUsage, UsageRecord
 
 BYTES_PER_TOKEN_ESTIMATE = 4
-# `hardware_cost_per_hour` is configured in US dollars.
+# Hardware is priced in US dollars (`hardware_cost_per_hour`, and the reference).
 HARDWARE_CURRENCY = "USD"
 # The field the gateway sets the output cap in: the one most upstreams honour. A provider whose
 # upstream needs another moves it (`ModelConfig.output_cap_field` for OpenAI-compatible ones).
@@ -89,15 +90,15 @@ def worst_case_costs(body_size: int, body: JSON, deployments: Sequence[Billable]
     priced by machine time is bounded by `busy_bound_seconds`. Empty when none is priced."""
     bounds: list[Cost] = []
     for deployment in deployments:
-        price, per_hour = deployment.price, deployment.config.hardware_cost_per_hour
+        price = deployment.price
         if price is not None:
             usage = TokenUsage(
                 prompt_tokens=body_size, completion_tokens=requested_output(body, deployment)
             )
             bounds.append(Cost(cost_nanos(usage, price), price.currency))
-        elif per_hour is not None:
+        elif (rate := hourly_rate(deployment.config)) is not None:
             seconds = busy_bound_seconds(deployment)
-            bounds.append(Cost(hardware_cost_nanos(seconds, per_hour), HARDWARE_CURRENCY))
+            bounds.append(Cost(hardware_cost_nanos(seconds, rate.per_hour), HARDWARE_CURRENCY))
     return bounds
 
 
@@ -146,7 +147,8 @@ def bill(
     started: float,
 ) -> None:
     """Put the tokens and their cost on the record: by the token price, else by machine time
-    since `started` (at most `busy_bound_seconds`)."""
+    since `started` (at most `busy_bound_seconds`) at the deployment's hourly rate, dated when
+    it comes from the hardware price reference."""
     record.usage_reported = not estimated
     record.usage_estimated = estimated
     record.prompt_tokens = tokens.prompt_tokens
@@ -154,14 +156,15 @@ def bill(
     record.reasoning_tokens = tokens.reasoning_tokens
     record.cached_tokens = tokens.cached_tokens
     price = deployment.price
-    per_hour = deployment.config.hardware_cost_per_hour
     if price is not None:
         record.cost_nanos = cost_nanos(tokens, price)
         record.currency, record.price_date = price.currency, price.as_of.isoformat()
-    elif per_hour is not None:
+    elif (rate := hourly_rate(deployment.config)) is not None:
         busy = min(time.perf_counter() - started, busy_bound_seconds(deployment))
-        record.cost_nanos = hardware_cost_nanos(busy, per_hour)
+        record.cost_nanos = hardware_cost_nanos(busy, rate.per_hour)
         record.currency = HARDWARE_CURRENCY
+        if rate.as_of is not None:
+            record.price_date = rate.as_of.isoformat()
 
 
 def cost_of(record: UsageRecord) -> Cost | None:
