@@ -62,7 +62,11 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def config(fake: Server) -> dict[str, Any]:
+def config(fake: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tasks = tmp_path_factory.mktemp("tasks") / "sums.yaml"
+    item = {"id": "sums-1", "prompt": "What is six times seven?"}
+    grader = {"kind": "regex", "pattern": r"\b42\b"}
+    tasks.write_text(yaml.safe_dump({"task": "sums", "grader": grader, "items": [item]}))
     return {
         "store": {"ledger_flush_seconds": 0.05},
         "models": [
@@ -74,11 +78,13 @@ def config(fake: Server) -> dict[str, Any]:
             model(fake, "capped", "right", price=EXPENSIVE),
             model(fake, "small-dear", "right", price=DEAR),
             model(fake, "judge", "judge", price=CHEAP),
+            model(fake, "graded", "wrong", price=EXPENSIVE),
         ],
         "routes": {
             "weak": shadow("small-right"),
             "strong": shadow("small-wrong"),
             "vault": shadow("small-right"),
+            "graded": shadow("small-right", tasks=[str(tasks)]),
             "capped": shadow(
                 "small-dear", judge=None, max_spend={"amount": MAX_SPEND, "period": "total"}
             ),
@@ -165,6 +171,19 @@ def test_copies_follow_the_answers_are_judged_and_billed_to_the_shadow_line(
         )
     originals = rows(gateway, "SELECT * FROM usage_records WHERE endpoint = 'chat'")
     assert not any(r["shadow_of"] for r in originals)
+
+
+def test_a_task_with_a_grader_is_graded_by_it_not_by_the_judge(
+    gateway: Server, client: openai.OpenAI
+) -> None:
+    sums, _ = ask(client, "graded", "six times seven?", extra_headers={"x-entrepot-task": "sums"})
+    other, _ = ask(client, "graded", "six times seven, again?")
+    found = {p["request_id"]: p for p in pairs_of(gateway, "graded", 2)}
+    assert found[sums]["graded_by"] == "grader:regex" and found[sums]["difference"] == 1.0
+    assert found[sums]["task"] == "sums" and found[sums]["grading_cost_nanos"] == 0
+    assert found[other]["graded_by"] == "judge:judge"
+    ledger = rows(gateway, "SELECT * FROM usage_records WHERE shadow_of = ?", sums)
+    assert [(r["endpoint"], r["task"]) for r in ledger] == [("shadow:chat", "sums")]
 
 
 def test_a_confidential_request_is_never_copied_to_a_remote_candidate(

@@ -29,7 +29,7 @@ import datetime as dt
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -37,11 +37,12 @@ from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.pipeline import Exchange, answer_text
+from entrepot.bench.schema import GraderSpec
 from entrepot.config import Limits, ShadowConfig
 from entrepot.exceptions import BudgetExceededError, CurrencyRateMissingError, GatewayError
 from entrepot.limits.limiter import Limiter, Subject, hold_seconds
 from entrepot.policy.eligibility import eligible_deployments
-from entrepot.shadow import judge, pairs
+from entrepot.shadow import grading, judge, pairs
 from entrepot.types import JSON, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,13 @@ PURGE_EVERY_SECONDS = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One route's shadow: its config and the budget subject its copies are charged to."""
+    """One route's shadow: its config, the budget subject its copies are charged to, and the
+    graders of the tasks it grades without the judge."""
 
     route: str
     config: ShadowConfig
     subject: Subject
+    graders: dict[str, GraderSpec] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -85,12 +88,14 @@ class ShadowTraffic:
 
     @classmethod
     def attach(cls, gateway: Gateway) -> None:
-        """Make the gateway shadow the routes configured to; nothing if none is."""
+        """Make the gateway shadow the routes configured to; nothing if none is. A task file
+        that cannot grade live traffic raises `ConfigError` (see `grading.live_graders`)."""
         lines = {
             alias: Line(
                 alias,
                 route.shadow,
                 Subject(f"shadow:{alias}", Limits(budget=route.shadow.max_spend), alias),
+                grading.live_graders(alias, route.shadow.tasks) if route.shadow.tasks else {},
             )
             for alias, route in gateway.config.routes.items()
             if route.shadow is not None
@@ -189,8 +194,24 @@ class ShadowTraffic:
         pair.price_date = max(filter(None, (original.price_date, copy.price_date)), default=None)
         pair.incumbent_cost_nanos = self._in_currency(original, pair.currency)
         pair.candidate_cost_nanos = self._in_currency(copy, pair.currency)
-        if line.config.judge is not None:
+        spec = line.graders.get(original.task) if original.task else None
+        if spec is not None:
+            await self._grade(spec, answered, pair)
+        elif line.config.judge is not None:
             await self._judge(line, answered, pair)
+
+    @staticmethod
+    async def _grade(spec: GraderSpec, answered: Answered, pair: pairs.Pair) -> None:
+        """By the task's own grader: nothing is sent anywhere, nothing is spent."""
+        assert pair.candidate_answer is not None
+        try:
+            found = await grading.difference(
+                spec, answered.body, pair.candidate_answer, answered.content
+            )
+        except GatewayError:
+            return
+        pair.difference, pair.grading_cost_nanos = found, 0
+        pair.graded_by, pair.status = f"grader:{spec.kind}", "graded"
 
     async def _judge(self, line: Line, answered: Answered, pair: pairs.Pair) -> None:
         """Ask the judge twice, the candidate's answer first and then second."""
@@ -228,9 +249,9 @@ class ShadowTraffic:
         exchange.subjects, exchange.limiter = (line.subject,), self.limiter
         record, original = exchange.record, answered.record
         record.key_name, record.shadow_of = line.name, original.request_id
-        record.task = original.task
+        size, task = len(orjson.dumps(body)), original.task
         try:
-            await exchange.prepare(body, len(orjson.dumps(body)), original.data_class, "off")
+            await exchange.prepare(body, size, original.data_class, "off", task_header=task)
             return await exchange.answer(), record
         except GatewayError as exc:
             exchange.failed(exc)

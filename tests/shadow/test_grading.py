@@ -1,0 +1,52 @@
+"""Task graders on live traffic: only those that need no expected answer, one per task."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from entrepot.bench.schema import GraderSpec
+from entrepot.exceptions import ConfigError
+from entrepot.shadow.grading import applies_live, difference, live_graders
+
+
+def task_file(tmp_path: Path, name: str, grader: dict[str, object], **item: object) -> str:
+    path = tmp_path / f"{name}.yaml"
+    items = [{"id": f"{name}-1", "prompt": "What is six times seven?", **item}]
+    path.write_text(yaml.safe_dump({"task": name, "grader": grader, "items": items}))
+    return str(path)
+
+
+def test_graders_that_need_no_expected_answer_apply_live() -> None:
+    assert applies_live(GraderSpec(kind="regex", pattern="42"))
+    assert applies_live(GraderSpec(kind="json"))
+    assert applies_live(GraderSpec(kind="normalised", constraints={"max_words": 10}))
+    assert applies_live(GraderSpec(kind="refusal", expect_refusal=False))
+    assert not applies_live(GraderSpec(kind="json", fields=["answer"]))
+    assert not applies_live(GraderSpec(kind="exact"))
+    assert not applies_live(GraderSpec(kind="judge", rubric="be right"))
+
+
+def test_a_task_graded_by_its_expected_answers_is_refused_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    path = task_file(tmp_path, "arith", {"kind": "numeric"}, expected=42)
+    with pytest.raises(ConfigError) as caught:
+        live_graders("support", [path])
+    message = str(caught.value)
+    assert message.startswith("routes.support.shadow.tasks: task 'arith' is graded by `numeric`")
+    assert "Remove its file from the list" in message
+
+
+def test_the_task_grader_scores_both_answers(tmp_path: Path) -> None:
+    graders = live_graders(
+        "support", [task_file(tmp_path, "sums", {"kind": "regex", "pattern": r"\b42\b"})]
+    )
+    body = {"messages": [{"role": "user", "content": "What is six times seven?"}]}
+    spec = graders["sums"]
+    assert asyncio.run(difference(spec, body, "It is 42.", "No idea.")) == 1.0
+    assert asyncio.run(difference(spec, body, "No idea.", "It is 42.")) == -1.0
+    assert asyncio.run(difference(spec, body, "42", "42!")) == 0.0
