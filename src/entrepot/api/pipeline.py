@@ -182,12 +182,12 @@ class Exchange:
                 record.cache_hit = True
                 return hit
 
-        deployments = eligible.deployments
+        deployments, route = eligible.deployments, gateway.config.route(eligible.alias)
         subjects = gateway.subjects(key) if self.subjects is None else self.subjects
         admission = self.admission = await self.limiter.admit(
             subjects,
             estimated_tokens=estimated_tokens(size, body, deployments),
-            worst_costs=worst_case_costs(size, body, deployments),
+            worst_costs=refusals.reserved(worst_case_costs(size, body, deployments), route),
             request_id=record.request_id,
         )
         record.limits_degraded = admission.degraded

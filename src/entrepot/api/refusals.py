@@ -14,9 +14,12 @@ the setting. If the deployment called after it fails, the client gets that failu
 
 Every refused generation is billed — from the upstream's usage report, or from the gateway's own
 count of what it read when a stream was closed early — and added to the request's record, whose
-attempts say which deployment refused; the record is flagged `refused_by_model`. A route whose
-deployments bill in currencies `currency_rates` cannot convert into one another does not fall
-back (one record carries one currency).
+attempts say which deployment refused; the record is flagged `refused_by_model`. Budgets reserve
+a generation for each of the route's `max_attempts`, so refusals cannot overspend them. A route
+whose deployments bill in currencies `currency_rates` cannot convert into one another does not
+fall back (one record carries one currency). A deployment billed by machine time is billed from
+the request's start, as after any failed attempt, so when both the refusing and the answering
+deployment are billed by time, the refused attempt's time is counted by each.
 
 Nothing here runs unless the route asks for it: the pipeline makes no guard otherwise.
 """
@@ -31,10 +34,11 @@ from functools import partial
 from typing import TypeVar
 
 from entrepot.api.streaming import OpenedStream, close_stream
-from entrepot.config import Config, CurrencyRates
+from entrepot.config import Config, CurrencyRates, RouteConfig
 from entrepot.exceptions import CurrencyRateMissingError, GatewayError
 from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
 from entrepot.ledger.estimate import StreamTally
+from entrepot.ledger.pricing import Cost
 from entrepot.routing.refusal import (
     ModelRefused,
     choice_refusal,
@@ -352,6 +356,14 @@ def guard(
     if not one_currency(alias, deployments, config.currency_rates):
         return None
     return RefusalGuard(record, body, route.refusal_holdback_tokens, config.currency_rates)
+
+
+def reserved(costs: list[Cost], route: RouteConfig) -> list[Cost]:
+    """What a request's budgets reserve: with `on_refusal: fallback` it may pay for a generation
+    at each of up to `max_attempts` deployments, so no budget can be overspent by refusals."""
+    if route.on_refusal != "fallback":
+        return costs
+    return [Cost(cost.nanos * route.max_attempts, cost.currency) for cost in costs]
 
 
 def one_currency(alias: str, deployments: list[Deployment], rates: CurrencyRates) -> bool:
