@@ -59,9 +59,6 @@ REFUSAL_PATTERNS: tuple[str, ...] = (
 # Refusals say so up front; a phrase deep in a helpful answer ("…I can't stress enough") is not
 # one, so only the opening is searched.
 REFUSAL_WINDOW = 300
-_REFUSAL = re.compile(
-    "|".join(("(?<![a-z])" if p[0].isascii() else "") + re.escape(p) for p in REFUSAL_PATTERNS)
-)
 # Whole refusals that hosted models send verbatim, matched anywhere in the answer.
 CANNED_REFUSALS: tuple[str, ...] = (
     "that's beyond my current scope. let's talk about something else",
@@ -104,7 +101,18 @@ class ModelRefused(GatewayError):
 def is_refusal(text: str) -> bool:
     """Whether the answer opens with a refusal phrase from `REFUSAL_PATTERNS`."""
     opening = text[:REFUSAL_WINDOW].casefold().replace("’", "'")
-    return _REFUSAL.search(opening) is not None
+    return any(_opens(opening, pattern) for pattern in REFUSAL_PATTERNS)
+
+
+def _opens(opening: str, pattern: str) -> bool:
+    """Whether `pattern` is in `opening`, not as the end of a word ("hi can't" is not "i can't").
+    A `find` per pattern: a regex alternating them all took a hundred times longer."""
+    start = opening.find(pattern)
+    while start != -1:
+        if start == 0 or not pattern[0].isascii() or not "a" <= opening[start - 1] <= "z":
+            return True
+        start = opening.find(pattern, start + 1)
+    return False
 
 
 def canned_refusal(text: str) -> str | None:
