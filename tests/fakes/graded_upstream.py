@@ -2,7 +2,8 @@
 
 `right` answers "The answer is 42." and `wrong` answers "I do not know." to anything; `judge`
 reads a pairwise comparison (`shadow/judge.py`'s prompt) and names the answer containing "42"
-the winner ("tie" when both or neither do). Streams send the answer word by word. Token counts
+the winner ("tie" when both or neither do); `slow` answers as `right` does after
+`SLOW_SECONDS`. Streams send the answer word by word. Token counts
 are word counts. Every request is remembered with the time it arrived (`GET /received/<model>`:
 a list of {"at": unix seconds, "text": the last user message}), so a test can tell when, and
 whether, a copy reached a model.
@@ -10,6 +11,7 @@ whether, a copy reached a model.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import time
@@ -18,7 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-ANSWERS = {"right": "The answer is 42.", "wrong": "I do not know."}
+ANSWERS = {"right": "The answer is 42.", "wrong": "I do not know.", "slow": "The answer is 42."}
+SLOW_SECONDS = 3.0
 ANSWER = re.compile(r"Answer A:\n(.*?)\n\nAnswer B:\n(.*)", re.DOTALL)
 
 
@@ -42,6 +45,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     model, text = body["model"], _last_user_text(body)
     request.app["received"].setdefault(model, []).append({"at": time.time(), "text": text})
+    if model == "slow":
+        await asyncio.sleep(SLOW_SECONDS)
     answer = _judged(text) if model == "judge" else ANSWERS[model]
     usage = {
         "prompt_tokens": sum(len(str(m.get("content")).split()) for m in body["messages"]),
@@ -59,7 +64,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     for i, word in enumerate(answer.split()):
         delta = {"content": word if i == 0 else " " + word}
-        chunk = {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+        chunk = {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta}],
+        }
         await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
     end = {"index": 0, "delta": {}, "finish_reason": "stop"}
     last = {**head, "object": "chat.completion.chunk", "choices": [end], "usage": usage}

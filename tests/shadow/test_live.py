@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Server, start_fake, start_gateway
+from tests.conftest import ADMIN_KEY, ROOT, Server, create_key, start_fake, start_gateway
 
 AS_OF = "2026-11-01"
 EXPENSIVE = {"input_per_1m": "14", "output_per_1m": "14", "currency": "USD", "as_of": AS_OF}
@@ -95,7 +96,8 @@ def config(fake: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, config: dict[str, Any]) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("shadow")
-    server = start_gateway(tmp, "shadow", config, env={"FAKE_UPSTREAM_KEY": "k"})
+    env = {"FAKE_UPSTREAM_KEY": "k", "ENTREPOT_ADMIN_KEY": ADMIN_KEY}
+    server = start_gateway(tmp, "shadow", config, env=env)
     yield server
     server.stop()
 
@@ -204,6 +206,21 @@ def test_a_confidential_request_is_never_copied_to_a_remote_candidate(
     assert "confidential" not in judged and "jane.doe" not in judged
 
 
+def test_a_key_that_may_not_use_the_candidate_has_no_copies(gateway: Server, fake: Server) -> None:
+    key = create_key(gateway, "weak-only", allowed_models=["weak"])
+    limited = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    text = "weak question from a key limited to weak"
+    request_id, _ = ask(limited, "weak", text)
+    deadline = time.monotonic() + 30
+    while not (
+        found := rows(gateway, "SELECT * FROM shadow_pairs WHERE request_id = ?", request_id)
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert found[0]["status"] == "ineligible"
+    assert text not in [r["text"] for r in received(fake, "right")]
+
+
 def test_max_spend_caps_the_shadow_line_exactly(
     gateway: Server, client: openai.OpenAI, fake: Server
 ) -> None:
@@ -262,3 +279,37 @@ def test_the_report_gives_each_verdict(
     page = out_html.read_text()
     assert weak["statement"] in page
     assert "question" not in page and "42" not in page  # aggregates only
+
+
+def test_stopping_finishes_copies_under_way_and_drops_the_rest(
+    tmp_path: Path, fake: Server
+) -> None:
+    config = {
+        "store": {"ledger_flush_seconds": 0.05},
+        "models": [model(fake, "weak", "wrong"), model(fake, "slow", "slow")],
+        "routes": {"weak": shadow("slow", judge=None)},
+    }
+    server = start_gateway(tmp_path, "stopping", config, env={"FAKE_UPSTREAM_KEY": "k"})
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
+    texts = [f"stopping question {i}" for i in range(7)]
+    for text in texts:
+        ask(client, "weak", text)
+
+    def under_way() -> list[str]:
+        return [r["text"] for r in received(fake, "slow") if r["text"] in texts]
+
+    deadline = time.monotonic() + 10
+    while len(under_way()) < 4:  # as many as run at once; the other three wait
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    began = time.monotonic()
+    server.process.terminate()
+    # uvicorn ends by re-raising the signal it stopped on, once shutdown is complete
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert time.monotonic() - began < 10
+    assert len(under_way()) == 4
+    found = rows(server, "SELECT status, copy_id FROM shadow_pairs")
+    assert [p["status"] for p in found] == ["ungraded"] * 4
+    ledger = rows(server, "SELECT status FROM usage_records WHERE endpoint = 'shadow:chat'")
+    assert [r["status"] for r in ledger] == [200] * 4
+    assert "shadow: 3 copies dropped" in server.log.read_text()

@@ -18,8 +18,9 @@ shadow line (the ledger's `key_name` "shadow:<route>", with `shadow_of` naming t
 budget subject of its own with `max_spend` as its budget: each call reserves its worst case
 before it is sent and settles after, as every request does, so the line never spends past it.
 
-A few copies at a time (`WORKERS`), from a bounded queue: when the queue is full, or the gateway
-stops, pending copies are dropped and counted, never waited for.
+A few copies at a time (`WORKERS`), a bounded number waiting (`QUEUE_LIMIT`): more are dropped
+and counted. When the gateway stops, copies not started are dropped; those under way get a few
+seconds, then are cut off and recorded as such (their reservations settle like any request's).
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.pipeline import Exchange, answer_text
 from entrepot.bench.schema import GraderSpec
 from entrepot.config import Limits, ShadowConfig
-from entrepot.exceptions import BudgetExceededError, CurrencyRateMissingError, GatewayError
+from entrepot.exceptions import (
+    BudgetExceededError,
+    ClientClosedError,
+    CurrencyRateMissingError,
+    GatewayError,
+)
 from entrepot.limits.limiter import Limiter, Subject, hold_seconds
 from entrepot.policy.eligibility import eligible_deployments
 from entrepot.shadow import grading, judge, pairs
@@ -48,8 +54,9 @@ from entrepot.types import JSON, UsageRecord
 log = logging.getLogger(__name__)
 
 DOORS = frozenset({"chat", "responses", "messages"})
-WORKERS = 4
-QUEUE_LIMIT = 256
+WORKERS = 4  # copies under way at once
+QUEUE_LIMIT = 256  # copies waiting or under way; more are dropped
+STOP_WAIT_SECONDS = 5.0
 PURGE_EVERY_SECONDS = 3600.0
 
 
@@ -81,8 +88,9 @@ class ShadowTraffic:
             rates=config.currency_rates,
             hold=hold_seconds(config),
         )
-        self.queue: asyncio.Queue[Answered] = asyncio.Queue(QUEUE_LIMIT)
-        self.workers: list[asyncio.Task[None]] = []
+        self.running = asyncio.Semaphore(WORKERS)
+        self.pending: set[asyncio.Task[None]] = set()
+        self.stopping = False
         self.dropped = 0
         self.purged_at = 0.0
 
@@ -113,26 +121,30 @@ class ShadowTraffic:
         )
 
     def answered(self, answered: Answered) -> None:
-        if not self.workers:
-            self.workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
-        try:
-            self.queue.put_nowait(answered)
-        except asyncio.QueueFull:
+        if self.stopping or len(self.pending) >= QUEUE_LIMIT:
             self.dropped += 1
+            return
+        task = asyncio.create_task(self._when_free(answered))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def stop(self) -> None:
-        """Drop what is queued and cancel copies in flight (each still settles and is
-        recorded: see `_ask`)."""
-        self.dropped += self.queue.qsize()
-        for worker in self.workers:
-            worker.cancel()
-        await asyncio.gather(*self.workers, return_exceptions=True)
+        """Drop the copies not started; give those under way `STOP_WAIT_SECONDS` to end, then
+        cancel them (each is still recorded, as cut off: see `_ask`)."""
+        self.stopping = True
+        if self.pending:
+            _, late = await asyncio.wait(self.pending, timeout=STOP_WAIT_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self.dropped:
-            log.info("shadow: %d copies dropped (queue full or shutting down)", self.dropped)
+            log.info("shadow: %d copies dropped (too many waiting, or stopping)", self.dropped)
 
-    async def _work(self) -> None:
-        while True:
-            answered = await self.queue.get()
+    async def _when_free(self, answered: Answered) -> None:
+        async with self.running:
+            if self.stopping:
+                self.dropped += 1
+                return
             try:
                 await self._shadow(answered)
             except Exception as exc:
@@ -255,6 +267,9 @@ class ShadowTraffic:
             return await exchange.answer(), record
         except GatewayError as exc:
             exchange.failed(exc)
+            raise
+        except asyncio.CancelledError:
+            exchange.failed(ClientClosedError("the gateway stopped before the copy's answer"))
             raise
         except Exception as exc:
             log_unexpected(exc)
