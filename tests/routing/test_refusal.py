@@ -107,6 +107,7 @@ def test_a_stream_is_held_for_its_window_then_relayed_chunk_for_chunk() -> None:
         ([chunk("", role="assistant"), chunk(None, "stop")], "empty answer"),
         ([chunk("I can't"), chunk(" help"), chunk(" with"), chunk(" that")], "refusal phrase"),
         ([chunk("Here"), chunk(None, "content_filter")], "finish_reason content_filter"),
+        ([chunk("", role="assistant"), chunk(refusal="I can't assist.")], "refusal field"),
     ],
 )
 def test_a_refusal_in_the_window_is_caught(chunks: list[JSON], why: str) -> None:

@@ -233,7 +233,17 @@ class RefusalGuard:
 class _Held:
     """A stream's first chunks, read ahead and kept, with what they say per choice."""
 
-    __slots__ = ("calls", "chunks", "ended", "error", "finish", "opened", "tally", "texts")
+    __slots__ = (
+        "calls",
+        "chunks",
+        "ended",
+        "error",
+        "finish",
+        "opened",
+        "refusal_fields",
+        "tally",
+        "texts",
+    )
 
     def __init__(self, opened: OpenedStream) -> None:
         self.opened = opened
@@ -241,6 +251,7 @@ class _Held:
         self.chunks: list[JSON] = []
         self.texts: dict[int, list[str]] = {}
         self.calls: set[int] = set()
+        self.refusal_fields: set[int] = set()  # OpenAI's own `refusal` delta
         self.finish: dict[int, str] = {}
         self.ended = opened.first is None
         self.error: Exception | None = None
@@ -278,6 +289,8 @@ class _Held:
                 self.texts.setdefault(index, []).append(text)
             if isinstance(delta, dict) and delta.get("tool_calls"):
                 self.calls.add(index)
+            if isinstance(delta, dict) and delta.get("refusal"):
+                self.refusal_fields.add(index)
             if isinstance(choice.get("finish_reason"), str):
                 self.finish[index] = choice["finish_reason"]
 
@@ -287,13 +300,15 @@ class _Held:
         if self.error is not None:
             failed = isinstance(self.error, GatewayError) and host_filtered(self.error.message)
             return f"host filter: {self.error}" if failed else None
-        choices = set(self.texts) | self.calls | set(self.finish)
+        choices = set(self.texts) | self.calls | self.refusal_fields | set(self.finish)
         if not choices:
             return "empty answer" if self.ended else None
         reasons = [self._choice(index) for index in sorted(choices)]
         return None if None in reasons else reasons[0]
 
     def _choice(self, index: int) -> str | None:
+        if index in self.refusal_fields:
+            return "refusal field"
         text = "".join(self.texts.get(index, ()))
         finish = self.finish.get(index)
         if finish is None and not self.ended:
