@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from entrepot.api.streaming import OpenedStream, close_stream
 from entrepot.config import Config, CurrencyRates, RouteConfig
@@ -206,9 +206,8 @@ class RefusalGuard:
             if not host_filtered(exc.message):
                 raise
             self._refused(_Refusal(deployment, began, error=exc), f"host filter: {exc.message}")
-            raise  # not reached: `_refused` raises
 
-    def _refused(self, refusal: _Refusal, why: str) -> None:
+    def _refused(self, refusal: _Refusal, why: str) -> NoReturn:
         self.pending = refusal
         self.record.refused_by_model = True
         raise ModelRefused(refusal.deployment.name, why[:200])
