@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from entrepot.config import CurrencyRates, Price, RouteConfig
 from entrepot.exceptions import InvalidRequestError
 from entrepot.routing.good_enough import (
     Decision,
+    Decisions,
     EvidenceBoard,
     Inputs,
     check_task,
@@ -183,3 +185,20 @@ def test_a_failing_store_keeps_the_copy_and_is_asked_again_a_period_later() -> N
         await board.stop()
 
     asyncio.run(main())
+
+
+def test_decisions_are_kept_until_the_board_changes_or_a_second_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decisions = Decisions(PRICES, CurrencyRates())
+    board: dict[EvidenceKey, Evidence] = {}
+    first = decisions.get("auto", ROUTE, "support", board)
+    assert decisions.get("auto", ROUTE, "support", board) is first
+    assert decisions.get("auto", ROUTE, "legal", board) is not first
+    tiny = evidence("tiny", 0.99, 100, published_at=dt.datetime.now(dt.UTC))
+    reloaded = {tiny.key: tiny}  # a reload is a new copy: decided afresh at once
+    assert decisions.get("auto", ROUTE, "support", reloaded).alias == "tiny"
+    kept = decisions.get("auto", ROUTE, "support", reloaded)
+    later = time.monotonic() + Decisions.KEPT_SECONDS + 0.1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert decisions.get("auto", ROUTE, "support", reloaded) is not kept

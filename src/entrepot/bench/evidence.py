@@ -84,7 +84,7 @@ def _row(
         relative = paired_ratio([base[i] for i in shared], [scores[i] for i in shared])
     own = [r for r in results if r.model == model.alias]
     answered = [r for r in own if r.error is None and r.refused_by_policy is None]
-    per_hour = model.hardware_cost_per_hour
+    per_hour = model.hardware.per_hour if model.hardware is not None else None
     cost = None
     if model.cost_basis != "unpriced" and answered:
         cost = round(sum(r.cost_nanos or 0 for r in own) / len(answered))

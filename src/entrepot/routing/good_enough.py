@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 
 from entrepot.config import Config, CurrencyRates, Price, RouteConfig
 from entrepot.exceptions import CurrencyRateMissingError, InvalidRequestError
+from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import price_for
 from entrepot.store.evidence import Evidence, EvidenceKey, latest
 from entrepot.types import ApiKey
@@ -43,6 +44,7 @@ REFRESH_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 Board = Mapping[EvidenceKey, Evidence]
+NO_EVIDENCE: Board = {}
 
 
 def check_task(task: str, param: str) -> str:
@@ -85,9 +87,10 @@ def configured_fingerprints(config: Config) -> dict[str, str]:
     fingerprints: dict[str, str] = {}
     for model in config.models:
         if model.alias not in fingerprints:
-            fingerprints[model.alias] = price_fingerprint(
-                price_for(model), model.hardware_cost_per_hour
-            )
+            price = price_for(model)
+            rate = hourly_rate(model) if price is None else None
+            per_hour = rate.per_hour if rate is not None else None
+            fingerprints[model.alias] = price_fingerprint(price, per_hour)
     return fingerprints
 
 
@@ -204,6 +207,32 @@ def _cost(evidence: Evidence, rates: CurrencyRates) -> int | None:
         return rates.convert(evidence.cost_per_item_nanos, evidence.currency or "USD", rates.base)
     except CurrencyRateMissingError:
         return None
+
+
+class Decisions:
+    """`decide`'s answers per (route, task), each kept while the board is the same copy and for
+    at most `KEPT_SECONDS` (evidence ages): deciding costs a request a dict lookup. Bounded,
+    since a task is the client's to name."""
+
+    KEPT_SECONDS = 1.0
+    MAX_KEPT = 1024
+
+    def __init__(self, fingerprints: Mapping[str, str], rates: CurrencyRates) -> None:
+        self._fingerprints = fingerprints
+        self._rates = rates
+        self._kept: dict[tuple[str, str | None], tuple[Board, float, Decision]] = {}
+
+    def get(self, name: str, route: RouteConfig, task: str | None, board: Board) -> Decision:
+        now = time.monotonic()
+        kept = self._kept.get((name, task))
+        if kept is not None and kept[0] is board and kept[1] > now:
+            return kept[2]
+        inputs = Inputs(board, self._fingerprints, self._rates, dt.datetime.now(dt.UTC))
+        decision = decide(name, route, task, inputs)
+        if len(self._kept) >= self.MAX_KEPT:
+            self._kept.clear()
+        self._kept[(name, task)] = (board, now + self.KEPT_SECONDS, decision)
+        return decision
 
 
 class EvidenceBoard:

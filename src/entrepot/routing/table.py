@@ -6,7 +6,6 @@ an alias too, whose deployments are chosen per request (`choose`) from published
 
 from __future__ import annotations
 
-import datetime as dt
 import fnmatch
 import re
 import time
@@ -19,11 +18,11 @@ from entrepot.providers.base import Provider
 from entrepot.providers.registry import create_provider
 from entrepot.routing.breaker import CircuitBreaker
 from entrepot.routing.good_enough import (
+    NO_EVIDENCE,
     Decision,
+    Decisions,
     EvidenceBoard,
-    Inputs,
     configured_fingerprints,
-    decide,
 )
 
 LATENCY_SMOOTHING = 0.2
@@ -70,8 +69,8 @@ class RoutingTable:
         self._good_enough = {
             name: route for name, route in config.routes.items() if route.strategy == "good_enough"
         }
-        self._fingerprints = configured_fingerprints(config) if self._good_enough else {}
-        self._rates = config.currency_rates
+        fingerprints = configured_fingerprints(config) if self._good_enough else {}
+        self._decisions = Decisions(fingerprints, config.currency_rates)
         self.evidence = evidence
 
     @property
@@ -113,9 +112,8 @@ class RoutingTable:
         route = self._good_enough.get(alias)
         if route is None:
             return None
-        board = self.evidence.snapshot() if self.evidence is not None else {}
-        inputs = Inputs(board, self._fingerprints, self._rates, dt.datetime.now(dt.UTC))
-        return decide(alias, route, task, inputs)
+        board = self.evidence.snapshot() if self.evidence is not None else NO_EVIDENCE
+        return self._decisions.get(alias, route, task, board)
 
     async def start(self) -> None:
         if self.evidence is not None:
