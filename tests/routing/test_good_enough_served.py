@@ -185,3 +185,20 @@ def test_route_explain_after_a_price_change_passes_over_the_repriced_candidate(
     assert "price in the configuration changed" in weak
     mid = next(line for line in out.splitlines() if line.strip("│ ").startswith("cand/mid"))
     assert "chosen" in mid
+
+
+def test_the_route_is_listed_and_explained_to_the_admin_like_a_model(setup: Setup) -> None:
+    client = _client(setup, "lister", allowed_models=["auto"])
+    assert [m.id for m in client.models.list()] == ["auto"]
+    assert client.models.retrieve("auto").id == "auto"
+    explained = httpx.post(
+        setup.gateway.url + "/admin/route/explain",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        json={"model": "auto", "task": "faq"},
+    ).json()
+    assert (explained["strategy"], explained["task"]) == ("good_enough", "faq")
+    chosen = [e for e in explained["evidence"] if e["chosen"]]
+    assert [(e["alias"], e["evidence_id"]) for e in chosen] == [
+        ("cand/weak", setup.evidence[("faq", "cand/weak")])
+    ]
+    assert [c["alias"] for c in explained["candidates"]] == ["cand/weak", "ref/big"]

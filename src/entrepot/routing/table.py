@@ -79,7 +79,8 @@ class RoutingTable:
 
     @property
     def aliases(self) -> list[str]:
-        return list(self._by_alias)
+        """Every name a client may ask for: configured aliases, then good_enough routes."""
+        return [*self._by_alias, *self._good_enough]
 
     def alias_for(self, name: str) -> str:
         """The alias serving a requested model name: the name itself when it is an alias (the
