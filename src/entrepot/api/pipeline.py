@@ -23,6 +23,7 @@ import orjson
 from entrepot.api import refusals
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Answered, Gateway
+from entrepot.api.observed import Collecting, answer_text
 from entrepot.api.streaming import (
     Encoder,
     OpenAIEvents,
@@ -252,7 +253,7 @@ class Exchange:
         if encoder is None:
             encoder = OpenAIEvents(body["model"], bool(options.get("include_usage")))
         if self._observed():
-            encoder = _Collecting(encoder, self)
+            encoder = Collecting(encoder, self._keep)
 
         async def start(deployment: Deployment) -> OpenedStream:
             self._note(deployment)
@@ -294,6 +295,9 @@ class Exchange:
             and observer.wants(eligible.alias, self.record.endpoint)
         )
 
+    def _keep(self, content: str) -> None:
+        self.content = content
+
     def failed(self, exc: GatewayError) -> None:
         record = self.record
         record.status = exc.status_code
@@ -320,33 +324,6 @@ class Exchange:
                 record, eligible.alias, self.body, self.key, self.class_header, content
             )
             observer.answered(answered)
-
-
-class _Collecting:
-    """An encoder that keeps the text of the stream it writes, for the gateway's observer."""
-
-    __slots__ = ("encoder", "exchange", "parts")
-
-    def __init__(self, encoder: Encoder, exchange: Exchange) -> None:
-        self.encoder = encoder
-        self.exchange = exchange
-        self.parts: list[str] = []
-
-    def chunk(self, chunk: JSON) -> bytes:
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else None
-                if isinstance(text, str):
-                    self.parts.append(text)
-        return self.encoder.chunk(chunk)
-
-    async def done(self) -> bytes:
-        self.exchange.content = "".join(self.parts)
-        return await self.encoder.done()
-
-    def error(self, exc: GatewayError) -> bytes:
-        return self.encoder.error(exc)
 
 
 async def call(
@@ -386,14 +363,6 @@ async def call(
         raise internal from None
     finally:
         await exchange.finish()
-
-
-def answer_text(result: JSON) -> str:
-    """The text of a complete answer's first choice ("" when it has none)."""
-    choices = result.get("choices") or [{}]
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else ""
 
 
 def recorded_endpoint(command: str | None, endpoint: Endpoint) -> str | None:
