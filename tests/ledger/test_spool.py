@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ from sqlalchemy import Engine, create_engine
 from entrepot.config import StoreConfig
 from entrepot.exceptions import ConfigError
 from entrepot.ledger.metrics import GatewayMetrics
-from entrepot.ledger.spool import QUARANTINE_FILE, Spool, spool_directory
+from entrepot.ledger.spool import (
+    OWNER_FILE,
+    QUARANTINE_FILE,
+    Spool,
+    peek_every_slot,
+    spool_directory,
+)
 from entrepot.ledger.writer import HOLD_BATCHES, SPILL_BATCHES, LedgerWriter
 from entrepot.store.db import open_engine
 from entrepot.store.usage import insert_records
@@ -341,7 +348,11 @@ def test_a_torn_tail_is_skipped_and_an_unreadable_line_quarantined_once(tmp_path
     assert entry["line"] == "{not json" and "unreadable" in entry["reason"]
     assert segment.read_bytes() == good[0] + b"\n" + good[1] + b"\n"
     assert (reopened.records, reopened.bytes) == (2, segment.stat().st_size)
-    assert {p.name for p in (tmp_path / "spool").iterdir()} == {QUARANTINE_FILE, segment.name}
+    assert {p.name for p in (tmp_path / "spool").iterdir()} == {
+        QUARANTINE_FILE,
+        OWNER_FILE,
+        segment.name,
+    }
 
 
 def test_a_reserved_older_place_holds_back_newer_segments(tmp_path: Path) -> None:
@@ -410,3 +421,34 @@ def test_an_unreadable_spool_directory_is_a_clear_error(
     monkeypatch.setattr(Path, "iterdir", denied)  # as root, chmod would not stop the read
     with pytest.raises(ConfigError, match=r"store.spool_dir: cannot read .*: Permission denied"):
         Spool(tmp_path / "spool").open()
+
+
+def test_processes_sharing_a_spool_directory_each_hold_a_slot(tmp_path: Path) -> None:
+    """Two spools open at once on one directory (two workers, or a bench beside a server) never
+    number or replay the same segments; what a closed one left is taken over by the next to
+    open, and reconcile sees every slot's records."""
+    base = tmp_path / "spool"
+    first, second = Spool(base), Spool(base)
+    first.open()
+    second.open()
+    assert first.directory == base and second.directory == base / "slot-2"
+    for spool, name in ((first, "a"), (second, "b")):
+        sequence = spool.reserve()
+        assert sequence == 1
+        spool.write(sequence, [replace(record(n), request_id=f"{name}-{n}") for n in range(2)])
+    assert sorted(r.request_id for r in peek_every_slot(base)) == ["a-0", "a-1", "b-0", "b-1"]
+    second.close()
+    third = Spool(base)
+    third.open()  # slot 2 is free again: claimed, and nothing to take over from slot 1 (held)
+    assert third.directory == base / "slot-2" and third.records == 2
+    third.close()
+    first.close()
+    survivor = Spool(base)
+    survivor.open()  # both free: slot 1 claimed, slot 2's segments moved into it after its own
+    assert survivor.directory == base and survivor.records == 4
+    replayed = []
+    while (sequence := survivor.next_ready()) is not None:
+        replayed += [r.request_id for r in survivor.read(sequence)]
+        survivor.remove(sequence)
+    assert replayed == ["a-0", "a-1", "b-0", "b-1"]
+    assert not list((base / "slot-2").glob("0*.jsonl"))

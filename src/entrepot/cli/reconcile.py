@@ -92,14 +92,12 @@ def _subjects(config: Config, engine: Engine) -> list[tuple[Subject, Budget]]:
 
 
 async def _reconcile(config: Config, engine: Engine, now: dt.datetime, fix: bool) -> list[Line]:
-    from entrepot.ledger.spool import Spool, spool_directory
+    from entrepot.ledger.spool import peek_every_slot, spool_directory
     from entrepot.limits.periods import budget_counter
     from entrepot.limits.redis_counters import RedisCounters
     from entrepot.store.redis import connect
 
-    spool = Spool(spool_directory(config.store, engine))
-    spool.open()
-    spooled = spool.peek()
+    spooled = peek_every_slot(spool_directory(config.store, engine))
     client = connect(config.shared)
     counters = RedisCounters(client)
     lines = []

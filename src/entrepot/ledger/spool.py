@@ -14,6 +14,13 @@ were spilled meanwhile (see the writer) still come after them.
 
 `quarantine.jsonl` keeps each record the store rejected, with the reason, for an operator to fix
 and re-import; it is never read back automatically.
+
+Several processes may share one spool directory: the workers of `serve --workers N`, or an
+in-process `entrepot bench` beside a running server. Each claims a slot of its own — the directory
+itself, or `slot-2`, `slot-3`, … inside it — by holding an exclusive lock on the slot's `.owner`
+file for as long as it runs, so no two processes number, replay or delete the same segments. A
+process starting takes over the segments of every slot nobody holds (a worker that died, or a
+run that ended with records spooled), so nothing waits for its own slot's process to return.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -42,6 +50,8 @@ log = logging.getLogger("entrepot.ledger")
 
 SPOOL_DIRNAME = "ledger-spool"
 QUARANTINE_FILE = "quarantine.jsonl"
+OWNER_FILE = ".owner"
+MAX_SLOTS = 1024
 _SEGMENT = re.compile(r"^(\d{20})\.jsonl$")
 _FIELDS = frozenset(f.name for f in dataclasses.fields(UsageRecord))
 
@@ -76,7 +86,9 @@ class Spool:
     files written from worker threads; one lock keeps the bookkeeping consistent between them."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
+        self.base = directory
+        self.directory = directory  # this process's slot, once `open` has claimed one
+        self._owner: int | None = None  # the descriptor holding the slot's lock
         self.records = 0
         self.bytes = 0
         self.quarantined = 0
@@ -95,13 +107,58 @@ class Spool:
         return bool(self._segments)
 
     def open(self) -> None:
-        """Take stock of what an earlier process left: segments to replay, quarantined records."""
+        """Claim a slot, and take stock of what earlier processes left: segments to replay (this
+        slot's, and those of every slot nobody holds), quarantined records."""
         try:
+            self._claim()
             self._take_stock()
+            self._adopt()
         except OSError as error:
             raise ConfigError(
-                f"store.spool_dir: cannot read {self.directory}: {error.strerror or error}"
+                f"store.spool_dir: cannot read {self.base}: {error.strerror or error}"
             ) from None
+
+    def close(self) -> None:
+        """Let go of the slot: another process may now claim it, or take over its segments."""
+        if self._owner is not None:
+            os.close(self._owner)  # closing the descriptor releases its lock
+            self._owner = None
+
+    def _claim(self) -> None:
+        """Hold the first free slot. A directory that cannot be created now (the disk refuses)
+        leaves the spool unowned in its base, as one process's: writing to it fails as it
+        would have anyway, and the records are held in memory (see the writer)."""
+        for slot in slots(self.base, every=True):
+            try:
+                owner = _lock(slot)
+            except (NotADirectoryError, FileNotFoundError, PermissionError) as error:
+                log.warning("ledger spool %s cannot be claimed: %s", slot, error.strerror)
+                return
+            if owner is not None:
+                self.directory, self._owner = slot, owner
+                return
+        raise OSError(f"all {MAX_SLOTS} slots are held by running processes")
+
+    def _adopt(self) -> None:
+        """Move the segments of slots nobody holds into this one, after its own (the order in
+        which they replay matters only within one process's records, which stay in order)."""
+        for slot in slots(self.base):
+            if slot == self.directory:
+                continue
+            owner = _lock(slot)
+            if owner is None:
+                continue  # a running process's: it replays them itself
+            try:
+                for path in sorted(slot.glob("0*.jsonl")):
+                    if _SEGMENT.match(path.name):
+                        sequence = self._next
+                        self._next += 1
+                        os.replace(path, self._path(sequence))
+                        data = self._path(sequence).read_bytes()
+                        self._add(sequence, data.count(b"\n"), len(data))
+                _fsync_directory(self.directory)
+            finally:
+                os.close(owner)
 
     def _take_stock(self) -> None:
         if not self.directory.is_dir():
@@ -273,6 +330,43 @@ class Spool:
 
     def _path(self, sequence: int) -> Path:
         return self.directory / f"{sequence:020d}.jsonl"
+
+
+def slots(base: Path, every: bool = False) -> list[Path]:
+    """The spool's slots: the directory itself, then `slot-N` inside it — those that exist, or
+    with `every` all that may be claimed, in the order they are tried."""
+    if every:
+        return [base, *(base / f"slot-{n}" for n in range(2, MAX_SLOTS + 1))]
+    if not base.is_dir():
+        return []
+    numbered = [p for p in base.glob("slot-*") if p.name[5:].isdigit() and p.is_dir()]
+    return [base, *sorted(numbered, key=lambda p: int(p.name[5:]))]
+
+
+def peek_every_slot(base: Path) -> list[UsageRecord]:
+    """Every record spooled in any slot, without claiming or changing anything: what the store
+    does not have yet, for `entrepot reconcile` while servers may be running."""
+    records: list[UsageRecord] = []
+    for slot in slots(base):
+        for path in sorted(slot.glob("0*.jsonl")):
+            with contextlib.suppress(FileNotFoundError):  # replayed meanwhile
+                for line in path.read_bytes().split(b"\n")[:-1]:
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        records.append(decode_record(line))
+    return records
+
+
+def _lock(slot: Path) -> int | None:
+    """An exclusive lock on the slot, held by the returned descriptor; None if another process
+    (or another spool of this one) holds it."""
+    slot.mkdir(parents=True, exist_ok=True)
+    owner = os.open(slot / OWNER_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(owner)
+        return None
+    return owner
 
 
 def _lenient_json(entry: dict[str, Any]) -> bytes:

@@ -162,6 +162,7 @@ class LedgerWriter:
             await asyncio.gather(self._replayer, return_exceptions=True)
             self._replayer = None
         await self._store.close()
+        self.spool.close()
 
     async def flush(self) -> None:
         """Write what is queued now. Records that arrive meanwhile wait for the next flush: a
