@@ -87,7 +87,7 @@ def test_without_fresh_evidence_the_reference_serves() -> None:
     assert choose(evidence("tiny", 0.99, 100, reference_alias="other")).alias == "big"
 
 
-def test_a_candidate_must_be_priced_and_cheaper_than_the_reference_of_its_run() -> None:
+def test_a_candidate_must_be_priced_and_cheaper_than_the_reference() -> None:
     unpriced = evidence("tiny", 0.99, None)
     costly = evidence("small", 0.99, 900)
     reference = row("ev_big", NOW, model_alias="big", relative_low=1.0,
@@ -95,7 +95,10 @@ def test_a_candidate_must_be_priced_and_cheaper_than_the_reference_of_its_run() 
     decision = choose(unpriced, costly, reference)
     assert decision.alias == "big"
     assert "cannot be shown cheaper" in reasons(decision)["tiny"]
-    assert reasons(decision)["small"] == "not cheaper per item than the reference in the same run"
+    assert reasons(decision)["small"] == "not cheaper per item than the reference"
+    # The reference's own evidence priced otherwise than today says nothing of its cost now.
+    repriced = dataclasses.replace(reference, price_fingerprint="old")
+    assert choose(costly, repriced).alias == "small"
 
 
 def test_costs_in_other_currencies_are_compared_at_the_configured_rates() -> None:
@@ -202,3 +205,10 @@ def test_decisions_are_kept_until_the_board_changes_or_a_second_passes(
     later = time.monotonic() + Decisions.KEPT_SECONDS + 0.1
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert decisions.get("auto", ROUTE, "support", reloaded) is not kept
+
+
+def test_outside_an_event_loop_the_board_answers_with_the_copy_it_read() -> None:
+    tiny = evidence("tiny", 0.99, 100)
+    board = EvidenceBoard(lambda: {tiny.key: tiny}, refresh_seconds=0)
+    board.load_now()
+    assert board.snapshot() == {tiny.key: tiny}  # past its period, with no loop to reload in

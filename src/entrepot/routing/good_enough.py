@@ -9,7 +9,8 @@ verdict it gives each candidate. A candidate qualifies only on evidence that is
 - fresh: published within `max_age_days`, and priced as the configuration prices the model
   today (the price fingerprint matches; a changed price may change which model is cheaper),
 - clearing the bar by its interval's *lower* bound: `relative_low >= min_quality`,
-- priced, and cheaper per item than the reference in the same run.
+- priced, and cheaper per item than the reference (where the reference's own evidence for the
+  task is priced as today).
 
 The evidence comes from the store through an `EvidenceBoard`, an in-memory copy refreshed in
 the background every few seconds: no request waits on a query, and every replica reads the
@@ -192,11 +193,12 @@ def _judge(
     cost = _cost(evidence, inputs.rates)
     if cost is None:
         return "unpriced (or in a currency without a rate): cannot be shown cheaper", None
-    ref = inputs.board.get((task, route.reference or "", route.reference or ""))
-    if ref is not None and ref.run_id == evidence.run_id:
+    reference = route.reference or ""
+    ref = inputs.board.get((task, reference, reference))
+    if ref is not None and ref.price_fingerprint == inputs.fingerprints.get(reference):
         ref_cost = _cost(ref, inputs.rates)
         if ref_cost is not None and cost >= ref_cost:
-            return "not cheaper per item than the reference in the same run", None
+            return "not cheaper per item than the reference", None
     return None, cost
 
 
@@ -255,9 +257,15 @@ class EvidenceBoard:
         self._loaded = time.monotonic()
 
     def snapshot(self) -> Board:
+        """The copy held; past its period, a reload starts in the background (outside an event
+        loop, as in `route --explain`, the copy `load_now` read is the answer)."""
         if time.monotonic() - self._loaded > self._refresh_seconds and self._reload is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return self._board
             self._loaded = time.monotonic()  # a failing store is asked once a period, not per call
-            self._reload = asyncio.get_running_loop().create_task(self._refresh())
+            self._reload = loop.create_task(self._refresh())
         return self._board
 
     async def _refresh(self) -> None:
