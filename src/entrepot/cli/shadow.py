@@ -34,7 +34,13 @@ def report(
     found = verdicts(engine, config, route)
     outcomes = pairs.outcomes(engine, route)
     print(text(found, outcomes))
-    if json_path is not None:
-        json_path.write_bytes(orjson.dumps(document(found, outcomes), option=orjson.OPT_INDENT_2))
-    if html_path is not None:
-        html_path.write_text(certificate(found), encoding="utf-8")
+    try:
+        if json_path is not None:
+            json_path.write_bytes(
+                orjson.dumps(document(found, outcomes), option=orjson.OPT_INDENT_2)
+            )
+        if html_path is not None:
+            html_path.write_text(certificate(found), encoding="utf-8")
+    except OSError as exc:
+        console.print(f"[red]cannot write {exc.filename}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from None
