@@ -12,6 +12,7 @@ the answer back, not a copy of this path.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -31,7 +32,12 @@ from entrepot.api.streaming import (
     open_stream,
     stream_events,
 )
-from entrepot.exceptions import EgressDeniedError, GatewayError, InvalidRequestError
+from entrepot.exceptions import (
+    ClientClosedError,
+    EgressDeniedError,
+    GatewayError,
+    InvalidRequestError,
+)
 from entrepot.ledger.billing import (
     cost_of,
     estimated_tokens,
@@ -355,6 +361,9 @@ async def call(
         return result
     except GatewayError as exc:
         exchange.failed(exc)
+        raise
+    except asyncio.CancelledError:  # an interrupted bench or audit: cut off, not answered
+        exchange.failed(ClientClosedError("the call was cancelled before its answer"))
         raise
     except Exception as exc:
         log_unexpected(exc)
