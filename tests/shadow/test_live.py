@@ -86,6 +86,13 @@ def config(fake: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             "strong": shadow("small-wrong"),
             "vault": shadow("small-right"),
             "graded": shadow("small-right", tasks=[str(tasks)]),
+            # No published evidence: the route answers with its reference.
+            "auto": {
+                "strategy": "good_enough",
+                "candidates": ["strong"],
+                "reference": "weak",
+                **shadow("small-right"),
+            },
             "capped": shadow(
                 "small-dear", judge=None, max_spend={"amount": MAX_SPEND, "period": "total"}
             ),
@@ -186,6 +193,19 @@ def test_a_task_with_a_grader_is_graded_by_it_not_by_the_judge(
     assert found[other]["graded_by"] == "judge:judge"
     ledger = rows(gateway, "SELECT * FROM usage_records WHERE shadow_of = ?", sums)
     assert [(r["endpoint"], r["task"]) for r in ledger] == [("shadow:chat", "sums")]
+
+
+def test_a_good_enough_route_compares_with_the_model_that_answered(
+    gateway: Server, client: openai.OpenAI
+) -> None:
+    request_id, _ = ask(client, "auto", "auto question")
+    (pair,) = pairs_of(gateway, "auto", 1)
+    assert (pair["request_id"], pair["incumbent"], pair["candidate"]) == (
+        request_id,
+        "weak",
+        "small-right",
+    )
+    assert pair["status"] == "graded" and pair["difference"] == 1.0
 
 
 def test_a_confidential_request_is_never_copied_to_a_remote_candidate(

@@ -89,6 +89,9 @@ class ShadowTraffic:
             rates=config.currency_rates,
             hold=hold_seconds(config),
         )
+        # The model each deployment serves: a good_enough route's incumbent is the model that
+        # answered, not the route's name.
+        self.models = {d.name: d.alias for d in gateway.routing.deployments}
         self.running = asyncio.Semaphore(WORKERS)
         self.pending: set[asyncio.Task[None]] = set()
         self.stopping = False
@@ -159,7 +162,7 @@ class ShadowTraffic:
             created_at=original.created_at,
             route=line.route,
             task=original.task,
-            incumbent=answered.alias,
+            incumbent=self.models.get(original.deployment or "", answered.alias),
             candidate=shadow.candidate,
             status="ineligible",
             incumbent_answer=answered.content,
