@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import orjson
+import pytest
 
 from entrepot.bench.runner import BenchRunner, RunOptions
 from entrepot.bench.schema import ItemResult, TaskItem
@@ -157,3 +159,30 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(fake_openai: Server, tmp_pa
     summary = re.search(r"answers: (\d+) reused from earlier runs, (\d+) asked", resumed.stdout)
     assert summary is not None, resumed.stdout
     assert (int(summary[1]), int(summary[2])) == (kept, 16 - kept)
+
+
+def test_a_failed_generation_is_not_asked_again_but_a_rate_limit_is(
+    tmp_path: Path, fake_openai: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upstream failure may have followed a whole generation: the router already moved on to
+    the next deployment, and the run does not send the item to the same one again. A 429 was
+    turned away before anything was generated, so the run retries it."""
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
+    config = Config(
+        models=[
+            ModelConfig.model_validate(fake_model(fake_openai, "failing", "fail-500")),
+            ModelConfig.model_validate(fake_model(fake_openai, "limited", "rate-limited")),
+        ]
+    )
+    before = {m: _received(fake_openai, m) for m in ("fail-500", "rate-limited")}
+    options = RunOptions(out=tmp_path, concurrency=1, retries=2, backoff_seconds=0.01)
+    results = run_through_gateway(config, ["failing", "limited"], _items(2), options)
+    assert all(r.error for r in results)
+    assert _received(fake_openai, "fail-500") - before["fail-500"] == 2  # once per item
+    # retried (until the deployment's circuit opens after three 429s: then no call is made)
+    assert _received(fake_openai, "rate-limited") - before["rate-limited"] > 2
+
+
+def _received(fake: Server, model: str) -> int:
+    count: int = httpx.get(f"{fake.url}/received/{model}").json()
+    return count

@@ -31,11 +31,16 @@ from entrepot.bench.cache import (
 from entrepot.bench.graders import EmbedFn, JudgeFn, grade
 from entrepot.bench.schema import Grade, ItemResult, TaskItem
 from entrepot.config import ModelConfig, Price
-from entrepot.exceptions import EgressDeniedError, GatewayError
+from entrepot.exceptions import (
+    EgressDeniedError,
+    GatewayError,
+    OverloadedError,
+    RateLimitedError,
+    UpstreamRejectedError,
+)
 from entrepot.ledger.hardware import HardwareRate
 from entrepot.ledger.pricing import cost_nanos
 from entrepot.providers.base import Provider
-from entrepot.routing.router import is_retryable
 from entrepot.types import JSON, TokenUsage
 
 DEFAULT_MAX_TOKENS = 512
@@ -294,7 +299,7 @@ class BenchRunner:
                         response = await model.provider.chat(body)
                     except GatewayError as exc:
                         first = first or exc
-                        if not is_retryable(exc) or attempt == self.options.retries:
+                        if not nothing_generated(exc) or attempt == self.options.retries:
                             raise first from None if first is exc else exc
                     else:
                         return {
@@ -305,6 +310,16 @@ class BenchRunner:
                         }
                 await asyncio.sleep(self.options.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def nothing_generated(exc: GatewayError) -> bool:
+    """Whether asking again cannot pay for a generation twice: the request was turned away
+    before any upstream generated (a rate limit, a full queue, every circuit open). A timeout
+    or an upstream failure is not retried here: the gateway's router has already tried the
+    next deployment, and the failed one may have generated its answer to the end."""
+    if isinstance(exc, UpstreamRejectedError):
+        return exc.status_code == 429
+    return isinstance(exc, RateLimitedError | OverloadedError)
 
 
 def kept_answers(out: Path) -> int:
