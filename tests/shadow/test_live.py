@@ -333,3 +333,34 @@ def test_stopping_finishes_copies_under_way_and_drops_the_rest(
     ledger = rows(server, "SELECT status FROM usage_records WHERE endpoint = 'shadow:chat'")
     assert [r["status"] for r in ledger] == [200] * 4
     assert "shadow: 3 copies dropped" in server.log.read_text()
+
+
+def test_the_cap_holds_across_a_restart(tmp_path: Path, fake: Server) -> None:
+    """A restarted gateway seeds the shadow line's counter from the ledger, so the period's
+    cap is not spent twice: the first run spends up to it, the second may spend nothing."""
+    config = {
+        "store": {"ledger_flush_seconds": 0.05},
+        "models": [model(fake, "capped", "right"), model(fake, "small-dear", "right", price=DEAR)],
+        "routes": {
+            "capped": shadow(
+                "small-dear", judge=None, max_spend={"amount": MAX_SPEND, "period": "total"}
+            )
+        },
+    }
+    env, copied = {"FAKE_UPSTREAM_KEY": "k"}, []
+    for run in range(2):
+        server = start_gateway(tmp_path, "restarted", config, env=env)
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
+        for i in range(8):  # one after the other, each copy settled before the next
+            ask(client, "capped", f"restart {run} question {i}", max_tokens=10)
+            pairs_of(server, "capped", 8 * run + i + 1)
+        server.stop()
+        statuses = [p["status"] for p in rows(server, "SELECT status FROM shadow_pairs")]
+        copied.append(statuses.count("ungraded"))
+    spent = rows(
+        server,
+        "SELECT SUM(cost_nanos) AS spent FROM usage_records WHERE key_name = 'shadow:capped'",
+    )[0]["spent"]
+    assert copied[1] == copied[0] > 0  # the second run copied nothing
+    assert spent == copied[0] * 4 * 10**9
+    assert (MAX_SPEND - 10) * 10**9 < spent <= MAX_SPEND * 10**9
