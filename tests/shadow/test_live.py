@@ -241,7 +241,7 @@ def test_a_key_that_may_not_use_the_candidate_has_no_copies(gateway: Server, fak
     assert text not in [r["text"] for r in received(fake, "right")]
 
 
-def test_max_spend_caps_the_shadow_line_exactly(
+def test_max_spend_holds_under_concurrent_copies(
     gateway: Server, client: openai.OpenAI, fake: Server
 ) -> None:
     for i in range(12):
@@ -257,9 +257,10 @@ def test_max_spend_caps_the_shadow_line_exactly(
     )[0]
     nanos = 10**9
     assert spent["calls"] == statuses.count("ungraded")
-    # Each copy reserved 10 before it was sent and cost 4: the line stops only when 10 more
-    # could pass the cap, and never passes it.
-    assert MAX_SPEND * nanos - 10 * nanos < spent["spent"] <= MAX_SPEND * nanos
+    # Copies run four at a time, each reserving 10 before it is sent (it costs 4): however
+    # they overlap, the line never passes its cap (how close it comes depends on the overlap;
+    # see the restart test for one copy at a time).
+    assert spent["spent"] <= MAX_SPEND * nanos
 
 
 def test_the_report_gives_each_verdict(
