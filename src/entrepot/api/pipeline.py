@@ -340,11 +340,13 @@ async def call(
     key: ApiKey | None,
     principal: str,
     record_as: str | None,
+    cache_header: str | None = None,
 ) -> JSON:
     """Answer one request in-process, exactly as the server would answer it over HTTP (without
     streaming): the same policy, limits, cache and ledger, with `key` as the caller — or, with
     no key, the caller named `principal` in the ledger, treated as an anonymous client. A
-    refusal or failure is raised as the `GatewayError` a client would have received."""
+    refusal or failure is raised as the `GatewayError` a client would have received.
+    `cache_header` is what an HTTP client's `x-entrepot-cache` would say."""
     exchange = Exchange(gateway, endpoint, record_as)
     try:
         exchange.identify(key)
@@ -352,7 +354,7 @@ async def call(
             exchange.record.key_name = principal
         if body.get("stream"):
             raise InvalidRequestError("in-process calls do not stream", param="stream")
-        hit = await exchange.prepare(body, len(orjson.dumps(body)), None, None)
+        hit = await exchange.prepare(body, len(orjson.dumps(body)), None, cache_header)
         if hit is not None:
             cached: JSON = orjson.loads(hit)
             return cached

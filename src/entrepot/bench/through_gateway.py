@@ -13,6 +13,9 @@ client keys.
 By URL (`GatewayByUrl`), a run is an HTTP client of a running gateway, under the key whose
 secret is in `--api-key-env`; that gateway applies its own configuration, and records the calls
 under the command's name too (the `x-entrepot-client` header).
+
+Either way the gateway's response cache is off for a run's calls: a run measures the model, not
+a stored answer (the run's own cache, which lets a run resume, is the runner's business).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from entrepot.ledger.hardware import HardwareRate, hourly_rate
 from entrepot.ledger.pricing import price_for
 from entrepot.providers.base import Provider
 from entrepot.providers.openai_compatible import OpenAICompatibleProvider
+from entrepot.routing import cache
 from entrepot.types import JSON, ApiKey
 
 KEY_WITH_GATEWAY = (
@@ -118,7 +122,7 @@ class GatewayByUrl:
                 base_url=self.base_url,
                 api_key_env=self.api_key_env,
                 price=configured.price if configured else None,
-                headers={CLIENT_HEADER: self.command},
+                headers={CLIENT_HEADER: self.command, cache.HEADER: "off"},
             )
             local = configured is not None and configured.provider == "llama_cpp"
             parallel = configured.local.parallel if configured and local else None
@@ -187,6 +191,7 @@ class InProcessGateway:
             key=self.key,
             principal=self.principal,
             record_as=recorded_endpoint(self.command, endpoint),
+            cache_header="off",
         )
 
     def models(
