@@ -258,23 +258,22 @@ def test_a_key_name_with_a_gateway_url_is_refused(tmp_path: Path) -> None:
 def test_the_gateways_response_cache_never_answers_a_run(
     fake_openai: Server, tmp_path: Path
 ) -> None:
-    """A key whose answers are cached still has every item of a run asked of the model: a run
-    measures the model (latency, cost, quality), not a stored answer."""
+    """A key whose answers are cached still has every item of a run asked of the model (two
+    items with the same prompt, one after the other): a run measures the model (latency, cost,
+    quality), not a stored answer."""
     target = "bench-cache-off"
     config = _config(fake_openai, tmp_path, target)
     engine = open_engine(config.store)
     KeyStore(engine).create("cached", cache_ttl_seconds=600)
     engine.dispose()
-    items = ({"id": f"c{i}", "prompt": f"q {i}", "expected": f"echo: q {i}"} for i in range(2))
-    tasks = _tasks(tmp_path, *items)
-    for _ in range(2):
-        request = BenchRequest(
-            tasks=[tasks],
-            models=["cn-model"],
-            reference="cn-model",
-            options=RunOptions(out=tmp_path / "out", max_tokens=16, fresh=True),
-            key_name="cached",
-        )
-        run_bench(config, request, Console(file=io.StringIO(), width=200))
-    assert _received(fake_openai, target) == 4
-    assert [r["cache_hit"] for r in _ledger(tmp_path)] == [0] * 4
+    items = ({"id": f"c{i}", "prompt": "the same", "expected": "echo: the same"} for i in range(2))
+    request = BenchRequest(
+        tasks=[_tasks(tmp_path, *items)],
+        models=["cn-model"],
+        reference="cn-model",
+        options=RunOptions(out=tmp_path / "out", max_tokens=16, concurrency=1),
+        key_name="cached",
+    )
+    run_bench(config, request, Console(file=io.StringIO(), width=200))
+    assert _received(fake_openai, target) == 2
+    assert [r["cache_hit"] for r in _ledger(tmp_path)] == [0] * 2
