@@ -131,6 +131,16 @@ def pairs_of(gateway: Server, route: str, count: int, timeout: float = 30) -> li
     raise AssertionError(f"{route}: {len(found)} pairs of {count}")
 
 
+def copies_in_ledger(gateway: Server, request_id: str, count: int) -> list[dict[str, Any]]:
+    """The ledger's rows of a request's copy and grading calls, once its batches are written."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = rows(gateway, "SELECT * FROM usage_records WHERE shadow_of = ?", request_id)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def received(fake: Server, target: str) -> list[dict[str, Any]]:
     answer: list[dict[str, Any]] = httpx.get(f"{fake.url}/received/{target}").json()
     return answer
@@ -169,7 +179,7 @@ def test_copies_follow_the_answers_are_judged_and_billed_to_the_shadow_line(
         assert pair["incumbent_answer"] == "I do not know."
         assert pair["candidate_answer"] == "The answer is 42."
         assert pair["candidate_cost_nanos"] * 14 == pair["incumbent_cost_nanos"]
-        ledger = rows(gateway, "SELECT * FROM usage_records WHERE shadow_of = ?", request_id)
+        ledger = copies_in_ledger(gateway, request_id, 3)
         endpoints = sorted(r["endpoint"] for r in ledger)
         assert endpoints == ["shadow:chat", "shadow:judge", "shadow:judge"]
         assert {(r["key_name"], r["key_id"]) for r in ledger} == {("shadow:weak", None)}
@@ -191,7 +201,7 @@ def test_a_task_with_a_grader_is_graded_by_it_not_by_the_judge(
     assert found[sums]["graded_by"] == "grader:regex" and found[sums]["difference"] == 1.0
     assert found[sums]["task"] == "sums" and found[sums]["grading_cost_nanos"] == 0
     assert found[other]["graded_by"] == "judge:judge"
-    ledger = rows(gateway, "SELECT * FROM usage_records WHERE shadow_of = ?", sums)
+    ledger = copies_in_ledger(gateway, sums, 1)
     assert [(r["endpoint"], r["task"]) for r in ledger] == [("shadow:chat", "sums")]
 
 
@@ -249,12 +259,16 @@ def test_max_spend_holds_under_concurrent_copies(
     found = pairs_of(gateway, "capped", 12)
     statuses = [p["status"] for p in found]
     assert "over_budget" in statuses and "ungraded" in statuses
-    time.sleep(0.5)  # the ledger's last batch
-    spent = rows(
-        gateway,
-        "SELECT SUM(cost_nanos) AS spent, COUNT(*) AS calls FROM usage_records"
-        " WHERE key_name = 'shadow:capped' AND status = 200",
-    )[0]
+    deadline = time.monotonic() + 15
+    while True:  # the ledger writes in batches, after the pairs are saved
+        spent = rows(
+            gateway,
+            "SELECT SUM(cost_nanos) AS spent, COUNT(*) AS calls FROM usage_records"
+            " WHERE key_name = 'shadow:capped' AND status = 200",
+        )[0]
+        if spent["calls"] == statuses.count("ungraded") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     nanos = 10**9
     assert spent["calls"] == statuses.count("ungraded")
     # Copies run four at a time, each reserving 10 before it is sent (it costs 4): however
