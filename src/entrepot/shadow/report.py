@@ -136,7 +136,7 @@ def text(found: Sequence[RouteVerdict], outcomes: dict[tuple[str, str], int]) ->
         for item in found:
             v = item.verdict
             head = f"{item.route}: {item.candidate} vs {item.incumbent} — {v.state.upper()}"
-            lines += [head, *_wrapped(item.sentence(), "  ")]
+            lines += [*_wrapped(head, ""), *_wrapped(item.sentence(), "  ")]
             lines.append(
                 f"  n={v.n}  mean difference {v.mean:+.3f}  "
                 f"{(1 - v.alpha) * 100:g}% sequence [{v.low:+.3f}, {v.high:+.3f}]  "
