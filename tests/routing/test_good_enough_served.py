@@ -202,3 +202,20 @@ def test_the_route_is_listed_and_explained_to_the_admin_like_a_model(setup: Setu
         ("cand/weak", setup.evidence[("faq", "cand/weak")])
     ]
     assert [c["alias"] for c in explained["candidates"]] == ["cand/weak", "ref/big"]
+
+
+def test_a_keys_default_task_is_checked_where_it_is_given(setup: Setup) -> None:
+    config = ["--config", str(setup.config)]
+    result = CliRunner().invoke(app, ["keys", "create", "typo", "--task", "two words", *config],
+                                env=setup.env)  # fmt: skip
+    assert result.exit_code == 2 and "--task" in result.output
+    _cli(setup.env, "keys", "create", "cli-faq", "--task", "faq", *config)
+    with sqlite3.connect(Path(setup.env["ENTREPOT_DATA_DIR"]) / "entrepot.db") as db:
+        tasks = dict(db.execute("SELECT name, default_task FROM api_keys").fetchall())
+    assert tasks["cli-faq"] == "faq" and "typo" not in tasks
+    refused = httpx.post(
+        setup.gateway.url + "/admin/keys",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        json={"name": "bad-task", "default_task": "-leading"},
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "default_task"
