@@ -132,9 +132,8 @@ def test_a_failure_in_the_window_is_a_refusal_only_from_a_content_filter() -> No
         asyncio.run(relayed(stream))  # raised where the relay meets it, after what came before
 
 
-def test_budgets_reserve_a_generation_per_attempt_only_when_falling_back() -> None:
+def test_budgets_reserve_a_generation_per_attempt_when_falling_back() -> None:
     costs = [Cost(7, "USD"), Cost(5, "EUR")]
-    assert reserved(costs, RouteConfig()) is costs
     assert reserved(costs, RouteConfig(on_refusal="fallback", max_attempts=2)) == [
         Cost(14, "USD"),
         Cost(10, "EUR"),

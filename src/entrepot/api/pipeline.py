@@ -97,6 +97,7 @@ class Exchange:
         "limiter",
         "native",
         "record",
+        "refusal_guard",
         "started",
         "subjects",
         "ttl",
@@ -118,6 +119,7 @@ class Exchange:
         self.eligible: Eligibility | None = None
         self.fingerprint = ""
         self.ttl: float | None = None
+        self.refusal_guard: refusals.RefusalGuard | None = None
         self.class_header: str | None = None
         # The answer's text, kept only for the gateway's observer (see `_observed`).
         self.content: str | None = None
@@ -190,11 +192,15 @@ class Exchange:
                 return hit
 
         deployments, route = eligible.deployments, gateway.config.route(eligible.alias)
+        worst = worst_case_costs(size, body, deployments)
+        if route.on_refusal == "fallback":  # the only cost to a route without it
+            self.refusal_guard = refusals.guard(record, route, eligible, body, gateway.config)
+            worst = refusals.reserved(worst, route)
         subjects = gateway.subjects(key) if self.subjects is None else self.subjects
         admission = self.admission = await self.limiter.admit(
             subjects,
             estimated_tokens=estimated_tokens(size, body, deployments),
-            worst_costs=refusals.reserved(worst_case_costs(size, body, deployments), route),
+            worst_costs=worst,
             request_id=record.request_id,
         )
         record.limits_degraded = admission.degraded
@@ -225,9 +231,8 @@ class Exchange:
                 result = await getattr(provider, method)(upstream)
             return result
 
-        gateway, router = self.gateway, self.gateway.router
+        router, guard = self.gateway.router, self.refusal_guard
         alias, deployments = self.eligible.alias, self.eligible.deployments
-        guard = refusals.guard(self.record, alias, body, deployments, gateway.config)
         if guard is None:
             result, deployment = await router.call(alias, deployments, ask, self.attempts)
             router.finished(deployment)
@@ -271,9 +276,8 @@ class Exchange:
                 return await open_stream(deployment, native_method, upstream, native)
             return await open_stream(deployment, self.endpoint.stream_call or "", upstream)
 
-        router = self.gateway.router
+        router, guard = self.gateway.router, self.refusal_guard
         alias, deployments = self.eligible.alias, self.eligible.deployments
-        guard = refusals.guard(self.record, alias, body, deployments, self.gateway.config)
         if guard is None:
             opened, deployment = await router.call(
                 alias, deployments, start, self.attempts, streaming=True

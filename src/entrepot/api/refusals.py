@@ -39,6 +39,7 @@ from entrepot.exceptions import CurrencyRateMissingError, GatewayError
 from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
 from entrepot.ledger.estimate import StreamTally
 from entrepot.ledger.pricing import Cost
+from entrepot.policy.eligibility import Eligibility
 from entrepot.routing.refusal import (
     ModelRefused,
     choice_refusal,
@@ -360,30 +361,26 @@ class _Replay:
 
 
 def guard(
-    record: UsageRecord, alias: str, body: JSON, deployments: list[Deployment], config: Config
+    record: UsageRecord, route: RouteConfig, eligible: Eligibility, body: JSON, config: Config
 ) -> RefusalGuard | None:
-    """The request's guard, if its route falls back on refusals and it asks for generated text;
-    None (and nothing done) otherwise."""
-    route = config.route(alias)
-    if route.on_refusal != "fallback" or not generates(body):
-        return None
-    if not one_currency(alias, deployments, config.currency_rates):
+    """The guard of a request on a route with `on_refusal: fallback`, if it asks for generated
+    text and its deployments' costs add up on one record; None (and nothing done) otherwise."""
+    if not generates(body) or not one_currency(eligible, config.currency_rates):
         return None
     return RefusalGuard(record, body, route.refusal_holdback_tokens, config.currency_rates)
 
 
 def reserved(costs: list[Cost], route: RouteConfig) -> list[Cost]:
-    """What a request's budgets reserve: with `on_refusal: fallback` it may pay for a generation
-    at each of up to `max_attempts` deployments, so no budget can be overspent by refusals."""
-    if route.on_refusal != "fallback":
-        return costs
+    """What a request's budgets reserve on a route with `on_refusal: fallback`: it may pay for a
+    generation at each of up to `max_attempts` deployments, so refusals overspend no budget."""
     return [Cost(cost.nanos * route.max_attempts, cost.currency) for cost in costs]
 
 
-def one_currency(alias: str, deployments: list[Deployment], rates: CurrencyRates) -> bool:
+def one_currency(eligible: Eligibility, rates: CurrencyRates) -> bool:
     """Whether what the deployments bill can be added up on one record: every currency they
     bill in converts into every other. Warned about once per alias when not."""
-    billed = {_currency(d) for d in deployments} - {None}
+    alias = eligible.alias
+    billed = {_currency(d) for d in eligible.deployments} - {None}
     try:
         for source in billed:
             for target in billed:
