@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import yaml
+from typer.testing import CliRunner
+
+from entrepot.cli import app
 from entrepot.config import StoreConfig
 from entrepot.shadow import pairs
 from entrepot.store.db import open_engine
@@ -44,3 +48,31 @@ def test_answers_are_purged_after_retention_and_grades_kept(tmp_path: Path) -> N
     assert kept["other-route"][0] == "first answer"  # its own route's retention decides
     assert [g.difference for g in pairs.graded(engine, "support")] == [1.0, 1.0]
     assert pairs.outcomes(engine) == {("support", "graded"): 2, ("billing", "graded"): 1}
+
+
+def test_the_report_forgets_answers_past_retention_and_shows_none(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/report.db"
+    remote = {"provider": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}
+    config = {
+        "store": {"url": url},
+        "models": [
+            {"alias": "big", "target": "x", "jurisdiction": "US", **remote},
+            {"alias": "small", "target": "y", "jurisdiction": "US", **remote},
+        ],
+        "routes": {
+            "big": {"shadow": {"candidate": "small", "share": 0.1, "max_spend": {"amount": 5}}}
+        },
+    }
+    path = tmp_path / "entrepot.yaml"
+    path.write_text(yaml.safe_dump(config))
+    engine = open_engine(StoreConfig(url=url))
+    old = pair("old", 30, route="big")
+    old.created_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    pairs.save(engine, old)
+    result = CliRunner().invoke(app, ["shadow", "report", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "big: small vs big — UNDECIDED" in result.output
+    assert "first answer" not in result.output
+    with engine.connect() as conn:
+        (row,) = conn.execute(shadow_pairs.select())
+    assert (row.incumbent_answer, row.candidate_answer, row.difference) == (None, None, 1.0)

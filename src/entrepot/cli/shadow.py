@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -26,11 +27,16 @@ def report(
     config_path: ConfigOption = None,
 ) -> None:
     """Print each shadow's verdict: non-inferior, inferior or undecided, on how many requests,
-    at what cost."""
+    at what cost (and forget the answers kept past their route's retention)."""
     config = load(config_path)
     if route is not None and route not in config.routes:
         console.print(f"[yellow]route {route!r} is not in the configuration[/yellow]")
     engine = open_engine(config.store)
+    # Answers past their retention go now too, not only while a gateway shadows traffic.
+    now = dt.datetime.now(dt.UTC)
+    for name, configured in config.routes.items():
+        if configured.shadow is not None:
+            pairs.purge(engine, name, configured.shadow.retention_days, now)
     found = verdicts(engine, config, route)
     outcomes = pairs.outcomes(engine, route)
     print(text(found, outcomes))
