@@ -17,9 +17,9 @@ count of what it read when a stream was closed early — and added to the reques
 attempts say which deployment refused; the record is flagged `refused_by_model`. Budgets reserve
 a generation for each of the route's `max_attempts`, so refusals cannot overspend them. A route
 whose deployments bill in currencies `currency_rates` cannot convert into one another does not
-fall back (one record carries one currency). A deployment billed by machine time is billed from
-the request's start, as after any failed attempt, so when both the refusing and the answering
-deployment are billed by time, the refused attempt's time is counted by each.
+fall back (one record carries one currency). A deployment billed by machine time answers for the
+time since the request's start, refused attempts included (as failed ones are): a refused
+attempt is billed its own time only when the answer is billed by tokens.
 
 Nothing here runs unless the route asks for it: the pipeline makes no guard otherwise.
 """
@@ -174,7 +174,10 @@ class RefusalGuard:
         return refusal.held.release(), refusal.deployment
 
     def charge(self, record: UsageRecord) -> None:
-        """Add the refused attempts' tokens and cost to the request's own (settled already)."""
+        """Add the refused attempts' tokens and cost to the request's own (settled already). A
+        request answered by a deployment billed by machine time is billed from its start, so
+        that time includes any refused attempt's, which is then not billed by time again."""
+        by_time = record.cost_nanos is not None and record.price_date is None
         for refused in self.replaced:
             record.prompt_tokens += refused.prompt_tokens
             record.completion_tokens += refused.completion_tokens
@@ -182,6 +185,8 @@ class RefusalGuard:
             record.cached_tokens += refused.cached_tokens
             record.usage_estimated = record.usage_estimated or refused.usage_estimated
             if refused.cost_nanos is None or refused.currency is None:
+                continue
+            if by_time and refused.price_date is None:
                 continue
             if record.cost_nanos is None or record.currency is None:
                 record.cost_nanos, record.currency = refused.cost_nanos, refused.currency
