@@ -71,10 +71,6 @@ class BenchModel:
         return self.config.local.parallel if self.config.provider == "llama_cpp" else None
 
     @property
-    def hardware_cost_per_hour(self) -> Decimal | None:
-        return self.hardware.per_hour if self.hardware is not None else None
-
-    @property
     def price_date(self) -> str | None:
         """The token price's date, else the hardware reference's; None if neither says one."""
         if self.price is not None:
