@@ -9,12 +9,13 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 from rich.console import Console
 
 from entrepot.audit.session import AuditRequest, run_audit
 from entrepot.bench.runner import RunOptions
 from entrepot.config import Config
-from tests.conftest import Server
+from tests.conftest import Server, fake_model, start_fake
 
 PACK = str(Path(__file__).parent / "packs" / "harbour.yaml")
 
@@ -64,3 +65,36 @@ def test_a_probe_the_policy_forbids_is_refused_by_policy(
         assert sorted(rows) == [("audit:chat", "cli:audit", 403, "egress_denied")] * len(
             report.results
         )
+
+
+def test_an_audit_sees_the_models_refusal_on_a_route_that_falls_back(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A route's `on_refusal: fallback` would answer a refused probe with another deployment's
+    answer — the very refusal an audit measures, hidden. The audit asks the model itself."""
+    refusing = start_fake(tmp_path_factory.mktemp("refusing"), "refusing_upstream", "/v1/models")
+    try:
+        config = Config.model_validate(
+            {
+                "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+                "models": [
+                    fake_model(refusing, "guarded", "canned", name="refuses"),
+                    fake_model(refusing, "guarded", "answers", name="answers"),
+                ],
+                "routes": {"guarded": {"on_refusal": "fallback"}},
+            }
+        )
+        request = AuditRequest(
+            models=["guarded"],
+            packs=[PACK],
+            languages=["en"],
+            limit=1,
+            options=RunOptions(out=tmp_path / "out"),
+        )
+        report = run_audit(config, request, Console(file=io.StringIO(), width=200))
+        received = httpx.get(f"{refusing.url}/received/answers").json()["requests"]
+    finally:
+        refusing.stop()
+    assert report.results
+    assert {r.verdict for r in report.results} == {"refused"}
+    assert received == 0

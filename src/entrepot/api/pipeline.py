@@ -90,6 +90,7 @@ class Exchange:
         "content",
         "eligible",
         "endpoint",
+        "fall_back_on_refusal",
         "fingerprint",
         "gateway",
         "headers",
@@ -120,6 +121,8 @@ class Exchange:
         self.fingerprint = ""
         self.ttl: float | None = None
         self.refusal_guard: refusals.RefusalGuard | None = None
+        # A route's `on_refusal: fallback` applies (an audit turns it off: see `call`).
+        self.fall_back_on_refusal = True
         self.class_header: str | None = None
         # The answer's text, kept only for the gateway's observer (see `_observed`).
         self.content: str | None = None
@@ -193,7 +196,7 @@ class Exchange:
 
         deployments, route = eligible.deployments, gateway.config.route(eligible.alias)
         worst = worst_case_costs(size, body, deployments)
-        if route.on_refusal == "fallback":  # the only cost to a route without it
+        if route.on_refusal == "fallback" and self.fall_back_on_refusal:  # else: no cost
             self.refusal_guard = refusals.guard(record, route, eligible, body, gateway.config)
             worst = refusals.reserved(worst, route)
         subjects = gateway.subjects(key) if self.subjects is None else self.subjects
@@ -345,13 +348,17 @@ async def call(
     principal: str,
     record_as: str | None,
     cache_header: str | None = None,
+    fall_back_on_refusal: bool = True,
 ) -> JSON:
     """Answer one request in-process, exactly as the server would answer it over HTTP (without
     streaming): the same policy, limits, cache and ledger, with `key` as the caller — or, with
     no key, the caller named `principal` in the ledger, treated as an anonymous client. A
     refusal or failure is raised as the `GatewayError` a client would have received.
-    `cache_header` is what an HTTP client's `x-entrepot-cache` would say."""
+    `cache_header` is what an HTTP client's `x-entrepot-cache` would say;
+    `fall_back_on_refusal=False` answers with the model's refusal even on a route that would
+    send it elsewhere (an audit measures the model's refusals, which a fallback would hide)."""
     exchange = Exchange(gateway, endpoint, record_as)
+    exchange.fall_back_on_refusal = fall_back_on_refusal
     try:
         exchange.identify(key)
         if key is None:

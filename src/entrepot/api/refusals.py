@@ -38,6 +38,7 @@ from entrepot.config import Config, CurrencyRates, RouteConfig
 from entrepot.exceptions import CurrencyRateMissingError, GatewayError
 from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
 from entrepot.ledger.estimate import StreamTally
+from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import Cost
 from entrepot.policy.eligibility import Eligibility
 from entrepot.routing.refusal import (
@@ -401,4 +402,4 @@ def one_currency(eligible: Eligibility, rates: CurrencyRates) -> bool:
 def _currency(deployment: Deployment) -> str | None:
     if deployment.price is not None:
         return deployment.price.currency
-    return HARDWARE_CURRENCY if deployment.config.hardware_cost_per_hour is not None else None
+    return HARDWARE_CURRENCY if hourly_rate(deployment.config) is not None else None

@@ -192,6 +192,7 @@ class InProcessGateway:
             principal=self.principal,
             record_as=recorded_endpoint(self.command, endpoint),
             cache_header="off",
+            fall_back_on_refusal=self.command != "audit",
         )
 
     def models(
