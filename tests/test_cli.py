@@ -11,8 +11,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
-import entrepot.api.app
-import entrepot.api.gateway
+import entrepot.shadow.serve
 from entrepot.cli import app, check_bind
 from entrepot.config import BUNDLED_ALIAS, StoreConfig, load_config
 from entrepot.exceptions import ConfigError
@@ -40,7 +39,7 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("serve went past the bind check")
 
     monkeypatch.setattr(uvicorn, "run", forbidden)
-    monkeypatch.setattr(entrepot.api.gateway, "Gateway", forbidden)
+    monkeypatch.setattr(entrepot.shadow.serve, "gateway_app", forbidden)
 
 
 def run(*args: str) -> Result:
@@ -224,13 +223,12 @@ def test_serve_allowed_public_bind_reaches_uvicorn(
     monkeypatch.setenv("ENTREPOT_ADMIN_KEY", "admin-secret")
     config = write(tmp_path, "server:\n  require_client_keys: true\n")
     calls: dict[str, Any] = {}
-    monkeypatch.setattr(entrepot.api.gateway, "Gateway", lambda config: ("gateway", config))
-    monkeypatch.setattr(entrepot.api.app, "create_app", lambda gateway: ("app", gateway))
+    monkeypatch.setattr(entrepot.shadow.serve, "gateway_app", lambda config: ("app", config))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.update(app=app, **kw))
     ok("serve", "--config", str(config), "--host", "0.0.0.0", "--port", "8123")
     assert calls["host"] == "0.0.0.0"
     assert calls["port"] == 8123
-    assert calls["app"][1][1].server.require_client_keys is True
+    assert calls["app"][1].server.require_client_keys is True
 
 
 def test_check_bind_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
