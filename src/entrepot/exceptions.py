@@ -22,7 +22,8 @@
         ├── UpstreamError (502)
         │   ├── UpstreamTimeoutError (504)
         │   └── UpstreamIncapableError (502) the upstream cannot do what was asked (`n`)
-        └── UpstreamRejectedError (4xx)  the upstream's own refusal, its status passed on
+        ├── UpstreamRejectedError (4xx)  the upstream's own refusal, its status passed on
+        └── ModelRefusedError (502)      routing: the model refused; the next deployment is tried
 
 `GatewayError` subclasses carry what the API layer needs to answer in OpenAI's error format
 (status, type, code, param), so any layer — policy, routing, limits, a provider — can fail a
@@ -231,3 +232,16 @@ class UpstreamRejectedError(GatewayError):
     @property
     def headers(self) -> dict[str, str]:
         return {"retry-after": self.retry_after} if self.retry_after is not None else {}
+
+
+class ModelRefusedError(GatewayError):
+    """A deployment's model refused (`reason` says how), on a route with `on_refusal: fallback`:
+    the router records the attempt as `refused` and tries the next deployment, without counting
+    it against the deployment's circuit — the deployment works, its model declined."""
+
+    status_code = 502
+    code = "refused_by_model"
+
+    def __init__(self, deployment: str, reason: str) -> None:
+        super().__init__(f"the model of {deployment} refused to answer ({reason})")
+        self.reason = reason

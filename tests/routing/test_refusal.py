@@ -12,9 +12,9 @@ import pytest
 from entrepot.api.refusals import RefusalGuard, _Held, reserved
 from entrepot.api.streaming import OpenedStream
 from entrepot.config import BreakerConfig, Config, CurrencyRates, ModelConfig, RouteConfig
-from entrepot.exceptions import UpstreamRejectedError
+from entrepot.exceptions import ModelRefusedError, UpstreamRejectedError
 from entrepot.ledger.pricing import Cost
-from entrepot.routing.refusal import ModelRefused, completion_refusal, host_filtered
+from entrepot.routing.refusal import completion_refusal, host_filtered
 from entrepot.routing.router import Router
 from entrepot.routing.table import Deployment, RoutingTable
 from entrepot.types import JSON, Attempt, UsageRecord
@@ -161,7 +161,7 @@ def test_a_refusal_moves_on_without_touching_the_circuit() -> None:
 
     async def operation(deployment: Deployment) -> str:
         if deployment.name == "a":
-            raise ModelRefused("a", "canned refusal")
+            raise ModelRefusedError("a", "canned refusal")
         return "answer"
 
     result, chosen = asyncio.run(Router(config).call("m", table, operation, attempts))
@@ -177,9 +177,9 @@ def test_refused_everywhere_ends_with_the_refusal() -> None:
     config, table = deployments()
 
     async def operation(deployment: Deployment) -> str:
-        raise ModelRefused(deployment.name, "empty answer")
+        raise ModelRefusedError(deployment.name, "empty answer")
 
-    with pytest.raises(ModelRefused):
+    with pytest.raises(ModelRefusedError):
         asyncio.run(Router(config).call("m", table, operation, []))
     assert [d.breaker.state for d in table] == ["closed", "closed"]
 

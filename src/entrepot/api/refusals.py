@@ -35,14 +35,13 @@ from typing import NoReturn, TypeVar
 
 from entrepot.api.streaming import OpenedStream, close_stream
 from entrepot.config import Config, CurrencyRates, RouteConfig
-from entrepot.exceptions import CurrencyRateMissingError, GatewayError
+from entrepot.exceptions import CurrencyRateMissingError, GatewayError, ModelRefusedError
 from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
 from entrepot.ledger.estimate import StreamTally
 from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import Cost
 from entrepot.policy.eligibility import Eligibility
 from entrepot.routing.refusal import (
-    ModelRefused,
     choice_refusal,
     completion_refusal,
     host_filtered,
@@ -129,7 +128,7 @@ class RefusalGuard:
     def answers(
         self, ask: Callable[[Deployment], Awaitable[JSON]]
     ) -> Callable[[Deployment], Awaitable[JSON]]:
-        """`ask`, raising `ModelRefused` for an answer that is a refusal."""
+        """`ask`, raising `ModelRefusedError` for an answer that is a refusal."""
 
         async def guarded(deployment: Deployment) -> JSON:
             await self._replace()
@@ -217,7 +216,7 @@ class RefusalGuard:
     def _refused(self, refusal: _Refusal, why: str) -> NoReturn:
         self.pending = refusal
         self.record.refused_by_model = True
-        raise ModelRefused(refusal.deployment.name, why[:200])
+        raise ModelRefusedError(refusal.deployment.name, why[:200])
 
     async def _replace(self) -> None:
         """Another deployment is about to be called: close the refused stream, if one is open,

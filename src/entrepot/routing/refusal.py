@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import re
 
-from entrepot.exceptions import GatewayError
-
 # Lower-case phrases (straight apostrophes) that open a refusal, in English, Chinese and Russian.
 REFUSAL_PATTERNS: tuple[str, ...] = (
     "i can't",
@@ -83,19 +81,6 @@ HOST_FILTER_ERRORS: tuple[str, ...] = (
 )
 CONTENT_FILTER = "content_filter"
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
-
-
-class ModelRefused(GatewayError):
-    """A deployment's model refused (`reason` says how): the router records the attempt as
-    `refused` and tries the next deployment, without counting it against the deployment's
-    circuit — the deployment works, its model declined."""
-
-    status_code = 502
-    code = "refused_by_model"
-
-    def __init__(self, deployment: str, reason: str) -> None:
-        super().__init__(f"the model of {deployment} refused to answer ({reason})")
-        self.reason = reason
 
 
 def is_refusal(text: str) -> bool:

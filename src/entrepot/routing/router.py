@@ -6,7 +6,7 @@ once per request: a generation that failed or timed out may have run to its end 
 sending it to the same deployment again would pay for it twice (and neither would be billed);
 the retry goes to the next deployment, as does one after a `Retry-After`. So `max_attempts`
 bounds the upstream calls a request makes, and every one of them leaves an `Attempt` in the
-usage record (tried and how it went, or skipped and why). An operation raising `ModelRefused`
+usage record (tried and how it went, or skipped and why). An operation raising `ModelRefusedError`
 (a route's `on_refusal: fallback`) moves on like a retryable failure, but leaves the
 deployment's circuit as it was: its model declined, the deployment works.
 """
@@ -22,13 +22,13 @@ from typing import TypeVar
 from entrepot.config import Config
 from entrepot.exceptions import (
     GatewayError,
+    ModelRefusedError,
     OverloadedError,
     UpstreamError,
     UpstreamIncapableError,
     UpstreamRejectedError,
 )
 from entrepot.routing.breaker import Outcome, Pass
-from entrepot.routing.refusal import ModelRefused
 from entrepot.routing.table import Deployment
 from entrepot.types import Attempt
 
@@ -101,7 +101,7 @@ class Router:
                 deployment.observe_latency(time.perf_counter() - started)
                 attempts.append(Attempt(deployment.name, "ok"))
                 return result, deployment
-            except ModelRefused as exc:  # the deployment works; its model declined
+            except ModelRefusedError as exc:  # the deployment works; its model declined
                 attempts.append(Attempt(deployment.name, "refused", exc.reason))
                 last_error = exc
             except GatewayError as exc:
