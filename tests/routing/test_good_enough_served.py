@@ -112,6 +112,20 @@ def test_each_task_goes_to_the_cheapest_model_its_evidence_proves_good_enough(
         assert row["evidence_id"] == setup.evidence[(task, expected)]
 
 
+def test_a_cached_answer_is_kept_per_task(setup: Setup) -> None:
+    """The same body under another task may be another model's to answer: the response cache
+    never answers one task with what a model chosen for another said."""
+    client = _client(setup, "cached", cache_ttl_seconds=600)
+    assert _ask(client, "faq")[0] == "cand/weak"
+    assert _ask(client, "legal")[0] == "cand/mid"  # not faq's answer from the cache
+    raw = client.chat.completions.with_raw_response.create(
+        model=quality.ROUTE,
+        messages=[{"role": "user", "content": "hello"}],
+        extra_headers={TASK: "legal"},
+    )
+    assert raw.headers["x-entrepot-cache"] == "hit"  # the legal answer, kept for legal
+
+
 def test_without_evidence_for_the_task_the_reference_answers(setup: Setup) -> None:
     client = _client(setup, "no-task")
     for task in (None, "translation"):

@@ -185,9 +185,10 @@ class Exchange:
         if not streaming:
             self.ttl = gateway.cache.ttl_for(cache_header, key.cache_ttl_seconds if key else None)
         if self.ttl is not None:
-            self.fingerprint = cache.ResponseCache.fingerprint(
-                f"key:{key.id}" if key else "anonymous", self.endpoint.name, body
-            )
+            # Per key, and per task: a good_enough route may answer each task by another model.
+            caller = f"key:{key.id}" if key else "anonymous"
+            scope = caller if task is None else f"{caller} task:{task}"
+            self.fingerprint = cache.ResponseCache.fingerprint(scope, self.endpoint.name, body)
             hit = await gateway.cache.get(self.fingerprint)
             self.headers[cache.HEADER] = "hit" if hit is not None else "miss"
             if hit is not None:
