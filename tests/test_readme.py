@@ -31,6 +31,20 @@ def test_readme_configuration_is_valid(tmp_path: Path) -> None:
     assert config.server.require_client_keys
 
 
+@pytest.mark.parametrize("kind", ["good-enough", "shadow"])
+def test_readme_quality_routes_are_valid(tmp_path: Path, kind: str) -> None:
+    """The quality autopilot's route examples, over models of the names they use."""
+    names = ["big", "mid", "small", "support", "qwen-7b", "gpt-4o"]
+    models = [
+        {"alias": n, "provider": "openai_compatible", "target": n, "base_url": "http://x/v1"}
+        for n in names
+    ]
+    path = tmp_path / "entrepot.yaml"
+    path.write_text(yaml.safe_dump({"models": models}) + _block(kind))
+    routes = load_config(path).routes
+    assert routes and all(r.shadow or r.strategy == "good_enough" for r in routes.values())
+
+
 def test_readme_quickstart_runs(zero_config_gateway: Server) -> None:
     code = _block("python").replace("http://127.0.0.1:8000", zero_config_gateway.url)
     result = subprocess.run(
