@@ -360,13 +360,30 @@ async def call(
     send it elsewhere (an audit measures the model's refusals, which a fallback would hide)."""
     exchange = Exchange(gateway, endpoint, record_as)
     exchange.fall_back_on_refusal = fall_back_on_refusal
+    exchange.identify(key)
+    if key is None:
+        exchange.record.key_name = principal
+    return await answer_in_process(exchange, body, cache_header=cache_header)
+
+
+async def answer_in_process(
+    exchange: Exchange,
+    body: JSON,
+    *,
+    class_header: str | None = None,
+    cache_header: str | None = None,
+    task_header: str | None = None,
+) -> JSON:
+    """Take an in-process exchange whose caller is settled from `prepare` to its record (see
+    `call`; a shadow copy sets its caller apart). The headers are what an HTTP client's would
+    say."""
     try:
-        exchange.identify(key)
-        if key is None:
-            exchange.record.key_name = principal
         if body.get("stream"):
             raise InvalidRequestError("in-process calls do not stream", param="stream")
-        hit = await exchange.prepare(body, len(orjson.dumps(body)), None, cache_header)
+        size = len(orjson.dumps(body))
+        hit = await exchange.prepare(
+            body, size, class_header, cache_header, task_header=task_header
+        )
         if hit is not None:
             cached: JSON = orjson.loads(hit)
             return cached
@@ -376,7 +393,7 @@ async def call(
     except GatewayError as exc:
         exchange.failed(exc)
         raise
-    except asyncio.CancelledError:  # an interrupted bench or audit: cut off, not answered
+    except asyncio.CancelledError:  # an interrupted run, a stopping gateway: cut off
         exchange.failed(ClientClosedError("the call was cancelled before its answer"))
         raise
     except Exception as exc:

@@ -32,18 +32,15 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import orjson
-
 from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.observed import answer_text
-from entrepot.api.pipeline import Exchange
+from entrepot.api.pipeline import Exchange, answer_in_process
 from entrepot.bench.schema import GraderSpec
 from entrepot.config import Limits, ShadowConfig
 from entrepot.exceptions import (
     BudgetExceededError,
-    ClientClosedError,
     CurrencyRateMissingError,
     GatewayError,
 )
@@ -265,23 +262,14 @@ class ShadowTraffic:
         exchange.subjects, exchange.limiter = (line.subject,), self.limiter
         record, original = exchange.record, answered.record
         record.key_name, record.shadow_of = line.name, original.request_id
-        size, task = len(orjson.dumps(body)), original.task
-        try:
-            await exchange.prepare(body, size, original.data_class, "off", task_header=task)
-            return await exchange.answer(), record
-        except GatewayError as exc:
-            exchange.failed(exc)
-            raise
-        except asyncio.CancelledError:
-            exchange.failed(ClientClosedError("the gateway stopped before the copy's answer"))
-            raise
-        except Exception as exc:
-            log_unexpected(exc)
-            internal = GatewayError("the gateway hit an internal error")
-            exchange.failed(internal)
-            raise internal from None
-        finally:
-            await exchange.finish()
+        result = await answer_in_process(
+            exchange,
+            body,
+            class_header=original.data_class,
+            cache_header="off",
+            task_header=original.task,
+        )
+        return result, record
 
     def _in_currency(self, record: UsageRecord, currency: str | None) -> int | None:
         nanos, source = record.cost_nanos, record.currency
