@@ -205,7 +205,7 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
     first.dispose()
     second = open_engine(config)
     assert versions(second) == [head_revision()]
-    assert head_revision() == "0009"
+    assert head_revision() == "0012"
     with second.connect() as conn:
         count = conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
     assert count == 1
