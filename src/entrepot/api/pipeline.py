@@ -57,7 +57,7 @@ DEPLOYMENT_HEADER = "x-entrepot-deployment"
 # made, in process or through a gateway by URL; only these names, so that no client writes text
 # of its own choosing into the ledger.
 CLIENT_HEADER = "x-entrepot-client"
-COMMANDS = frozenset({"bench", "audit"})
+COMMANDS = frozenset({"bench", "audit", "fingerprint"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,12 +358,34 @@ async def call(
     `cache_header` is what an HTTP client's `x-entrepot-cache` would say;
     `fall_back_on_refusal=False` answers with the model's refusal even on a route that would
     send it elsewhere (an audit measures the model's refusals, which a fallback would hide)."""
+    exchange = in_process_exchange(
+        gateway,
+        endpoint,
+        key=key,
+        principal=principal,
+        record_as=record_as,
+        fall_back_on_refusal=fall_back_on_refusal,
+    )
+    return await answer_in_process(exchange, body, cache_header=cache_header)
+
+
+def in_process_exchange(
+    gateway: Gateway,
+    endpoint: Endpoint,
+    *,
+    key: ApiKey | None,
+    principal: str,
+    record_as: str | None,
+    fall_back_on_refusal: bool = True,
+) -> Exchange:
+    """The exchange `call` answers, for a caller that also reads its usage record once
+    answered (which deployment answered: `entrepot fingerprint`)."""
     exchange = Exchange(gateway, endpoint, record_as)
     exchange.fall_back_on_refusal = fall_back_on_refusal
     exchange.identify(key)
     if key is None:
         exchange.record.key_name = principal
-    return await answer_in_process(exchange, body, cache_header=cache_header)
+    return exchange
 
 
 async def answer_in_process(
