@@ -213,6 +213,8 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
         "alembic_version",
         "api_keys",
         "bench_evidence",
+        "fingerprint_answers",
+        "fingerprint_runs",
         "responses",
         "shadow_pairs",
         "usage_daily",

@@ -191,3 +191,44 @@ shadow_pairs = Table(
     Column("difference", Float, nullable=True),
     Index("ix_shadow_pairs_route_created", "route", "created_at"),
 )
+
+# Fingerprints of models (`entrepot fingerprint`): one row per run, a `take` (the reference) or a
+# `check` against the take named by `fingerprint_id`, with what a check found (`exact_share`,
+# `similarity`, the noise `floor` and its `floor_spread`, the `margin`, and whether the model was
+# probably `substituted`, with the `reason`); NULL for a take.
+fingerprint_runs = Table(
+    "fingerprint_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model_alias", String(256), nullable=False),
+    Column("deployment", String(256), nullable=True),
+    Column("canary_set", String(32), nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("key_name", String(200), nullable=True),
+    Column("fingerprint_id", String(64), nullable=True),
+    Column("exact_share", Float, nullable=True),
+    Column("similarity", Float, nullable=True),
+    Column("floor", Float, nullable=True),
+    Column("floor_spread", Float, nullable=True),
+    Column("margin", Float, nullable=True),
+    Column("substituted", Boolean, nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_fingerprint_runs_model", "model_alias", "kind", "created_at"),
+)
+
+# Each answer of a run: per sample (the canaries are asked `samples` times) and canary, the text,
+# its token counts and the deployment that answered.
+fingerprint_answers = Table(
+    "fingerprint_answers",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("sample", Integer, primary_key=True),
+    Column("canary", String(64), primary_key=True),
+    Column("answer", Text, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("deployment", String(256), nullable=True),
+    Column("finish_reason", String(32), nullable=True),
+)
