@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from entrepot import __version__
 from entrepot.api import admin, errors, openapi
+from entrepot.api.console.routes import console_routes
 from entrepot.api.endpoints import ROUTES, responses
 from entrepot.api.gateway import Gateway
 from entrepot.api.pipeline import DEPLOYMENT_HEADER
@@ -151,6 +152,7 @@ def create_app(gateway: Gateway) -> ASGIApp:
         Route("/admin/keys/{ref}", admin.revoke_key, methods=["DELETE"]),
         Route("/admin/usage", admin.usage_summary, methods=["GET"]),
         Route("/admin/route/explain", admin.explain, methods=["POST"]),
+        *console_routes(),
     ]
     starlette = Starlette(
         routes=routes,

@@ -1,0 +1,104 @@
+"""How the console writes numbers: thousands separators, sensible precision, and always the unit,
+so "0.000000 USD" or a bare "1234.5678" never reaches a page. Registered as jinja2 filters of the
+same names (`{{ cost | money("USD") }}`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_EVEN, Decimal
+
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+MISSING = "–"
+
+
+def _significant(value: Decimal, digits: int) -> str:
+    """`value` with `digits` significant digits, written out (no exponent), separators added."""
+    if value == 0:
+        return "0"
+    exponent = value.adjusted() - digits + 1
+    rounded = value.quantize(Decimal(1).scaleb(min(exponent, 0)), rounding=ROUND_HALF_EVEN)
+    if exponent > 0:
+        return f"{rounded:,.0f}"
+    return f"{rounded:,.{-exponent}f}"
+
+
+def number(value: float | int | Decimal | None, digits: int = 3) -> str:
+    """A plain figure: whole numbers in full with separators, fractions to `digits` significant
+    digits (never more decimals than needed to show them)."""
+    if value is None:
+        return MISSING
+    decimal = Decimal(str(value))
+    if decimal == decimal.to_integral_value():
+        return f"{int(decimal):,}"
+    if abs(decimal) >= 10 ** (digits - 1):
+        return f"{decimal:,.0f}"
+    return _significant(decimal, digits).rstrip("0").rstrip(".")
+
+
+def count(value: int | None, unit: str = "") -> str:
+    """`1,234 requests`: an integer with its unit (none for a bare count)."""
+    if value is None:
+        return MISSING
+    return f"{value:,} {unit}".rstrip()
+
+
+def tokens(value: int | None) -> str:
+    return count(value, "token" if value == 1 else "tokens")
+
+
+def money(amount: Decimal | float | int | None, currency: str = "USD") -> str:
+    """Cents from one unit up (`$1,234.57`); below it two significant digits (`$0.00042`), so a
+    cheap model's cost is neither zero nor a row of zeros."""
+    if amount is None:
+        return MISSING
+    value = Decimal(str(amount))
+    if value == 0 or abs(value) >= 1:
+        text = f"{value:,.2f}"
+    else:
+        text = _significant(abs(value), 2)
+        text = f"-{text}" if value < 0 else text
+    symbol = SYMBOLS.get(currency)
+    if symbol is None:
+        return f"{text} {currency}"
+    return f"-{symbol}{text[1:]}" if text.startswith("-") else f"{symbol}{text}"
+
+
+def latency(ms: float | None) -> str:
+    """Milliseconds below a second (`0.42 ms`, `38 ms`, `412 ms`), seconds above (`1.25 s`)."""
+    if ms is None:
+        return MISSING
+    if ms >= 1000:
+        return f"{number(ms / 1000, 3)} s"
+    return f"{number(ms, 2 if ms < 10 else 3)} ms"
+
+
+def percent(share: float | None, digits: int = 3) -> str:
+    """A share (0–1) as a percentage; exact zero and one print as 0% and 100%, never "-0%"."""
+    if share is None:
+        return MISSING
+    value = share * 100
+    if value == 0:
+        return "0%"
+    return f"{number(abs(value), digits) if value > 0 else '-' + number(-value, digits)}%"
+
+
+def when(moment: dt.datetime | dt.date | None) -> str:
+    """A date, or a moment to the minute, in UTC (said once, in the layout)."""
+    if moment is None:
+        return MISSING
+    if isinstance(moment, dt.datetime):
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC)
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.isoformat()
+
+
+FILTERS = {
+    "number": number,
+    "count": count,
+    "tokens": tokens,
+    "money": money,
+    "latency": latency,
+    "percent": percent,
+    "when": when,
+}
