@@ -80,6 +80,16 @@ class GatewayMetrics(Collector):
         if record.refused_by_model:
             self._count_refusals(model, record)
 
+    def outcomes(self) -> dict[str, tuple[int, int]]:
+        """Per model alias since this process started: (requests, those failed with a 5xx),
+        for the console's live error rate."""
+        totals: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for (model, _, status), count in self._requests.items():
+            totals[model][0] += count
+            if status.startswith("5"):
+                totals[model][1] += count
+        return {model: (done, failed) for model, (done, failed) in totals.items()}
+
     def _count_refusals(self, model: str, record: UsageRecord) -> None:
         """Per alias and deployment (a configured name): which model refused, not only where."""
         for attempt in record.attempts or ():
