@@ -16,6 +16,7 @@ from entrepot.ledger.pricing import nanos_to_amount
 from entrepot.policy.explain import explain_route
 from entrepot.routing.good_enough import check_task
 from entrepot.store.usage import summarise
+from entrepot.types import ApiKey
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -64,12 +65,8 @@ async def create_key(request: Request) -> Response:
         if value is not None and not isinstance(value, str):
             raise InvalidRequestError(f"{field} must be a string", param=field)
         extras[field] = value
-    classes = gateway.config.policy.classes
-    if extras["data_class"] is not None and extras["data_class"] not in classes:
-        raise InvalidRequestError(f"data_class must be one of {classes}", param="data_class")
-    if extras["default_task"] is not None:
-        check_task(extras["default_task"], "default_task")
-    key, secret = gateway.keys.store.create(
+    key, secret = await new_key(
+        gateway,
         body["name"],
         allowed_models=allowed,
         budget_amount=amount,
@@ -77,8 +74,20 @@ async def create_key(request: Request) -> Response:
         budget_period=str(budget.get("period", "month")),
         **extras,
     )
-    await gateway.keys.changed()
     return _json({**key.public(), "key": secret}, status=201)
+
+
+async def new_key(gateway: Gateway, name: str, **fields: Any) -> tuple[ApiKey, str]:
+    """A key made here or in the console: what only the configuration knows (data classes,
+    tasks) is checked here, the rest by the store; then every replica is told."""
+    classes = gateway.config.policy.classes
+    if fields.get("data_class") is not None and fields["data_class"] not in classes:
+        raise InvalidRequestError(f"data_class must be one of {classes}", param="data_class")
+    if fields.get("default_task") is not None:
+        check_task(fields["default_task"], "default_task")
+    key, secret = gateway.keys.store.create(name, **fields)
+    await gateway.keys.changed()
+    return key, secret
 
 
 async def revoke_key(request: Request) -> Response:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from entrepot.api.console import figures
+from entrepot.api.console import figures, keys, models
 from entrepot.api.console.pages import SECURITY_HEADERS, Page, PageContext
 from entrepot.api.console.session import (
     COOKIE,
@@ -31,7 +31,7 @@ from entrepot.api.console.session import (
 from entrepot.api.gateway import Gateway
 
 # The pages, in navigation order. Add yours here (see the package docstring).
-PAGES: tuple[Page, ...] = ()
+PAGES: tuple[Page, ...] = (keys.PAGE, models.PAGE)
 
 MAX_FORM_BYTES = 64 * 1024
 CSS = files("entrepot.api.console").joinpath("static/console.css").read_bytes()
