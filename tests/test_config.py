@@ -283,3 +283,36 @@ def test_missing_file_from_env_is_config_error(
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+def test_an_impossible_date_names_its_line(tmp_path: Path) -> None:
+    text = """\
+models:
+  - alias: a
+    provider: openai_compatible
+    target: t
+    base_url: http://h/v1
+    price: {input_per_1m: 1, output_per_1m: 2, as_of: 2025-13-01}
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert "line 6:" in str(caught.value)
+    assert "'2025-13-01' is not a date" in str(caught.value)
+
+
+def test_an_unknown_provider_is_refused_by_the_schema_with_its_line(tmp_path: Path) -> None:
+    text = "models:\n  - {alias: a, provider: openai-compatible, target: t, base_url: http://h}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    message = str(caught.value)
+    assert "line 2: models.0.provider" in message
+    assert "'openai_compatible', 'anthropic' or 'llama_cpp'" in message
+
+
+def test_every_provider_the_schema_admits_is_registered() -> None:
+    from typing import get_args
+
+    from entrepot.config import ProviderName
+    from entrepot.providers.registry import PROVIDERS
+
+    assert set(get_args(ProviderName)) == set(PROVIDERS)

@@ -25,6 +25,9 @@ from entrepot.exceptions import ConfigError, CurrencyRateMissingError
 
 BUNDLED_ALIAS = "local/smollm2-135m-instruct"
 BUNDLED_TARGET = "bundled:smollm2-135m-instruct"
+# The providers a model may name; `providers/registry.py` maps each to its implementation. Checked
+# here, with the file's line, so every command (`models` as much as `serve`) refuses a typo.
+ProviderName = Literal["openai_compatible", "anthropic", "llama_cpp"]
 
 
 class _Strict(BaseModel):
@@ -59,18 +62,38 @@ class LocalOptions(_Strict):
     seed: int | None = None  # seed for requests that give none; unset: a fresh one per request
 
 
+class Lineage(_Strict):
+    """Where a model's weights came from: the configured alias they were derived from, how,
+    and on what data. `entrepot models lineage` draws the tree; the usage records carry the
+    digests of the very files that answered (`providers/weights.py`)."""
+
+    base: str | None = None
+    derivation: Literal["quantised", "fine-tuned", "lora", "merged"] | None = None
+    dataset: str | None = None
+    notes: str | None = None
+
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
 class ModelConfig(_Strict):
     """One model clients can ask for, and the deployment that serves it."""
 
     alias: str = Field(min_length=1, max_length=256)
-    provider: str
+    provider: ProviderName
     target: str = Field(min_length=1)
     name: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     jurisdiction: str = "local"
     licence: str | None = None
-    weights_sha256: str | None = None
+    # A local model's files are checked against these digests before they are loaded. A LoRA
+    # `adapter` (a GGUF adapter file) is applied by llama_cpp on top of `target`, its base's
+    # weights, and is its own alias; its lineage names that base.
+    weights_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    adapter: str | None = Field(default=None, min_length=1)
+    adapter_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    lineage: Lineage | None = None
     price: Price | None = None
     hardware_cost_per_hour: Decimal | None = Field(default=None, ge=0)
     # What a local deployment without `hardware_cost_per_hour` is priced as, from the shipped
@@ -107,6 +130,22 @@ class ModelConfig(_Strict):
     def _one_hardware_price(self) -> ModelConfig:
         if self.hardware is not None and self.hardware_cost_per_hour is not None:
             raise ValueError("give hardware_cost_per_hour or hardware, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _adapter_is_lora(self) -> ModelConfig:
+        if self.adapter is None:
+            if self.adapter_sha256 is not None:
+                raise ValueError("adapter_sha256 is the digest of an `adapter`, and none is given")
+            return self
+        if self.provider != "llama_cpp":
+            raise ValueError("an `adapter` is applied by the llama_cpp provider only")
+        lineage = self.lineage
+        if lineage is None or lineage.base is None or lineage.derivation != "lora":
+            raise ValueError(
+                "a model with an `adapter` says what it adapts:"
+                " lineage: {base: BASE_ALIAS, derivation: lora}"
+            )
         return self
 
     @model_validator(mode="after")
@@ -392,6 +431,7 @@ class Config(_Strict):
                 )
             seen.add(model.deployment)
         aliases = {m.alias for m in self.models}
+        _check_lineage(self.models)
         for alias, route in self.routes.items():
             _check_route(alias, route, aliases)
         for i, rule in enumerate(self.model_names):
@@ -435,6 +475,30 @@ def _check_route(alias: str, route: RouteConfig, aliases: set[str]) -> None:
                 raise ValueError(f"routes.{alias}.shadow: {name!r} is not a configured alias")
 
 
+def _check_lineage(models: list[ModelConfig]) -> None:
+    """A lineage's base is a configured alias, no model descends from itself, and a LoRA
+    adapter is applied to its base's own weights."""
+    by_alias = {m.alias: m for m in models}
+    for i, model in enumerate(models):
+        base = model.lineage.base if model.lineage else None
+        if base is None:
+            continue
+        if base not in by_alias:
+            raise ValueError(f"models[{i}].lineage.base {base!r} is not a configured alias")
+        if model.adapter is not None and by_alias[base].target != model.target:
+            raise ValueError(
+                f"models[{i}]: an adapter is served on its base's weights, so its target is"
+                f" {by_alias[base].target!r}, as {base!r} has it"
+            )
+        seen = {model.alias}
+        while base is not None:
+            if base in seen:
+                raise ValueError(f"models[{i}].lineage: {model.alias!r} descends from itself")
+            seen.add(base)
+            parent = by_alias.get(base)
+            base = parent.lineage.base if parent is not None and parent.lineage else None
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load `path`, else `$ENTREPOT_CONFIG`, else the embedded default (the bundled model)."""
     chosen = path or os.environ.get("ENTREPOT_CONFIG")
@@ -447,9 +511,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"cannot read config {file}: {exc.strerror}") from exc
     try:
         node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=CheckedLoader)
+    except yaml.MarkedYAMLError as exc:
+        where = f"line {exc.problem_mark.line + 1}: " if exc.problem_mark else ""
+        raise ConfigError(f"{file}: {where}not valid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -465,6 +532,25 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             at = f"line {line}: " if line else ""
             lines.append(f"{file}: {at}{where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+class CheckedLoader(yaml.SafeLoader):
+    """A safe loader whose impossible dates (`2025-13-01`) are YAML errors with their line, as
+    every other mistake in the file is, rather than a ValueError from deep inside the parser."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{node.value!r} is not a date ({exc}); write YYYY-MM-DD",
+                node.start_mark,
+            ) from None
+
+
+CheckedLoader.add_constructor("tag:yaml.org,2002:timestamp", CheckedLoader.construct_yaml_timestamp)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-from entrepot.config import ModelConfig
-from entrepot.exceptions import ConfigError
+from entrepot.config import ModelConfig, ProviderName
 from entrepot.providers.base import Provider
 
-PROVIDERS: dict[str, str] = {
+PROVIDERS: dict[ProviderName, str] = {
     "openai_compatible": "entrepot.providers.openai_compatible:OpenAICompatibleProvider",
     "anthropic": "entrepot.providers.anthropic:AnthropicProvider",
     "llama_cpp": "entrepot.providers.llama_cpp:LlamaCppProvider",
@@ -20,12 +19,8 @@ PROVIDERS: dict[str, str] = {
 
 
 def create_provider(config: ModelConfig) -> Provider:
-    path = PROVIDERS.get(config.provider)
-    if path is None:
-        known = ", ".join(sorted(PROVIDERS))
-        raise ConfigError(
-            f"model {config.alias!r}: unknown provider {config.provider!r} (known: {known})"
-        )
+    # The configuration admits only the names registered here (`config.ProviderName`).
+    path = PROVIDERS[config.provider]
     module_name, _, class_name = path.partition(":")
     provider_class = getattr(importlib.import_module(module_name), class_name)
     provider: Provider = provider_class(config)
