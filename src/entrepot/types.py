@@ -168,3 +168,7 @@ class UsageRecord:
     refused_by_model: bool = False
     # A shadow copy of another request (a route's `shadow`): that request's id.
     shadow_of: str | None = None
+    # The SHA-256 of the local weights that answered, and of the LoRA adapter applied to them
+    # (see `providers/weights.py`): every answer traced to exact bytes.
+    weights_sha256: str | None = None
+    adapter_sha256: str | None = None

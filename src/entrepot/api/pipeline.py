@@ -47,6 +47,7 @@ from entrepot.ledger.billing import (
 )
 from entrepot.limits.limiter import Admission, Limiter, Subject
 from entrepot.policy.eligibility import Eligibility, eligible_deployments
+from entrepot.providers.weights import provenance_of
 from entrepot.routing import cache
 from entrepot.routing.good_enough import request_task
 from entrepot.routing.table import Deployment
@@ -217,6 +218,10 @@ class Exchange:
         record.provider = deployment.config.provider
         record.jurisdiction = deployment.config.jurisdiction
         self.headers[DEPLOYMENT_HEADER] = deployment.name
+        provenance = provenance_of(deployment.provider)
+        record.weights_sha256 = provenance.weights_sha256
+        record.adapter_sha256 = provenance.adapter_sha256
+        provenance.label(self.headers)
 
     async def answer(self) -> JSON:
         """Route and call for a complete answer, under the client's alias, billed."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -23,20 +24,28 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from entrepot.config import ModelConfig
-from entrepot.exceptions import InvalidRequestError, OverloadedError, UpstreamError
+from entrepot.exceptions import (
+    InvalidRequestError,
+    OverloadedError,
+    UpstreamError,
+    WeightsMismatchError,
+)
 from entrepot.providers.local_generation import (
     LocalModel,
     Piece,
     Sampling,
+    resolve_adapter,
     resolve_weights,
 )
 from entrepot.providers.local_messages import template_input
 from entrepot.providers.local_tool_calls import CallReader, TextReader, message_of
 from entrepot.providers.local_tools import ToolPlan, finish_reason
+from entrepot.providers.weights import Provenance, verify
 from entrepot.types import JSON, TokenUsage
 
 _END = object()
 PromptOf = Callable[[LocalModel], list[int]]
+logger = logging.getLogger(__name__)
 
 
 class LlamaCppProvider:
@@ -47,13 +56,27 @@ class LlamaCppProvider:
         self._loaded: list[LocalModel] = []
         self._waiting = 0
         self._renders_tools = False
+        # The digests of the files served (see `providers/weights.py`), or why they are not.
+        self.provenance: Provenance | None = None
+        self._refused: str | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=self._options.parallel, thread_name_prefix=f"llama-{config.alias}"
         )
 
     async def start(self) -> None:
+        """Check the files against their declared digests, then load them. Files that do not
+        match are not loaded: this model's requests are refused, the gateway's others served."""
         path = resolve_weights(self.config.target)
+        adapter = resolve_adapter(self.config.adapter)
         loop = asyncio.get_running_loop()
+        try:
+            self.provenance = await loop.run_in_executor(
+                self._executor, verify, self.config, path, adapter
+            )
+        except WeightsMismatchError as exc:
+            logger.error("%s", exc.message)
+            self._refused = exc.message
+            return
         for _ in range(self._options.parallel):
             model = await loop.run_in_executor(
                 self._executor,
@@ -62,6 +85,7 @@ class LlamaCppProvider:
                 self._options.n_ctx,
                 self._options.n_threads,
                 self._options.embedding,
+                adapter,
             )
             self._loaded.append(model)
             self._idle.put_nowait(model)
@@ -70,6 +94,8 @@ class LlamaCppProvider:
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` read literally by this model's tokenizer: for usage estimates.
         Safe while the instances decode, since tokenizing only reads the vocabulary."""
+        if self._refused is not None:
+            raise WeightsMismatchError(self._refused)
         if not self._loaded:
             raise UpstreamError(f"local model {self.config.alias} is not loaded")
         return self._loaded[0].count_tokens(text)
@@ -78,12 +104,16 @@ class LlamaCppProvider:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def health(self) -> bool:
+        if self._refused is not None:
+            return False
         return self._idle.qsize() > 0 or self._waiting < self._options.max_queue
 
     @asynccontextmanager
     async def _borrow(self) -> AsyncIterator[LocalModel]:
         """Take an idle instance at once (claimed synchronously, so concurrent arrivals cannot
         all see the same one free), else wait in line behind earlier arrivals."""
+        if self._refused is not None:
+            raise WeightsMismatchError(self._refused)
         if not self._idle.empty() and self._waiting == 0:
             model = self._idle.get_nowait()
         else:

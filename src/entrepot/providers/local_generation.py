@@ -42,9 +42,18 @@ def resolve_weights(target: str) -> Path:
             return Path(str(resources.files(package).joinpath(filename)))
         except ModuleNotFoundError as exc:
             raise ConfigError(f"{target}: package {package!r} is not installed") from exc
-    path = Path(target).expanduser()
+    return _local_file(target, "GGUF weights")
+
+
+def resolve_adapter(adapter: str | None) -> Path | None:
+    """A LoRA adapter's GGUF file on disk, if the model has one."""
+    return None if adapter is None else _local_file(adapter, "LoRA adapter")
+
+
+def _local_file(name: str, what: str) -> Path:
+    path = Path(name).expanduser()
     if not path.is_file():
-        raise ConfigError(f"GGUF weights not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     return path
 
 
@@ -113,9 +122,18 @@ class Piece:
 class LocalModel:
     """One loaded GGUF model. Not thread-safe: the provider lends each instance to one thread."""
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int | None, embedding: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        n_ctx: int,
+        n_threads: int | None,
+        embedding: bool,
+        adapter: Path | None = None,
+    ) -> None:
+        """`adapter` is a LoRA adapter (GGUF) applied on top of the weights at `path`."""
         self.llm = Llama(
             model_path=str(path),
+            lora_path=str(adapter) if adapter is not None else None,
             n_ctx=n_ctx,
             n_threads=n_threads,
             embedding=embedding,

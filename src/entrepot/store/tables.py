@@ -86,6 +86,8 @@ usage_records = Table(
     Column("evidence_id", String(64), nullable=True),
     Column("refused_by_model", Boolean, nullable=False, server_default=false()),
     Column("shadow_of", String(64), nullable=True),
+    Column("weights_sha256", String(64), nullable=True),
+    Column("adapter_sha256", String(64), nullable=True),
     Index("ix_usage_created_at", "created_at"),
     Index("ix_usage_model_alias", "model_alias"),
     # A budget's spend since its period began (`spend_since`), per key and per team: on
