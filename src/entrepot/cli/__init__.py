@@ -7,6 +7,7 @@ import typer
 
 from entrepot.cli.audit import audit_app
 from entrepot.cli.bench import bench
+from entrepot.cli.fingerprint import fingerprint_app
 from entrepot.cli.gateway import check_bind, keys_app, models, route, serve, usage
 from entrepot.cli.reconcile import reconcile
 from entrepot.cli.shadow import shadow_app
@@ -18,6 +19,7 @@ app.add_typer(keys_app, name="keys")
 app.command()(route)
 app.command()(bench)
 app.add_typer(audit_app, name="audit")
+app.add_typer(fingerprint_app, name="fingerprint")
 app.command()(usage)
 app.command()(reconcile)
 app.add_typer(shadow_app, name="shadow")
