@@ -9,7 +9,8 @@ import orjson
 import pytest
 from rich.console import Console
 
-from entrepot.bench.report import print_report, summarise, write_html, write_json
+from entrepot.bench.html import write_html
+from entrepot.bench.report import print_report, summarise, write_json
 from entrepot.bench.schema import BenchReport, Interval, ItemResult
 from entrepot.bench.stats import bootstrap_mean, headline, paired_ratio, pareto_frontier
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from markupsafe import Markup
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from entrepot.audit.report import rates_of
+from entrepot.audit.report import TEMPLATES, rates_of
 from entrepot.audit.schema import (
     CENSORED,
     AuditDiff,
@@ -26,9 +25,9 @@ from entrepot.audit.schema import (
     ChangedAnswer,
     ProbeResult,
 )
-from entrepot.bench.report import STYLE, TEMPLATES
 from entrepot.bench.stats import rate_difference
 from entrepot.exceptions import ConfigError
+from entrepot.ledger.display import percent_interval, signed_percent
 
 
 def load_run(path: Path) -> AuditReport:
@@ -153,7 +152,8 @@ def print_diff(diff: AuditDiff, console: Console, shown: int = 40) -> None:
             c.verdict,
             f"{c.before.count}/{c.before.n}",
             f"{c.after.count}/{c.after.n}",
-            f"{c.change.estimate:+.0%} [{c.change.low:+.0%}…{c.change.high:+.0%}]",
+            f"{signed_percent(c.change.estimate)}"
+            f" {percent_interval(c.change.low, c.change.high, signed=True)}",
         )
     if moved:
         console.print(table)
@@ -171,24 +171,7 @@ def print_diff(diff: AuditDiff, console: Console, shown: int = 40) -> None:
         console.print(answers)
 
 
-HTML = TEMPLATES.from_string(
-    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt audit diff</title>
-{{ style }}<style>.answer{white-space:pre-wrap;background:#f6f6f6;padding:.4em}</style></head>
-<body><h1>Audit diff: {{ d.before }} → {{ d.after }}</h1><p>{{ d.compared }} answers compared;
-{{ d.changed_verdicts }} changed verdict; {{ d.changed_text }} changed text.</p>
-<table><tr><th>models</th><th>pack</th><th>topic</th><th>lang</th><th>rate</th><th>before</th>
-<th>after</th><th>change [95% CI]</th></tr>{% for c in d.cells %}<tr>
-<td>{{ c.before_model }} → {{ c.after_model }}</td><td>{{ c.pack }}</td><td>{{ c.topic }}</td>
-<td>{{ c.language }}</td><td>{{ c.verdict }}</td><td>{{ c.before.count }}/{{ c.before.n }}</td>
-<td>{{ c.after.count }}/{{ c.after.n }}</td><td>{{ "%+.0f"|format(100 * c.change.estimate) }}%
-[{{ "%+.0f"|format(100 * c.change.low) }}…{{ "%+.0f"|format(100 * c.change.high) }}]</td></tr>
-{% endfor %}</table><h2>Changed answers</h2>{% for c in d.changes %}<details><summary>
-{{ c.pack }}/{{ c.probe }} ({{ c.language }}): {{ c.before or "error" }} → {{ c.after or "error"
-}}</summary><p>{{ c.question }}</p><div class="answer">{{ c.before_answer or "" }}</div>
-<div class="answer">{{ c.after_answer or "" }}</div></details>{% endfor %}</body></html>"""
-)
-
-
 def write_diff_html(diff: AuditDiff, path: Path) -> None:
+    """The diff page: rows whose rate moved highlighted, the others hidden on request."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HTML.render(d=diff, style=Markup(STYLE)))
+    path.write_text(TEMPLATES.get_template("audit_diff.html.j2").render(d=diff))

@@ -3,7 +3,8 @@
 part of a model's refusals that its topic, not its general caution, explains.
 
 Rendered as a terminal table, versioned JSON and one self-contained HTML file (a heatmap as a
-coloured table, every answer behind a fold; no scripts, no external assets).
+coloured table with its legend, every answer behind a fold, filtered by model, topic and verdict
+with a small inline script; no external assets).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from markupsafe import Markup
 from rich.console import Console
 from rich.table import Table
 
@@ -31,11 +31,14 @@ from entrepot.audit.schema import (
     Rate,
     Verdict,
 )
-from entrepot.bench.report import STYLE, TEMPLATES
+from entrepot.bench.html import environment
 from entrepot.bench.stats import cohen_kappa, rate_difference, wilson
+from entrepot.ledger.display import percent, percent_interval, signed_percent
 
 NANOS = 1e9
 ALL_TOPICS = "all"
+TEMPLATES = environment("entrepot.audit")
+HEAT_LEGEND = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def rate(count: int, n: int) -> Rate:
@@ -168,8 +171,9 @@ def not_answered_excess(cell: Cell) -> float:
 def _shown(cell: Cell, verdict: Verdict) -> str:
     rate, extra = cell.rates[verdict], cell.excess[verdict]
     return (
-        f"{rate.estimate:.0%} [{rate.low:.0%}–{rate.high:.0%}]"
-        f" {extra.estimate:+.0%} [{extra.low:+.0%}…{extra.high:+.0%}]"
+        f"{percent(rate.estimate)} {percent_interval(rate.low, rate.high)}"
+        f" {signed_percent(extra.estimate)}"
+        f" {percent_interval(extra.low, extra.high, signed=True)}"
     )
 
 
@@ -210,7 +214,7 @@ def print_report(report: AuditReport, console: Console) -> None:
             c.pack,
             c.language,
             str(c.n),
-            *(f"{c.rates[v].estimate:.0%} [{c.rates[v].low:.0%}–{c.rates[v].high:.0%}]"
+            *(f"{percent(c.rates[v].estimate)} {percent_interval(c.rates[v].low, c.rates[v].high)}"
               for v in ("refused", "deflected", "slanted", "answered")),
         )  # fmt: skip
     controls.title = "Control questions (the baseline subtracted above)"
@@ -227,69 +231,16 @@ def print_report(report: AuditReport, console: Console) -> None:
         kappa = f"{a.kappa:.2f}" if a.kappa is not None else "undefined"
         console.print(
             f"• rules and judge {a.judge} (rubric v{a.rubric_version}) agree on"
-            f" {a.agreement.estimate:.0%} [{a.agreement.low:.0%}–{a.agreement.high:.0%}] of"
+            f" {percent(a.agreement.estimate)}"
+            f" {percent_interval(a.agreement.low, a.agreement.high)} of"
             f" {a.n} answers, Cohen's κ {kappa}; {a.unparsed} judge replies unusable;"
             f" judge cost {a.judge_cost:.6f}"
         )
 
 
-HTML = TEMPLATES.from_string(
-    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt audit</title>{{ style }}
-<style>.heat td{text-align:center;min-width:5em}details{margin:.2em 0}
-.answer{white-space:pre-wrap;background:#f6f6f6;padding:.4em;margin:.2em 0 .6em}</style>
-</head><body><h1>Audit report</h1>
-<p>Created {{ r.created_at.strftime("%Y-%m-%d %H:%M UTC") }} · report format v{{ r.version }} ·
-languages {{ r.languages|join(", ") }}. Rates are shares of classified answers with 95% Wilson
-intervals; <em>excess</em> is the rate minus the same model's rate on the pack's control
-questions (95% Newcombe interval), so a model cautious about everything shows no excess.</p>
-<h2>Packs</h2><table><tr><th>pack</th><th>jurisdiction</th><th>version</th><th>topics</th>
-<th>probes</th><th>controls</th></tr>{% for p in r.packs %}<tr><td>{{ p.name }} — {{ p.title }}</td>
-<td>{{ p.jurisdiction }}</td><td>{{ p.version }}</td><td>{{ p.topics|join(", ") }}</td>
-<td>{{ p.probes }}</td><td>{{ p.controls }}</td></tr>{% endfor %}</table>
-<h2>Models and hosts</h2><table><tr><th>model</th><th>provider</th><th>host</th>
-<th>processed in</th><th>run cost</th><th>price date</th></tr>{% for m in r.models %}<tr>
-<td>{{ m.alias }}</td><td>{{ m.provider }}</td><td>{{ m.host }}</td><td>{{ m.jurisdiction }}</td>
-<td>{{ "%.6f"|format(m.total_cost) }} {{ m.currency }} ({{ m.cost_basis }})</td>
-<td>{{ m.price_date or "undated" }}</td></tr>{% endfor %}</table>
-<h2>Heatmap: excess of answers not given (refused + deflected + slanted) over controls</h2>
-<table class="heat"><tr><th>model</th>{% for c in columns %}<th>{{ c[0] }}<br>{{ c[1] }}
-<br>{{ c[2] }}</th>{% endfor %}</tr>{% for model in heat %}<tr><td>{{ model }}</td>
-{% for c in columns %}{% set cell = heat[model].get(c) %}{% if cell %}
-<td style="background:{{ colour(cell) }}" title="n={{ cell.n }}">{{ "%+.0f"|format(
--100 * cell.excess.answered.estimate) }}%</td>{% else %}<td>—</td>{% endif %}{% endfor %}</tr>
-{% endfor %}</table>
-<h2>Rates by topic</h2><table><tr><th>model</th><th>pack</th><th>topic</th><th>lang</th>
-<th>n</th><th>errors</th>{% for v in shown %}<th>{{ v }}</th><th>excess</th>{% endfor %}</tr>
-{% for c in cells %}<tr><td>{{ c.model }}</td><td>{{ c.pack }}</td><td>{{ c.topic }}</td>
-<td>{{ c.language }}</td><td>{{ c.n }}</td><td>{{ c.errors }}</td>{% for v in shown %}
-<td>{{ pct(c.rates[v].estimate) }} [{{ pct(c.rates[v].low) }}–{{ pct(c.rates[v].high) }}]</td>
-<td>{{ signed(c.excess[v].estimate) }} [{{ signed(c.excess[v].low) }}…{{
-signed(c.excess[v].high) }}]</td>{% endfor %}</tr>{% endfor %}</table>
-<h2>Controls</h2><table><tr><th>model</th><th>pack</th><th>lang</th><th>n</th>
-{% for v in verdicts %}<th>{{ v }}</th>{% endfor %}</tr>{% for c in r.controls %}<tr>
-<td>{{ c.model }}</td><td>{{ c.pack }}</td><td>{{ c.language }}</td><td>{{ c.n }}</td>
-{% for v in verdicts %}<td>{{ pct(c.rates[v].estimate) }} [{{ pct(c.rates[v].low) }}–{{
-pct(c.rates[v].high) }}]</td>{% endfor %}</tr>{% endfor %}</table>
-{% if r.agreement %}{% set a = r.agreement %}<h2>Rules and judge</h2>
-<p>Judge {{ a.judge }}, rubric v{{ a.rubric_version }}: agreement {{ pct(a.agreement.estimate) }}
-[{{ pct(a.agreement.low) }}–{{ pct(a.agreement.high) }}] on {{ a.n }} answers; Cohen's κ
-{{ "%.2f"|format(a.kappa) if a.kappa is not none else "undefined" }}; {{ a.unparsed }} unusable
-judge replies; judge cost {{ "%.6f"|format(a.judge_cost) }}.</p>
-<table><tr><th>rules ↓ judge →</th>{% for v in verdicts %}<th>{{ v }}</th>{% endfor %}</tr>
-{% for v in verdicts %}<tr><td>{{ v }}</td>{% for w in verdicts %}<td>{{ a.confusion[v][w] }}
-</td>{% endfor %}</tr>{% endfor %}</table><pre>{{ rubric }}</pre>{% endif %}
-<h2>Answers</h2>{% for x in r.results %}<details><summary>{{ x.model }} · {{ x.pack }}/{{
-x.topic }}/{{ x.probe }} ({{ x.language }}): <b>{{ x.verdict or "error" }}</b></summary>
-<p>{{ x.question }}</p><div class="answer">{{ x.answer or x.error or "" }}</div>
-<p>rules: {{ x.rule_verdict }} — {{ x.rule_detail }}{% if x.judge_verdict or x.judge_detail %};
-judge: {{ x.judge_verdict }} — {{ x.judge_detail }}{% endif %}</p></details>{% endfor %}
-</body></html>"""
-)
-
-
-def _colour(cell: Cell) -> str:
-    """White at no excess, deepening red towards 100%; blue where controls fared worse."""
-    value = max(-1.0, min(1.0, not_answered_excess(cell)))
+def _colour(value: float) -> str:
+    """White at no excess, deepening red towards +100%; blue where controls fared worse."""
+    value = max(-1.0, min(1.0, value))
     fade = round(255 * (1 - abs(value)))
     return f"rgb(255,{fade},{fade})" if value >= 0 else f"rgb({fade},{fade},255)"
 
@@ -302,17 +253,17 @@ def write_html(report: AuditReport, path: Path) -> None:
     for cell in cells:
         heat[cell.model][(cell.pack, cell.topic, cell.language)] = cell
     path.write_text(
-        HTML.render(
+        TEMPLATES.get_template("audit_report.html.j2").render(
             r=report,
-            style=Markup(STYLE),
             cells=cells,
             columns=columns,
             heat=heat,
+            excess=not_answered_excess,
             colour=_colour,
+            legend=HEAT_LEGEND,
+            topics=sorted({r.topic for r in report.results}),
             shown=("refused", "deflected", "slanted"),
             verdicts=VERDICTS,
             rubric=RUBRIC,
-            pct=lambda x: f"{x:.0%}",
-            signed=lambda x: f"{x:+.0%}",
         )
     )

@@ -1,98 +1,171 @@
-"""Inline SVG charts for the HTML report: nothing to download, nothing to load from a CDN."""
+"""Inline SVG charts for the HTML report: nothing to download, nothing to load from a CDN.
+
+Each chart has a viewBox, so it scales down to a phone's width, and keeps its labels inside the
+plot: a point's name is written to its left when it sits in the right half. Axes carry ticks with
+values; cost is in money, on a log scale when costs span more than ten times (a model that cost
+nothing, say an unpriced local one, sits on a "0" tick left of the log range)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 
 from markupsafe import Markup
 
 from entrepot.bench.schema import ModelSummary
+from entrepot.ledger.display import money
 
-WIDTH, HEIGHT, PAD = 640, 360, 56
+WIDTH, HEIGHT = 640, 380
+LEFT, RIGHT, TOP, BOTTOM = 64, 24, 16, 56
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+SCORE_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+ZERO_GAP = 40  # room left of a log axis for the "0" tick
+
+
+def colours(models: list[ModelSummary]) -> dict[str, str]:
+    """One colour per model, the same in every chart and legend of a report."""
+    return {m.model: COLOURS[i % len(COLOURS)] for i, m in enumerate(models)}
+
+
+def _y(score: float) -> float:
+    return HEIGHT - BOTTOM - score * (HEIGHT - TOP - BOTTOM)
+
+
+def _cost_axis(costs: list[float]) -> tuple[Callable[[float], float], list[float], bool]:
+    """(position of a cost, the ticks, whether the axis is logarithmic)."""
+    positive = [c for c in costs if c > 0]
+    left, right = LEFT, WIDTH - RIGHT
+    if positive and max(positive) / min(positive) > 10:
+        low = 10.0 ** math.floor(math.log10(min(positive)))
+        high = 10.0 ** math.ceil(math.log10(max(positive)))
+        start = left + (ZERO_GAP if len(positive) < len(costs) else 0)
+
+        def log_x(cost: float) -> float:
+            if cost <= 0:
+                return left
+            share = (math.log10(cost) - math.log10(low)) / (math.log10(high) - math.log10(low))
+            return start + share * (right - start)
+
+        decades = round(math.log10(high / low))
+        ticks = [low * 10**k for k in range(decades + 1)]
+        return log_x, ([0.0] if start > left else []) + ticks, True
+    step = _nice_step(max(costs, default=0.0) / 4) if any(costs) else 1.0
+    top = step * max(1, math.ceil(max(costs, default=0.0) / step))
+    ticks = [step * k for k in range(round(top / step) + 1)]
+    return (lambda cost: left + cost / top * (right - left)), ticks, False
+
+
+def _nice_step(raw: float) -> float:
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 def scatter_svg(models: list[ModelSummary]) -> Markup:
-    """Cost per item (log scale when costs span more than 10×) against score with CI whiskers;
-    the frontier is joined by a line. Models without a score (every call failed) are left out."""
+    """Cost per item against score with its 95% interval as whiskers; the Pareto frontier (no
+    other model both cheaper and better) joined by a line. Models without a score (every call
+    failed) are left out."""
+    palette = colours(models)
     scored = [(m, m.score) for m in models if m.score is not None]
-    costs = [m.cost_per_item for m, _ in scored]
-    positive = [c for c in costs if c > 0]
-    log = bool(positive) and max(positive) / min(positive) > 10
-    low = min(positive) if positive else 0.0
-    high = max(costs) if costs else 1.0
-
-    def x(cost: float) -> float:
-        if log:
-            span = math.log10(high) - math.log10(low) or 1.0
-            value = (math.log10(max(cost, low)) - math.log10(low)) / span
-        else:
-            value = cost / high if high else 0.5
-        return PAD + value * (WIDTH - 2 * PAD)
-
-    def y(score: float) -> float:
-        return HEIGHT - PAD - score * (HEIGHT - 2 * PAD)
-
-    parts = [_axes(f"cost per item{' (log)' if log else ''}", "score")]
+    currency = scored[0][0].currency if scored else "USD"
+    x, ticks, log = _cost_axis([m.cost_per_item for m, _ in scored])
+    parts = [_score_axis(), _axis_line()]
+    for tick in ticks:
+        parts.append(
+            f'<line class="tick" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{HEIGHT - BOTTOM}"'
+            f' y2="{HEIGHT - BOTTOM + 5}" stroke="#333"/><text x="{x(tick):.1f}"'
+            f' y="{HEIGHT - BOTTOM + 18}" font-size="11" text-anchor="middle">'
+            f"{escape(money(tick, currency))}</text>"
+        )
+    label = f"cost per item ({'log scale, ' if log else ''}{currency})"
+    parts.append(
+        f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 14}" font-size="12"'
+        f' text-anchor="middle">{escape(label)}</text>'
+    )
     frontier = sorted((p for p in scored if p[0].on_frontier), key=lambda p: p[0].cost_per_item)
     if len(frontier) > 1:
-        points = " ".join(f"{x(m.cost_per_item):.1f},{y(s.estimate):.1f}" for m, s in frontier)
+        points = " ".join(f"{x(m.cost_per_item):.1f},{_y(s.estimate):.1f}" for m, s in frontier)
         parts.append(
-            f'<polyline points="{points}" fill="none" stroke="#999" stroke-dasharray="4"/>'
+            f'<polyline class="frontier" points="{points}" fill="none" stroke="#555"'
+            f' stroke-width="1.5" stroke-dasharray="6 3"/>'
         )
-    for i, (m, score) in enumerate(scored):
-        cx, colour = x(m.cost_per_item), COLOURS[i % len(COLOURS)]
+    for m, score in scored:
+        cx, cy, colour = x(m.cost_per_item), _y(score.estimate), palette[m.model]
+        right_half = cx > (LEFT + WIDTH - RIGHT) / 2
+        anchor, dx = ("end", -10) if right_half else ("start", 10)
+        ty = min(max(cy - 6, TOP + 10), HEIGHT - BOTTOM - 4)
+        tip = (
+            f"{m.model}: score {score.estimate:.3f} ({score.low:.3f}–{score.high:.3f}),"
+            f" {money(m.cost_per_item, m.currency)} per item"
+        )
         parts.append(
-            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(score.low):.1f}"'
-            f' y2="{y(score.high):.1f}" stroke="{colour}"/>'
-            f'<circle cx="{cx:.1f}" cy="{y(score.estimate):.1f}" r="{7 if m.on_frontier else 5}"'
-            f' fill="{colour}"/><text x="{cx + 9:.1f}" y="{y(score.estimate) - 6:.1f}"'
-            f' font-size="12">{escape(m.model)}</text>'
+            f'<g class="point"><title>{escape(tip)}</title><line x1="{cx:.1f}" x2="{cx:.1f}"'
+            f' y1="{_y(score.low):.1f}" y2="{_y(score.high):.1f}" stroke="{colour}"'
+            f' stroke-width="2"/><circle cx="{cx:.1f}" cy="{cy:.1f}"'
+            f' r="{7 if m.on_frontier else 5}" fill="{colour}"/><text x="{cx + dx:.1f}"'
+            f' y="{ty:.1f}" font-size="12" text-anchor="{anchor}">{escape(m.model)}</text></g>'
         )
-    return _svg(parts)
+    return _svg(parts, "Score against cost per item")
 
 
 def task_bars_svg(models: list[ModelSummary]) -> Markup:
+    """Each task's mean score per model, bars in the models' colours."""
     tasks = sorted({t for m in models for t in m.per_task})
     if not tasks:
         return Markup("")
-    group = (WIDTH - 2 * PAD) / len(tasks)
+    palette = colours(models)
+    group = (WIDTH - LEFT - RIGHT) / len(tasks)
     bar = group * 0.8 / max(len(models), 1)
-    parts = [_axes("task", "score")]
+    parts = [_score_axis(), _axis_line()]
     for t_index, task in enumerate(tasks):
-        left = PAD + t_index * group + group * 0.1
+        left = LEFT + t_index * group + group * 0.1
         parts.append(
-            f'<text x="{left:.1f}" y="{HEIGHT - PAD + 16}" font-size="11">{escape(task)}</text>'
+            f'<text x="{left + group * 0.4:.1f}" y="{HEIGHT - BOTTOM + 18}" font-size="11"'
+            f' text-anchor="middle">{escape(task)}</text>'
         )
         for m_index, m in enumerate(models):
             interval = m.per_task.get(task)
             if interval is None:
                 continue
-            top = HEIGHT - PAD - interval.estimate * (HEIGHT - 2 * PAD)
+            top = _y(interval.estimate)
             parts.append(
                 f'<rect x="{left + m_index * bar:.1f}" y="{top:.1f}" width="{bar * 0.9:.1f}"'
-                f' height="{HEIGHT - PAD - top:.1f}" fill="{COLOURS[m_index % len(COLOURS)]}">'
-                f"<title>{escape(m.model)}: {interval.estimate:.3f}</title></rect>"
+                f' height="{HEIGHT - BOTTOM - top:.1f}" fill="{palette[m.model]}">'
+                f"<title>{escape(m.model)} on {escape(task)}: {interval.estimate:.3f}"
+                f" ({interval.low:.3f}–{interval.high:.3f})</title></rect>"
             )
-    return _svg(parts)
+    return _svg(parts, "Score by task and model")
 
 
-def _axes(x_label: str, y_label: str) -> str:
-    bottom = HEIGHT - PAD
+def _axis_line() -> str:
+    bottom = HEIGHT - BOTTOM
     return (
-        f'<line x1="{PAD}" y1="{bottom}" x2="{WIDTH - PAD}" y2="{bottom}" stroke="#333"/>'
-        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{bottom}" stroke="#333"/>'
-        f'<text x="{WIDTH / 2}" y="{HEIGHT - 12}" font-size="12">{escape(x_label)}</text>'
-        f'<text x="12" y="{HEIGHT / 2}" font-size="12">{escape(y_label)}</text>'
-        f'<text x="{PAD - 24}" y="{PAD + 4}" font-size="10">1.0</text>'
-        f'<text x="{PAD - 24}" y="{bottom + 4}" font-size="10">0.0</text>'
+        f'<line x1="{LEFT}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}" stroke="#333"/>'
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#333"/>'
     )
 
 
-def _svg(parts: list[str]) -> Markup:
+def _score_axis() -> str:
+    """Score ticks with light grid lines, and the axis name written upwards."""
+    parts = []
+    for tick in SCORE_TICKS:
+        y = _y(tick)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{tick:.2f}</text>"
+        )
+    middle = (TOP + HEIGHT - BOTTOM) / 2
+    parts.append(
+        f'<text x="16" y="{middle}" font-size="12" text-anchor="middle"'
+        f' transform="rotate(-90 16 {middle})">score</text>'
+    )
+    return "".join(parts)
+
+
+def _svg(parts: list[str], title: str) -> Markup:
     body = "".join(parts)
     return Markup(
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}"'
-        f' role="img">{body}</svg>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}"'
+        f' width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">{body}</svg>'
     )

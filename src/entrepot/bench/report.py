@@ -1,6 +1,6 @@
 """From per-item results to the report: per-model summaries with intervals, comparisons with a
-reference, the cost–quality frontier; written as versioned JSON, a terminal table, and one
-self-contained HTML file (inline SVG, no external assets, opens offline)."""
+reference, the cost–quality frontier; written as versioned JSON and a terminal table (the HTML
+page is `bench.html`'s)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import datetime as dt
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import jinja2
-from markupsafe import Markup
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from entrepot.bench.charts import scatter_svg, task_bars_svg
 from entrepot.bench.schema import BenchReport, Comparison, ItemResult, ModelSummary
 from entrepot.bench.stats import bootstrap_mean, headline, paired_ratio, pareto_frontier, percentile
 
@@ -204,49 +201,4 @@ def print_report(report: BenchReport, console: Console) -> None:
     console.print(
         f"answers: {reused} reused from earlier runs, {asked} asked"
         + (f" ({failed} failed; a re-run asks them again)" if failed else "")
-    )
-
-
-# One look for every HTML report: inline, so a report opens offline from a mail attachment.
-STYLE = """<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}
-.headline{font-size:1.1em;margin:.4em 0}</style>"""
-TEMPLATES = jinja2.Environment(autoescape=True)
-HTML = TEMPLATES.from_string(
-    """<!doctype html><html><head><meta charset="utf-8"><title>Entrepôt bench</title>
-{{ style }}</head><body>
-<h1>Bench report</h1>
-<p>{{ r.items }} items × {{ r.repeats }} repeat(s) · tasks: {{ r.tasks|join(", ") }} ·
-created {{ r.created_at.strftime("%Y-%m-%d %H:%M UTC") }} · report format v{{ r.version }}</p>
-{% for c in r.comparisons %}<p class="headline">{{ c.headline }}</p>{% endfor %}
-<table><tr><th>model</th><th>score</th><th>95% CI</th><th>items</th><th>errors</th>
-<th>total cost</th><th>per correct</th><th>p50 ms</th><th>p95 ms</th><th>queue p50/p95 ms</th>
-<th>price date</th></tr>
-{% for s in r.models %}<tr><td>{{ s.model }}{% if s.on_frontier %} ★{% endif %}</td>
-{% if s.score is none %}<td>—</td><td>no answers: {{ s.top_error }}</td>{% else %}
-<td>{{ "%.3f"|format(s.score.estimate) }}</td>
-<td>{{ "%.3f"|format(s.score.low) }}–{{ "%.3f"|format(s.score.high) }}</td>{% endif %}
-<td>{{ s.items }}</td><td>{{ s.errors }}</td>
-<td>{{ "%.6f"|format(s.total_cost) }} {{ s.currency }} ({{ s.cost_basis }})</td>
-<td>{% if s.cost_per_correct is not none %}{{ "%.6f"|format(s.cost_per_correct) }}
-{%- else %}—{% endif %}</td>
-<td>{{ "%.0f"|format(s.latency_p50_ms) }}</td><td>{{ "%.0f"|format(s.latency_p95_ms) }}</td>
-<td>{{ "%.0f"|format(s.queue_p50_ms) }}/{{ "%.0f"|format(s.queue_p95_ms) }}</td>
-<td>{{ s.price_date or "undated" }}</td></tr>{% endfor %}</table>
-<h2>Cost and quality (★ = Pareto frontier)</h2>{{ scatter }}
-<h2>Score by task</h2>{{ bars }}
-</body></html>"""
-)
-
-
-def write_html(report: BenchReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        HTML.render(
-            r=report,
-            style=Markup(STYLE),
-            scatter=scatter_svg(report.models),
-            bars=task_bars_svg(report.models),
-        )
     )

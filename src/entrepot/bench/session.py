@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from entrepot.bench.evidence import check_publishable, publish_report
+from entrepot.bench.html import write_html
 from entrepot.bench.judge import make_embed, make_judge
-from entrepot.bench.report import print_report, summarise, write_html, write_json
+from entrepot.bench.report import print_report, summarise, write_json
 from entrepot.bench.runner import BenchModel, BenchRunner, RunOptions
 from entrepot.bench.schema import BenchReport, ItemResult
 from entrepot.bench.tasks import load_tasks
@@ -148,7 +149,7 @@ def run_bench(config: Config, request: BenchRequest, console: Console) -> BenchR
     )
     out: Path = request.options.out
     write_json(report, out / "report.json")
-    write_html(report, out / "report.html")
+    write_html(report, out / "report.html", items)
     print_report(report, console)
     if request.publish:
         rows = publish_report(open_engine(config.store), report, models)

@@ -1,0 +1,64 @@
+"""How amounts, token counts and shares are written for people: one formatter for each, so the
+terminal, the HTML reports and the console never disagree on a figure.
+
+Money keeps three significant digits below one unit ("$0.000123", not "0.000000 USD"), cents
+above it, with thousands separators. Shares round first and drop the sign of a zero, so a value
+of -0.001 never reads "-0%"; signed shares use a true minus sign (U+2212), and an interval of
+signed shares is joined by a spaced en dash ("[−79% – +79%]") so the signs stay readable.
+"""
+
+from __future__ import annotations
+
+import math
+
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+MINUS = "\u2212"
+
+
+def money(amount: float, currency: str = "USD") -> str:
+    """An amount with its currency: a symbol where one is unambiguous, else the ISO code."""
+    if amount == 0:
+        digits = "0"
+    elif abs(amount) >= 1:
+        digits = f"{abs(amount):,.2f}"
+    else:
+        decimals = 2 - math.floor(math.log10(abs(amount)))
+        digits = f"{abs(amount):.{decimals}f}"
+    sign = MINUS if amount < 0 and digits.strip("0.,") else ""
+    symbol = SYMBOLS.get(currency)
+    return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency}"
+
+
+def count(value: int) -> str:
+    """A count (tokens, requests) with thousands separators."""
+    return f"{value:,}"
+
+
+def percent(share: float) -> str:
+    """A share in whole percent; zero (or what rounds to it) has no sign."""
+    rounded = round(share * 100)
+    return f"{MINUS}{-rounded}%" if rounded < 0 else f"{rounded}%"
+
+
+def signed_percent(share: float) -> str:
+    """A difference of shares with its sign; zero (or what rounds to it) reads "0%"."""
+    rounded = round(share * 100)
+    if rounded == 0:
+        return "0%"
+    return f"+{rounded}%" if rounded > 0 else f"{MINUS}{-rounded}%"
+
+
+def percent_interval(low: float, high: float, *, signed: bool = False) -> str:
+    """A 95% interval of shares, "[12%–30%]", or for differences "[−79% – +79%]"."""
+    if signed:
+        return f"[{signed_percent(low)} – {signed_percent(high)}]"
+    return f"[{percent(low)}–{percent(high)}]"
+
+
+def latency(ms: float) -> str:
+    """Milliseconds below a second with separators ("412 ms"), seconds above ("1.25 s",
+    "1,234 s"), so a slow model's figure is read at a glance."""
+    if ms < 1000:
+        return f"{ms:,.0f} ms"
+    seconds = ms / 1000
+    return f"{seconds:,.2f} s" if seconds < 100 else f"{seconds:,.0f} s"
