@@ -95,12 +95,15 @@ class EgressDeniedError(PermissionDeniedError):
         param: str | None = None,
         data_class: str | None = None,
         findings: dict[str, int] | None = None,
+        excluded: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        """`data_class` and `findings` (kinds and counts, never values) go into the refused
-        request's usage record: a refusal by policy is recorded with the reason it happened."""
+        """`data_class`, `findings` (kinds and counts, never values) and `excluded` (each
+        deployment refused, with the rule's sentence) go into the refused request's usage
+        record: a refusal by policy is recorded with the reason it happened."""
         super().__init__(message, param=param)
         self.data_class = data_class
         self.findings = findings
+        self.excluded = excluded
 
 
 class BudgetExceededError(GatewayError):

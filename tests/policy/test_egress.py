@@ -225,6 +225,7 @@ def test_blocked_error_is_a_403_naming_every_refusal() -> None:
         "deployment 'deepseek-api' is in CN; "
         "openai-us: data class 'confidential' allows only [local]; deployment 'openai-us' is in US"
     )
+    assert error.excluded == tuple((name, verdict.reason) for name, verdict in refusals)
 
 
 def test_blocked_error_without_candidates_still_explains_itself() -> None:

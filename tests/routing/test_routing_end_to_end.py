@@ -215,6 +215,11 @@ def test_personal_data_is_rerouted_to_the_local_model(routed: Server, key: str) 
     assert record["data_class"] == "confidential"
     assert "GB82" not in record["findings"]
     assert json.loads(record["findings"]) == {"email": 1, "iban": 1}
+    # The deployment the rules kept it from, and the rule: what the console counts reroutes by.
+    excluded, served = json.loads(record["attempts"])
+    assert (excluded["deployment"], excluded["outcome"]) == ("us-echo", "excluded")
+    assert excluded["reason"].startswith("data class 'confidential'")
+    assert served["outcome"] == "ok"
 
 
 def test_a_key_is_not_rerouted_to_a_model_outside_its_allow_list(routed: Server) -> None:
@@ -228,6 +233,9 @@ def test_a_key_is_not_rerouted_to_a_model_outside_its_allow_list(routed: Server)
     assert (record["status"], record["error_type"]) == (403, "egress_denied")
     assert record["data_class"] == "confidential"
     assert json.loads(record["findings"]) == {"email": 1, "iban": 1}
+    assert [(a["deployment"], a["outcome"]) for a in json.loads(record["attempts"])] == [
+        ("us-echo", "excluded")
+    ]
     assert _chat(routed, limited, "cloud/echo", "hello").status_code == 200
 
 

@@ -218,6 +218,8 @@ def test_open_twice_is_idempotent_and_at_head(tmp_path: Path) -> None:
         "responses",
         "shadow_pairs",
         "usage_daily",
+        "usage_hourly",
+        "usage_hourly_egress",
         "usage_records",
     }
 

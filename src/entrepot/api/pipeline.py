@@ -46,7 +46,7 @@ from entrepot.ledger.billing import (
     worst_case_costs,
 )
 from entrepot.limits.limiter import Admission, Limiter, Subject
-from entrepot.policy.eligibility import Eligibility, eligible_deployments
+from entrepot.policy.eligibility import EXCLUDED, Eligibility, eligible_deployments
 from entrepot.providers.weights import provenance_of
 from entrepot.routing import cache
 from entrepot.routing.good_enough import request_task
@@ -323,6 +323,7 @@ class Exchange:
         record.error_type = exc.code or exc.error_type
         if isinstance(exc, EgressDeniedError):
             record.data_class, record.findings = exc.data_class, exc.findings
+            self.attempts += [Attempt(name, EXCLUDED, why) for name, why in exc.excluded]
 
     async def finish(self) -> None:
         """Release what the request held and write its record; runs exactly once per request."""

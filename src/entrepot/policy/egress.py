@@ -115,7 +115,11 @@ class EgressPolicy:
         if reasons:
             message = f"{message}: {reasons}"
         return EgressDeniedError(
-            message, param="model", data_class=data_class, findings=findings or None
+            message,
+            param="model",
+            data_class=data_class,
+            findings=findings or None,
+            excluded=tuple((deployment, verdict.reason) for deployment, verdict in verdicts),
         )
 
 

@@ -28,6 +28,10 @@ from entrepot.routing.good_enough import Decision
 from entrepot.routing.table import Deployment, RoutingTable
 from entrepot.types import JSON, ApiKey, Attempt
 
+# A deployment's attempt outcome when the egress rules kept the request from it (the breaker's
+# "skipped" is another matter): the console counts reroutes and denials by it (migration 0010).
+EXCLUDED = "excluded"
+
 
 @dataclass(slots=True)
 class Eligibility:
@@ -112,7 +116,7 @@ def eligible_deployments(
                     result.deployments.append(deployment)
                 else:
                     refused.append((deployment.name, verdict))
-                    result.skipped.append(Attempt(deployment.name, "skipped", verdict.reason))
+                    result.skipped.append(Attempt(deployment.name, EXCLUDED, verdict.reason))
         if result.deployments:
             result.alias = served
             return result

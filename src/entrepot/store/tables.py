@@ -234,3 +234,48 @@ fingerprint_answers = Table(
     Column("deployment", String(256), nullable=True),
     Column("finish_reason", String(32), nullable=True),
 )
+
+# The console's rollups (migration 0010), kept by triggers on `usage_records` in the transaction
+# that inserts the rows, as `usage_daily` is. Per UTC hour ("YYYY-MM-DD HH") and every dimension
+# the console splits by ("" for a missing one; `status_class` is the status's hundreds): totals,
+# and cumulative histograms of latency and time to first token (`latency_le_<ms>` counts the
+# requests that took at most that long; `ttft_requests` those that measured it).
+LATENCY_BOUNDS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour", String(13), primary_key=True),
+    Column("key_name", String(200), primary_key=True),
+    Column("team", String(200), primary_key=True),
+    Column("model_alias", String(256), primary_key=True),
+    Column("endpoint", String(32), primary_key=True),
+    Column("jurisdiction", String(32), primary_key=True),
+    Column("data_class", String(64), primary_key=True),
+    Column("status_class", Integer, primary_key=True),
+    Column("currency", String(8), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=False),
+    Column("latency_ms", BigInteger, nullable=False),
+    Column("ttft_requests", BigInteger, nullable=False),
+    Column("ttft_ms", BigInteger, nullable=False),
+    *(Column(f"latency_le_{b}", BigInteger, nullable=False) for b in LATENCY_BOUNDS_MS),
+    *(Column(f"ttft_le_{b}", BigInteger, nullable=False) for b in LATENCY_BOUNDS_MS),
+)
+
+# Per UTC hour, the requests the egress rules kept from a deployment, by the rule that fired
+# (the verdict's sentence: rule and deployment, never the request's content): `outcome` is
+# "denied" (a 403: no deployment was allowed) or "rerouted" (another one served it).
+usage_hourly_egress = Table(
+    "usage_hourly_egress",
+    metadata,
+    Column("hour", String(13), primary_key=True),
+    Column("key_name", String(200), primary_key=True),
+    Column("team", String(200), primary_key=True),
+    Column("model_alias", String(256), primary_key=True),
+    Column("data_class", String(64), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("reason", String(1000), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+)
