@@ -8,13 +8,14 @@ import typer
 from entrepot.cli.audit import audit_app
 from entrepot.cli.bench import bench
 from entrepot.cli.fingerprint import fingerprint_app
-from entrepot.cli.gateway import check_bind, keys_app, models, route, serve, usage
+from entrepot.cli.gateway import check_bind, keys_app, route, serve, usage
+from entrepot.cli.models import models_app
 from entrepot.cli.reconcile import reconcile
 from entrepot.cli.shadow import shadow_app
 
 app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
 app.command()(serve)
-app.command()(models)
+app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command()(route)
 app.command()(bench)

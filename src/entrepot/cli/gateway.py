@@ -17,6 +17,7 @@ from entrepot.config import Config, is_loopback
 from entrepot.exceptions import ConfigError, GatewayError
 from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import nanos_to_amount, price_for
+from entrepot.providers.provenance import listing_row
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
 from entrepot.store.usage import summarise
@@ -103,9 +104,17 @@ def models(config_path: ConfigOption = None) -> None:
     """Show the configured models."""
     config = load(config_path)
     table = Table(
-        "alias", "provider", "target", "jurisdiction", "licence", "price (1M in·out, or hour)"
+        "alias",
+        "provider",
+        "target",
+        "jurisdiction",
+        "licence",
+        "sha256",
+        "quant",
+        "price (1M in·out, or hour)",
     )
     for model in config.models:
+        provenance = listing_row(model)
         price = price_for(model)
         if price is not None:
             shown = f"{price.input_per_1m}·{price.output_per_1m} {price.currency} ({price.as_of})"
@@ -119,6 +128,8 @@ def models(config_path: ConfigOption = None) -> None:
             model.target,
             model.jurisdiction,
             model.licence or "",
+            provenance["sha256_shown"],
+            provenance["quantisation"] or "",
             shown,
         )
     console.print(table)

@@ -97,14 +97,19 @@ def verify(config: ModelConfig, weights: Path, adapter: Path | None) -> Provenan
     return Provenance.of(weights_sha, adapter_sha)
 
 
+def matches(declared: str | None, found: str) -> bool:
+    """Whether a file with digest `found` is the one declared (anything is, if none is)."""
+    return declared is None or declared == found
+
+
 def _check(config: ModelConfig, what: str, path: Path, found: str, declared: str | None) -> None:
-    if declared is None or declared == found:
+    if declared is None or matches(declared, found):
         return
     raise WeightsMismatchError(
         f"model {config.alias} is not served: its {what} file {path} has SHA-256"
         f" {found[:16]}…, but the configuration declares {declared[:16]}…; the file was"
         " changed or replaced since it was registered. Restore the registered file, or"
-        f" register this one again (entrepot models add) if the change was intended"
+        " register this one again (entrepot models add) if the change was intended"
     )
 
 
