@@ -1,24 +1,24 @@
 """Where each key and team stands against its budget: spent in the current period, what is left,
 the burn rate, and the day the budget runs out if spending goes on at that rate.
 
-Spend is read as the limiter seeds it (`store.usage.spend_since`, in the budget's currency at
-the configured rates, after the ledger's pending records are written), so the console and the
-limiter never disagree. The burn rate is the period's spend over the time it has run (since the
-key was created, if later), and at least an hour, so a first request does not predict the end.
+Spend is read as the limiter seeds it (`Gateway.spend_since`: the store's records and those the
+ledger has not written yet, in the budget's currency at the configured rates), so the console
+and the limiter never disagree. The burn rate is the period's spend over the time it has run
+(since the key was created, if later), and at least an hour, so a first request does not
+predict the end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
 from entrepot.api.gateway import Gateway
-from entrepot.config import Budget
+from entrepot.config import Budget, Limits
 from entrepot.ledger.pricing import nanos_to_amount
+from entrepot.limits.limiter import Subject
 from entrepot.limits.periods import budget_counter
-from entrepot.store.usage import spend_since
 
 MIN_ELAPSED = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -49,30 +49,21 @@ class Standing:
 
 async def standing(
     gateway: Gateway,
+    subject: str,
     budget: Budget | None,
     since_created: dt.datetime,
-    *,
-    key_id: int | None = None,
-    team: str | None = None,
     now: dt.datetime | None = None,
 ) -> Standing:
-    """A key's (`key_id`) or a team's standing; without a budget, its spend this month in the
-    base currency, so every key shows what it costs."""
+    """The standing of `subject` ("key:<id>" or "team:<name>", as the limiter names them);
+    without a budget, its spend this month in the base currency, so every key shows its cost."""
     now = now or dt.datetime.now(dt.UTC)
     shown = budget or Budget(
         amount=Decimal(0), currency=gateway.config.currency_rates.base, period="month"
     )
-    _, start, end = budget_counter("console", shown, now)
-    nanos = await asyncio.to_thread(
-        spend_since,
-        gateway.engine,
-        since=start,
-        currency=shown.currency,
-        rates=gateway.config.currency_rates,
-        key_id=key_id,
-        team=team,
+    _, start, end = budget_counter(subject, shown, now)
+    spent = nanos_to_amount(
+        await gateway.spend_since(Subject(subject, Limits(budget=shown)), start)
     )
-    spent = nanos_to_amount(nanos)
     if since_created.tzinfo is None:  # SQLite keeps UTC without its offset
         since_created = since_created.replace(tzinfo=dt.UTC)
     elapsed = max(now - max(start, since_created), MIN_ELAPSED)

@@ -34,11 +34,10 @@ class TeamRow:
 
 async def _rows(ctx: PageContext) -> tuple[list[KeyRow], list[TeamRow], list[ApiKey]]:
     gateway = ctx.gateway
-    await gateway.ledger.flush()
     keys = gateway.keys.store.list(include_revoked=True)
     active = [key for key in keys if key.revoked_at is None]
     rows = [
-        KeyRow(key, await standing(gateway, key.limits.budget, key.created_at, key_id=key.id))
+        KeyRow(key, await standing(gateway, f"key:{key.id}", key.limits.budget, key.created_at))
         for key in active
     ]
     teams = []
@@ -47,7 +46,9 @@ async def _rows(ctx: PageContext) -> tuple[list[KeyRow], list[TeamRow], list[Api
         since = min((key.created_at for key in members), default=dt.datetime.now(dt.UTC))
         teams.append(
             TeamRow(
-                name, len(members), await standing(gateway, team.limits.budget, since, team=name)
+                name,
+                len(members),
+                await standing(gateway, f"team:{name}", team.limits.budget, since),
             )
         )
     return rows, teams, [key for key in keys if key.revoked_at is not None]
