@@ -205,7 +205,7 @@ def test_no_secret_or_prompt_in_logs_responses_or_database(planted: Server) -> N
     assert "unexpected error" not in log
     assert not _leaks(log, everywhere), _leaks(log, everywhere)
     assert planted.data_dir is not None
-    for file in sorted(planted.data_dir.iterdir()):
+    for file in sorted(f for f in planted.data_dir.rglob("*") if f.is_file()):
         content = file.read_bytes().decode("latin-1")
         assert not _leaks(content, everywhere), (file.name, _leaks(content, everywhere))
 
@@ -219,7 +219,7 @@ def test_client_keys_are_hashed_at_rest(secure_gateway: Server) -> None:
             "SELECT key_hash, key_prefix FROM api_keys WHERE name = 'hashed-at-rest'"
         ).fetchone()
     assert row == (hashlib.sha256(key.encode()).hexdigest(), key[:10])
-    for file in Path(secure_gateway.data_dir).iterdir():
+    for file in (f for f in Path(secure_gateway.data_dir).rglob("*") if f.is_file()):
         assert key[10:].encode() not in file.read_bytes(), file.name
 
 
