@@ -29,6 +29,7 @@ from entrepot.api.console.session import (
     same_token,
 )
 from entrepot.api.gateway import Gateway
+from entrepot.exceptions import GatewayError
 
 # The pages, in navigation order. Add yours here (see the package docstring).
 PAGES: tuple[Page, ...] = (keys.PAGE, models.PAGE)
@@ -109,14 +110,17 @@ class Console:
         if session is None:
             return to_login()
         ctx = PageContext(request, gateway, session, self.env, self.pages, page)
-        if request.method == "GET":
-            return await page.get(ctx)
-        form = await read_form(request)
-        if form is None or not same_token(session.csrf, _field(form, "csrf_token")):
-            return self._refused("The form has expired or did not come from this console.")
-        if page.post is None:
-            return self._html("message.html", 405, title="Not allowed", text="Nothing to post.")
-        return await page.post(ctx, form)
+        try:
+            if request.method == "GET":
+                return await page.get(ctx)
+            form = await read_form(request)
+            if form is None or not same_token(session.csrf, _field(form, "csrf_token")):
+                return self._refused("The form has expired or did not come from this console.")
+            if page.post is None:
+                return self._html("message.html", 405, title="Not allowed", text="Nothing to post.")
+            return await page.post(ctx, form)
+        except GatewayError as exc:  # a page's own refusal (a bad filter, the store down…)
+            return self._html("message.html", exc.status_code, title="Not shown", text=exc.message)
 
     def _refused(self, text: str) -> HTMLResponse:
         return self._html("message.html", 403, title="Refused", text=text)
