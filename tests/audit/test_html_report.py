@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from entrepot.audit.diff import diff_runs, write_diff_html
 from entrepot.audit.report import print_report, write_html
 from entrepot.audit.schema import AuditReport
 from entrepot.audit.session import AuditRequest, run_audit
 from entrepot.bench.runner import RunOptions
+from tests.api.console.browser import chromium
 from tests.audit.conftest import audit_config
-from tests.bench.html_check import check_page
+from tests.bench.html_check import check_page, open_at, screenshot_folder, shown
 from tests.conftest import UPSTREAM_KEY, Server
 
 SIGNED_INTERVAL = re.compile(r'<span class="ci">\[(0|[+−]\d+)% – (0|[+−]\d+)%\]</span>')
@@ -108,3 +113,35 @@ def test_the_diff_highlights_changes_and_can_hide_the_rest(
     assert (toggle["name"], toggle["value"]) == ("change", "changed")
     assert page.find("form", data_target="rates")
     assert len(page.find("details")) == diff.changed_verdicts > 0
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    driver = chromium(700, 900)
+    yield driver
+    driver.quit()
+
+
+def test_the_answers_filter_and_the_diff_toggle_work_in_a_browser(
+    audited: AuditReport, html: str, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    shots = screenshot_folder(tmp_path)
+    page = tmp_path / "report.html"
+    page.write_text(html)
+    open_at(browser, page, 700, shots / "audit-report-700px.png")
+    total = len(audited.results)
+    refused = sum(1 for r in audited.results if r.verdict == "refused")
+    Select(browser.find_element(By.NAME, "verdict")).select_by_visible_text("refused")
+    assert shown(browser, "answers") == f"{refused} of {total} shown" and 0 < refused < total
+    Select(browser.find_element(By.NAME, "model")).select_by_visible_text("oracle")
+    assert shown(browser, "answers") == f"0 of {total} shown"
+
+    diff = diff_runs(audited, audited, [("censor-cn", "oracle")])
+    write_diff_html(diff, tmp_path / "diff.html")
+    open_at(browser, tmp_path / "diff.html", 700, shots / "audit-diff-700px.png")
+    moved = sum(1 for c in diff.cells if c.before.count != c.after.count)
+    assert shown(browser, "rates") == f"{len(diff.cells)} of {len(diff.cells)} shown"
+    browser.find_element(By.CSS_SELECTOR, 'input[name="change"]').click()
+    assert shown(browser, "rates") == f"{moved} of {len(diff.cells)} shown"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#rates tr[data-row]")
+    assert [r.get_attribute("class") for r in rows if r.is_displayed()] == ["changed"] * moved

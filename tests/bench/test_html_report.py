@@ -7,11 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from rich.console import Console
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 from entrepot.bench.html import TEXT_LIMIT, write_html
 from entrepot.bench.report import summarise
@@ -19,7 +24,8 @@ from entrepot.bench.runner import RunOptions
 from entrepot.bench.schema import BenchReport, ItemResult, TaskItem
 from entrepot.bench.session import BenchRequest, run_bench
 from entrepot.config import Config
-from tests.bench.html_check import check_page
+from tests.api.console.browser import chromium
+from tests.bench.html_check import check_page, open_at, screenshot_folder, shown
 from tests.conftest import UPSTREAM_KEY, Server, fake_model
 
 EASY, HARD = 4, 3  # items; `weak-on-hard` answers "I do not know" to the hard ones
@@ -163,3 +169,30 @@ def test_long_texts_are_cut_and_say_where_the_whole_is(tmp_path: Path) -> None:
     html = (tmp_path / "r.html").read_text()
     assert "x" * TEXT_LIMIT + " … (cut; whole in report.json)" in html
     assert "x" * (TEXT_LIMIT + 1) not in html and "z" * (TEXT_LIMIT + 1) not in html
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    driver = chromium(700, 900)
+    yield driver
+    driver.quit()
+
+
+def test_the_page_reads_at_700_px_and_its_filter_works(
+    run: tuple[BenchReport, str], browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(run[1])
+    open_at(browser, page, 700, screenshot_folder(tmp_path) / "bench-report-700px.png")
+    assert shown(browser, "matrix") == f"{EASY + HARD} of {EASY + HARD} shown"
+    search = browser.find_element(By.CSS_SELECTOR, 'form[data-target="matrix"] input[name="q"]')
+    search.send_keys("hard one")
+    assert shown(browser, "matrix") == f"{HARD} of {EASY + HARD} shown"
+    search.clear()
+    search.send_keys(Keys.BACKSPACE)  # `clear` alone fires no input event
+    Select(browser.find_element(By.NAME, "flags")).select_by_value("wrong")
+    assert shown(browser, "matrix") == f"{HARD} of {EASY + HARD} shown"
+    Select(browser.find_element(By.NAME, "task")).select_by_visible_text("easy")
+    assert shown(browser, "matrix") == f"0 of {EASY + HARD} shown"
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-row]")
+    assert len(rows) == EASY + HARD and not any(r.is_displayed() for r in rows)

@@ -8,6 +8,7 @@ nothing, say an unpriced local one, sits on a "0" tick left of the log range).""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from html import escape
 
@@ -17,7 +18,7 @@ from entrepot.bench.schema import ModelSummary
 from entrepot.ledger.display import money
 
 WIDTH, HEIGHT = 640, 380
-LEFT, RIGHT, TOP, BOTTOM = 64, 24, 16, 56
+LEFT, RIGHT, TOP, BOTTOM = 64, 40, 16, 56
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 SCORE_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ZERO_GAP = 40  # room left of a log axis for the "0" tick
@@ -56,6 +57,12 @@ def _cost_axis(costs: list[float]) -> tuple[Callable[[float], float], list[float
     return (lambda cost: left + cost / top * (right - left)), ticks, False
 
 
+def _tick_text(value: float, currency: str) -> str:
+    """A tick's amount without the trailing zeros money keeps for precision ("$0.001")."""
+    text = money(value, currency)
+    return re.sub(r"\.?0+(?=\D*$)", "", text) if "." in text else text
+
+
 def _nice_step(raw: float) -> float:
     power = 10.0 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
@@ -75,7 +82,7 @@ def scatter_svg(models: list[ModelSummary]) -> Markup:
             f'<line class="tick" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{HEIGHT - BOTTOM}"'
             f' y2="{HEIGHT - BOTTOM + 5}" stroke="#333"/><text x="{x(tick):.1f}"'
             f' y="{HEIGHT - BOTTOM + 18}" font-size="11" text-anchor="middle">'
-            f"{escape(money(tick, currency))}</text>"
+            f"{escape(_tick_text(tick, currency))}</text>"
         )
     label = f"cost per item ({'log scale, ' if log else ''}{currency})"
     parts.append(
