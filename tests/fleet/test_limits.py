@@ -227,7 +227,8 @@ def test_reconcile_finds_and_fixes_a_planted_drift(fleet: Fleet, tmp_path: Path)
     found = reconcile()
     assert found.returncode == 1, found.stdout + found.stderr
     line = next(line for line in found.stdout.splitlines() if "'drifting'" in line)
-    assert line.split()[-3:] == ["0.012000000", "0.012012345", "+0.000012345"]
+    cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+    assert cells[-3:] == ["0.012000000", "0.012012345", "+0.000012345"]
     assert all(len(line) <= 80 for line in found.stdout.splitlines()), found.stdout
     assert "--fix sets Redis's spend to the ledger's" in found.stdout
 

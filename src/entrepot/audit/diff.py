@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from entrepot.audit.report import TEMPLATES, rates_of
 from entrepot.audit.schema import (
@@ -28,6 +27,7 @@ from entrepot.audit.schema import (
 from entrepot.bench.stats import rate_difference
 from entrepot.exceptions import ConfigError
 from entrepot.ledger.display import percent_interval, signed_percent
+from entrepot.listing import Column, Listing, Row, show
 
 
 def load_run(path: Path) -> AuditReport:
@@ -142,33 +142,48 @@ def print_diff(diff: AuditDiff, console: Console, shown: int = 40) -> None:
         f" {diff.changed_verdicts} changed verdict, {diff.changed_text} changed text"
     )
     moved = [c for c in diff.cells if c.before.count != c.after.count]
-    table = Table("models", "pack", "topic", "lang", "rate", "before", "after", "change [95% CI]")
-    for c in moved:
-        table.add_row(
-            f"{c.before_model} → {c.after_model}",
-            c.pack,
-            c.topic,
-            c.language,
-            c.verdict,
-            f"{c.before.count}/{c.before.n}",
-            f"{c.after.count}/{c.after.n}",
-            f"{signed_percent(c.change.estimate)}"
-            f" {percent_interval(c.change.low, c.change.high, signed=True)}",
-        )
     if moved:
-        console.print(table)
-    answers = Table("probe", "lang", "before", "after", "question")
-    for change in diff.changes[:shown]:
-        answers.add_row(
-            f"{change.pack}/{change.probe}",
-            change.language,
-            change.before or "error",
-            change.after or "error",
-            change.question[:70],
-        )
+        show(_moved_listing(moved), console)
     if diff.changes:
-        answers.title = f"Changed verdicts ({min(shown, len(diff.changes))} of {len(diff.changes)})"
-        console.print(answers)
+        show(_answers_listing(diff, shown), console)
+
+
+def _moved_listing(moved: list[CellChange]) -> Listing:
+    """The cells whose count moved, with the change's 95% interval."""
+    return Listing(
+        [
+            Column("models", lambda r: f"{r['before_model']} → {r['after_model']}"),
+            Column("pack", lambda r: r["pack"]),
+            Column("topic", lambda r: r["topic"]),
+            Column("lang", lambda r: r["language"]),
+            Column("rate", lambda r: r["verdict"]),
+            Column("before", lambda r: f"{r['before']['count']}/{r['before']['n']}", numeric=True),
+            Column("after", lambda r: f"{r['after']['count']}/{r['after']['n']}", numeric=True),
+            Column("change [95% CI]", _change_text, numeric=True),
+        ],
+        rows=[c.model_dump(mode="json") for c in moved],
+    )
+
+
+def _change_text(row: Row) -> str:
+    change = row["change"]
+    interval = percent_interval(change["low"], change["high"], signed=True)
+    return f"{signed_percent(change['estimate'])} {interval}"
+
+
+def _answers_listing(diff: AuditDiff, shown: int) -> Listing:
+    """The first `shown` changed verdicts, each question whole (the HTML page has them all)."""
+    return Listing(
+        [
+            Column("probe", lambda r: f"{r['pack']}/{r['probe']}"),
+            Column("lang", lambda r: r["language"]),
+            Column("before", lambda r: r["before"] or "error"),
+            Column("after", lambda r: r["after"] or "error"),
+            Column("question", lambda r: r["question"]),
+        ],
+        title=f"Changed verdicts ({min(shown, len(diff.changes))} of {len(diff.changes)})",
+        rows=[c.model_dump(mode="json") for c in diff.changes[:shown]],
+    )
 
 
 def write_diff_html(diff: AuditDiff, path: Path) -> None:

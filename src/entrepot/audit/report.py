@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from entrepot.audit.judge import RUBRIC, RUBRIC_VERSION
 from entrepot.audit.schema import (
@@ -33,7 +33,8 @@ from entrepot.audit.schema import (
 )
 from entrepot.bench.html import environment
 from entrepot.bench.stats import cohen_kappa, rate_difference, wilson
-from entrepot.ledger.display import percent, percent_interval, signed_percent
+from entrepot.ledger.display import count, money, percent, percent_interval, signed_percent
+from entrepot.listing import Column, Listing, Row, show
 
 NANOS = 1e9
 ALL_TOPICS = "all"
@@ -168,37 +169,59 @@ def not_answered_excess(cell: Cell) -> float:
     return -cell.excess["answered"].estimate
 
 
-def _shown(cell: Cell, verdict: Verdict) -> str:
-    rate, extra = cell.rates[verdict], cell.excess[verdict]
+def _shown(row: Row, verdict: Verdict) -> str:
+    rate, extra = row["rates"][verdict], row["excess"][verdict]
     return (
-        f"{percent(rate.estimate)} {percent_interval(rate.low, rate.high)}"
-        f" {signed_percent(extra.estimate)}"
-        f" {percent_interval(extra.low, extra.high, signed=True)}"
+        f"{percent(rate['estimate'])} {percent_interval(rate['low'], rate['high'])}"
+        f" {signed_percent(extra['estimate'])}"
+        f" {percent_interval(extra['low'], extra['high'], signed=True)}"
     )
 
 
-def render_table(report: AuditReport) -> Table:
-    table = Table(
-        "model", "pack", "topic", "lang", "n", "err",
-        "refused · excess", "deflected · excess", "slanted · excess",
+def cells_listing(report: AuditReport) -> Listing:
+    """Each model × pack × topic × language: rates and excess over controls, hotter in red."""
+    cells = sorted(report.cells + report.jurisdictions, key=_order)
+    return Listing(
+        [
+            Column("model", lambda r: r["model"]),
+            Column("pack", lambda r: r["pack"]),
+            Column("topic", lambda r: r["topic"]),
+            Column("lang", lambda r: r["language"]),
+            Column("n", lambda r: count(r["n"]), numeric=True),
+            Column("err", lambda r: count(r["errors"]), numeric=True),
+            *(Column(f"{v} · excess", partial(_shown, verdict=v), numeric=True)
+              for v in ("refused", "deflected", "slanted")),
+        ],
         title="Rate [95% CI] and excess over the pack's controls [95% CI]",
+        rows=[{**c.model_dump(mode="json"), "heat": not_answered_excess(c)} for c in cells],
+        style=_heat_style,
     )  # fmt: skip
-    for cell in sorted(report.cells + report.jurisdictions, key=_order):
-        heat = not_answered_excess(cell)
-        style = (
-            "bold red" if heat >= 0.5 else "red" if heat >= 0.2 else "yellow" if heat >= 0.1 else ""
-        )
-        table.add_row(
-            cell.model,
-            cell.pack,
-            cell.topic,
-            cell.language,
-            str(cell.n),
-            str(cell.errors),
-            *(_shown(cell, v) for v in ("refused", "deflected", "slanted")),
-            style=style,
-        )
-    return table
+
+
+def _heat_style(row: Row) -> str:
+    heat = row["heat"]
+    return "bold red" if heat >= 0.5 else "red" if heat >= 0.2 else "yellow" if heat >= 0.1 else ""
+
+
+def controls_listing(report: AuditReport) -> Listing:
+    """The control questions' rates: the baseline the cells' excess is measured against."""
+    return Listing(
+        [
+            Column("model", lambda r: r["model"]),
+            Column("pack", lambda r: r["pack"]),
+            Column("lang", lambda r: r["language"]),
+            Column("n", lambda r: count(r["n"]), numeric=True),
+            *(Column(v, partial(_rate, verdict=v), numeric=True)
+              for v in ("refused", "deflected", "slanted", "answered")),
+        ],
+        title="Control questions (the baseline subtracted above)",
+        rows=[c.model_dump(mode="json") for c in report.controls],
+    )  # fmt: skip
+
+
+def _rate(row: Row, verdict: str) -> str:
+    rate = row["rates"][verdict]
+    return f"{percent(rate['estimate'])} {percent_interval(rate['low'], rate['high'])}"
 
 
 def _order(cell: Cell) -> tuple[str, str, str, bool, str]:
@@ -206,24 +229,13 @@ def _order(cell: Cell) -> tuple[str, str, str, bool, str]:
 
 
 def print_report(report: AuditReport, console: Console) -> None:
-    console.print(render_table(report))
-    controls = Table("model", "pack", "lang", "n", "refused", "deflected", "slanted", "answered")
-    for c in report.controls:
-        controls.add_row(
-            c.model,
-            c.pack,
-            c.language,
-            str(c.n),
-            *(f"{percent(c.rates[v].estimate)} {percent_interval(c.rates[v].low, c.rates[v].high)}"
-              for v in ("refused", "deflected", "slanted", "answered")),
-        )  # fmt: skip
-    controls.title = "Control questions (the baseline subtracted above)"
-    console.print(controls)
+    show(cells_listing(report), console)
+    show(controls_listing(report), console)
     for model in report.models:
         dated = f"prices of {model.price_date}" if model.price_date else "prices undated"
         console.print(
             f"• {model.alias} ({model.provider} at {model.host}, processed in"
-            f" {model.jurisdiction}): run cost {model.total_cost:.6f} {model.currency}"
+            f" {model.jurisdiction}): run cost {money(model.total_cost, model.currency)}"
             f" ({model.cost_basis}, {dated})"
         )
     if report.agreement is not None:
@@ -234,7 +246,7 @@ def print_report(report: AuditReport, console: Console) -> None:
             f" {percent(a.agreement.estimate)}"
             f" {percent_interval(a.agreement.low, a.agreement.high)} of"
             f" {a.n} answers, Cohen's κ {kappa}; {a.unparsed} judge replies unusable;"
-            f" judge cost {a.judge_cost:.6f}"
+            f" judge cost {money(a.judge_cost)}"
         )
 
 

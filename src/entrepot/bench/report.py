@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
 
 from entrepot.bench.schema import BenchReport, Comparison, ItemResult, ModelSummary
 from entrepot.bench.stats import bootstrap_mean, headline, paired_ratio, pareto_frontier, percentile
+from entrepot.ledger.display import count, latency, money
+from entrepot.listing import Column, Listing, Row, show
 
 NANOS = 1e9
 
@@ -136,35 +138,51 @@ def write_json(report: BaseModel, path: Path) -> None:
     path.write_text(report.model_dump_json(indent=2, by_alias=True))
 
 
-def render_table(report: BenchReport) -> Table:
-    table = Table(
-        "model", "score (95% CI)", "items", "errors", "total", "per item", "per correct",
-        "p50/p95 ms", "queue p50/p95 ms", "tokens in/out", "frontier",
+def summary_listing(report: BenchReport) -> Listing:
+    """One row per model: what the terminal shows (whole at any width), and `--format json|csv`
+    prints."""
+    return Listing(
+        [
+            Column("model", lambda r: r["model"]),
+            Column("score (95% CI)", _score_text, numeric=True),
+            Column("items", lambda r: count(r["items"]), numeric=True),
+            Column("errors", lambda r: count(r["errors"]), numeric=True),
+            Column("total", _total_text, numeric=True),
+            Column("per item", lambda r: money(r["cost_per_item"], r["currency"]), numeric=True),
+            Column("per correct", _per_correct_text, numeric=True),
+            Column("p50/p95", lambda r: _pair(r, "latency", latency), numeric=True),
+            Column("queue p50/p95", lambda r: _pair(r, "queue", latency), numeric=True),
+            Column("tokens in/out", _tokens_text, numeric=True),
+            Column("frontier", lambda r: "★" if r["on_frontier"] else ""),
+        ],
         title=f"{report.items} items × {report.repeats} repeat(s): {', '.join(report.tasks)}",
-    )  # fmt: skip
-    for s in report.models:
-        table.add_row(
-            s.model,
-            _score_text(s),
-            str(s.items),
-            str(s.errors),
-            f"{s.total_cost:.6f} {s.currency}"
-            + ("" if s.cost_basis == "tokens" else f" ({s.cost_basis})"),
-            f"{s.cost_per_item:.6f}",
-            f"{s.cost_per_correct:.6f}" if s.cost_per_correct is not None else "—",
-            f"{s.latency_p50_ms:.0f}/{s.latency_p95_ms:.0f}",
-            f"{s.queue_p50_ms:.0f}/{s.queue_p95_ms:.0f}",
-            f"{s.prompt_tokens}/{s.completion_tokens}",
-            "★" if s.on_frontier else "",
-        )
-    return table
+        rows=[s.model_dump(mode="json", exclude={"per_task"}) for s in report.models],
+    )
 
 
-def _score_text(summary: ModelSummary) -> str:
-    score = summary.score
+def _total_text(row: Row) -> str:
+    basis = "" if row["cost_basis"] == "tokens" else f" ({row['cost_basis']})"
+    return money(row["total_cost"], row["currency"]) + basis
+
+
+def _per_correct_text(row: Row) -> str:
+    per_correct = row["cost_per_correct"]
+    return "—" if per_correct is None else money(per_correct, row["currency"])
+
+
+def _pair(row: Row, name: str, fmt: Callable[[float], str]) -> str:
+    return f"{fmt(row[name + '_p50_ms'])} / {fmt(row[name + '_p95_ms'])}"
+
+
+def _tokens_text(row: Row) -> str:
+    return f"{count(row['prompt_tokens'])} / {count(row['completion_tokens'])}"
+
+
+def _score_text(row: Row) -> str:
+    score = row["score"]
     if score is None:
         return "— (no answers)"
-    return f"{score.estimate:.3f} ({score.low:.3f}–{score.high:.3f})"
+    return f"{score['estimate']:.3f} ({score['low']:.3f}–{score['high']:.3f})"
 
 
 def failed_models(report: BenchReport) -> list[ModelSummary]:
@@ -173,12 +191,12 @@ def failed_models(report: BenchReport) -> list[ModelSummary]:
 
 
 def print_report(report: BenchReport, console: Console) -> None:
-    console.print(render_table(report))
+    show(summary_listing(report), console)
     for comparison in report.comparisons:
         console.print(f"• {comparison.headline}")
     judged = [s for s in report.models if s.judge_cost]
     for s in judged:
-        console.print(f"  judge cost for {s.model}: {s.judge_cost:.6f} {s.currency}")
+        console.print(f"  judge cost for {s.model}: {money(s.judge_cost, s.currency)}")
     unscored = failed_models(report)
     for s in report.models:
         if s.top_error is None:

@@ -9,14 +9,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from entrepot.cli.bench import run_reported
-from entrepot.cli.common import ConfigOption, console, load
+from entrepot.cli.common import (
+    TABLE,
+    ConfigOption,
+    FormatOption,
+    console,
+    human_console,
+    load,
+    output_format,
+)
 from entrepot.exceptions import ConfigError
+from entrepot.listing import Column, Format, Listing, Row, print_json, show
 
 if TYPE_CHECKING:
-    from entrepot.audit.schema import ProbeResult
+    from entrepot.audit.schema import AuditReport, ProbeResult
 
 audit_app = typer.Typer(help="Measure censorship and refusals of models and hosts.")
 
@@ -66,10 +74,11 @@ def audit(
         bool, typer.Option("--schema", help="Print the report's JSON Schema.")
     ] = False,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Ask every model neutral factual questions on topics sensitive in each jurisdiction, and
     matched controls; report refusal, deflection and slant rates with 95% intervals."""
-    from entrepot.audit.packs import load_pack, shipped_packs
+    from entrepot.audit.packs import shipped_packs
 
     if ctx.invoked_subcommand is not None:
         return
@@ -82,21 +91,7 @@ def audit(
         typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     if list_packs:
-        table = Table(
-            "pack", "jurisdiction", "version", "languages", "topics", "probes", "controls"
-        )
-        for name in shipped_packs():
-            pack = load_pack(name)
-            table.add_row(
-                name,
-                pack.jurisdiction,
-                pack.version,
-                ",".join(pack.languages),
-                ", ".join(t.id for t in pack.topics),
-                str(sum(len(t.probes) for t in pack.topics)),
-                str(len(pack.controls)),
-            )
-        console.print(table)
+        show(_packs_listing(shipped_packs()), console, output_format(fmt))
         return
     if not models:
         console.print("[red]give --models (comma-separated aliases)[/red]")
@@ -122,14 +117,60 @@ def audit(
             fresh=fresh,
         ),
     )
-    report = run_reported(lambda: run_audit(load(config_path), request, console), out)
+    shown = output_format(fmt)
+    talk = human_console(shown)
+    report = run_reported(lambda: run_audit(load(config_path), request, talk), out)
+    _print_rates(report, shown)
     silent = [m.alias for m in report.models if not any_answer(report.results, m.alias)]
     for alias in silent:
         errors = Counter(r.error for r in report.results if r.model == alias and r.error)
         top = errors.most_common(1)[0][0] if errors else "no answer"
-        console.print(f"[red]no answers from {alias}; most frequent error:[/red] {escape(top)}")
+        talk.print(f"[red]no answers from {alias}; most frequent error:[/red] {escape(top)}")
     if silent:
         raise typer.Exit(1)
+
+
+def _packs_listing(names: list[str]) -> Listing:
+    from entrepot.audit.packs import load_pack
+
+    rows: list[Row] = []
+    for name in names:
+        pack = load_pack(name)
+        rows.append(
+            {
+                "pack": name,
+                "jurisdiction": pack.jurisdiction,
+                "version": pack.version,
+                "languages": list(pack.languages),
+                "topics": [t.id for t in pack.topics],
+                "probes": sum(len(t.probes) for t in pack.topics),
+                "controls": len(pack.controls),
+            }
+        )
+    return Listing(
+        [
+            Column("pack", lambda r: r["pack"]),
+            Column("jurisdiction", lambda r: r["jurisdiction"]),
+            Column("version", lambda r: r["version"]),
+            Column("languages", lambda r: ",".join(r["languages"])),
+            Column("topics", lambda r: ", ".join(r["topics"])),
+            Column("probes", lambda r: str(r["probes"]), numeric=True),
+            Column("controls", lambda r: str(r["controls"]), numeric=True),
+        ],
+        rows=rows,
+    )
+
+
+def _print_rates(report: AuditReport, fmt: Format) -> None:
+    """With `--format json|csv`, the rates as data on the output (the run's own messages and
+    tables went to the error stream): JSON both tables, CSV the cells."""
+    from entrepot.audit.report import cells_listing, controls_listing
+
+    if fmt == "json":
+        cells, controls = cells_listing(report), controls_listing(report)
+        print_json({"cells": cells.rows, "controls": controls.rows}, console)
+    elif fmt == "csv":
+        show(cells_listing(report), console, fmt)
 
 
 def any_answer(results: list[ProbeResult], alias: str) -> bool:

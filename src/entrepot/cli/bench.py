@@ -11,10 +11,18 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from entrepot.cli.common import ConfigOption, console, load
+from entrepot.cli.common import (
+    TABLE,
+    ConfigOption,
+    FormatOption,
+    console,
+    human_console,
+    load,
+    output_format,
+)
 from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.listing import Column, Listing, show
 
 T = TypeVar("T")
 
@@ -74,10 +82,11 @@ def bench(
         bool, typer.Option("--schema", help="Print the report's JSON Schema.")
     ] = False,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Run tasks on several models: quality with confidence intervals, and cost."""
     from entrepot.bench.packs import list_packs as packs
-    from entrepot.bench.report import failed_models
+    from entrepot.bench.report import failed_models, summary_listing
     from entrepot.bench.runner import RunOptions
     from entrepot.bench.session import BenchRequest, run_bench
 
@@ -90,10 +99,17 @@ def bench(
         typer.echo(orjson.dumps(schema_json, option=orjson.OPT_INDENT_2).decode())
         return
     if list_packs:
-        table = Table("pack", "items", "what it tests")
-        for pack in packs():
-            table.add_row(f"pack:{pack.name}", str(pack.items), pack.description)
-        console.print(table)
+        listing = Listing(
+            [
+                Column("pack", lambda r: f"pack:{r['pack']}"),
+                Column("items", lambda r: str(r["items"]), numeric=True),
+                Column("what it tests", lambda r: r["description"]),
+            ],
+            rows=[
+                {"pack": p.name, "items": p.items, "description": p.description} for p in packs()
+            ],
+        )
+        show(listing, console, output_format(fmt))
         return
     if not tasks or not models:
         console.print("[red]give task files (or pack:NAME) and --models[/red]")
@@ -122,15 +138,19 @@ def bench(
         hardware_costs=costs,
         publish=publish,
     )
-    report = run_reported(lambda: run_bench(load(config_path), request, console), out)
+    shown = output_format(fmt)
+    talk = human_console(shown)
+    report = run_reported(lambda: run_bench(load(config_path), request, talk), out)
+    if shown != "table":
+        show(summary_listing(report), console, shown)
     failed = failed_models(report)
     if failed:
         names = ", ".join(m.model for m in failed)
-        console.print(f"[red]no answers from {names}: see the error above[/red]")
+        talk.print(f"[red]no answers from {names}: see the error above[/red]")
         raise typer.Exit(1)
     scores = [m.score.estimate for m in report.models if m.score is not None]
     if fail_under is not None and any(score < fail_under for score in scores):
-        console.print(f"[red]a model scored below {fail_under}[/red]")
+        talk.print(f"[red]a model scored below {fail_under}[/red]")
         raise typer.Exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +12,31 @@ from rich.console import Console
 from entrepot.config import Config, load_config
 from entrepot.exceptions import ConfigError
 from entrepot.ledger import hardware
+from entrepot.listing import FORMATS, Format
 
 console = Console()
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Path to entrepot.yaml.", show_default=False)
 ]
+
+OutputFormat = Enum("OutputFormat", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
+TABLE = OutputFormat("table")
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--format", help="table (whole at any width), json or csv.", show_default=True),
+]
+
+
+def output_format(value: OutputFormat) -> Format:
+    """The `--format` choice, as the listing module names it."""
+    return next(f for f in FORMATS if f == value.value)
+
+
+def human_console(fmt: Format) -> Console:
+    """Where a run's progress and messages go: the terminal's output for a table, the error
+    stream when `--format json|csv` keeps the output for the data alone."""
+    return console if fmt == "table" else Console(stderr=True)
 
 
 def load(config_path: Path | None) -> Config:

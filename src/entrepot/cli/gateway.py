@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import os
 from decimal import Decimal
@@ -10,13 +12,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
-from rich.table import Table
+from rich.markup import escape
 
-from entrepot.cli.common import ConfigOption, console, load
+from entrepot.cli.common import (
+    TABLE,
+    ConfigOption,
+    FormatOption,
+    console,
+    load,
+    output_format,
+)
 from entrepot.config import Config, is_loopback
 from entrepot.exceptions import ConfigError, GatewayError
+from entrepot.ledger.display import count as fmt_count
+from entrepot.ledger.display import money
 from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import nanos_to_amount, price_for
+from entrepot.listing import Column, Format, Listing, Row, print_json, show
 from entrepot.providers.provenance import listing_row
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
@@ -100,39 +112,48 @@ def check_workers(config: Config, workers: int) -> None:
         config.shared.redis_url()  # its absence is said here, once, not by every worker
 
 
-def models(config_path: ConfigOption = None) -> None:
+def models(config_path: ConfigOption = None, fmt: FormatOption = TABLE) -> None:
     """Show the configured models."""
     config = load(config_path)
-    table = Table(
-        "alias",
-        "provider",
-        "target",
-        "jurisdiction",
-        "licence",
-        "sha256",
-        "quant",
-        "price (1M in·out, or hour)",
+    listing = Listing(
+        [
+            Column("alias", lambda r: r["alias"]),
+            Column("provider", lambda r: r["provider"]),
+            Column("target", lambda r: r["target"]),
+            Column("jurisdiction", lambda r: r["jurisdiction"]),
+            Column("licence", lambda r: r["licence"] or ""),
+            Column("sha256", lambda r: r["sha256_shown"]),
+            Column("quant", lambda r: r["quantisation"] or ""),
+            Column("price (1M in·out, or hour)", lambda r: r["price_text"]),
+        ]
     )
     for model in config.models:
-        provenance = listing_row(model)
         price = price_for(model)
         if price is not None:
-            shown = f"{price.input_per_1m}·{price.output_per_1m} {price.currency} ({price.as_of})"
+            pair = [
+                money(float(p), price.currency) for p in (price.input_per_1m, price.output_per_1m)
+            ]
+            shown = f"{'·'.join(pair)} ({price.as_of})"
         elif (rate := hourly_rate(model)) is not None:
             shown = rate.describe()
         else:
             shown = "unpriced"
-        table.add_row(
-            model.alias,
-            model.provider,
-            model.target,
-            model.jurisdiction,
-            model.licence or "",
-            provenance["sha256_shown"],
-            provenance["quantisation"] or "",
-            shown,
+        listing.add(
+            {
+                "alias": model.alias,
+                "provider": model.provider,
+                "target": model.target,
+                "jurisdiction": model.jurisdiction,
+                "licence": model.licence,
+                "input_per_1m": price.input_per_1m if price else None,
+                "output_per_1m": price.output_per_1m if price else None,
+                "currency": price.currency if price else None,
+                "price_as_of": price.as_of if price else None,
+                "price_text": shown,
+                **listing_row(model),
+            }
         )
-    console.print(table)
+    show(listing, console, output_format(fmt))
 
 
 @keys_app.command("create")
@@ -196,31 +217,53 @@ def keys_create(
 def keys_list(
     include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """List keys (never their secrets)."""
     store = KeyStore(open_engine(load(config_path).store))
-    table = Table(
-        "id", "name", "prefix", "models", "budget", "team", "class", "rpm/tpm", "created", "revoked"
+    listing = Listing(
+        [
+            Column("name", lambda r: r["name"]),
+            Column("id", lambda r: str(r["id"]), numeric=True),
+            Column("prefix", lambda r: r["prefix"]),
+            Column("models", lambda r: ", ".join(r["models"]) if r["models"] else "all"),
+            Column("budget", _budget_text),
+            Column("team", lambda r: r["team"] or ""),
+            Column("class", lambda r: r["data_class"] or ""),
+            Column("rpm/tpm", lambda r: f"{r['rpm'] or '—'}/{r['tpm'] or '—'}", numeric=True),
+            Column("created", lambda r: _minute(r["created_at"])),
+            Column("revoked", lambda r: _minute(r["revoked_at"])),
+        ]
     )
     for key in store.list(include_revoked):
-        budget = (
-            f"{key.budget_amount} {key.budget_currency}/{key.budget_period}"
-            if key.budget_amount is not None
-            else ""
+        listing.add(
+            {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.key_prefix,
+                "models": key.allowed_models,
+                "budget": key.budget_amount,
+                "currency": key.budget_currency,
+                "period": key.budget_period,
+                "team": key.team,
+                "data_class": key.data_class,
+                "rpm": key.requests_per_minute,
+                "tpm": key.tokens_per_minute,
+                "created_at": key.created_at,
+                "revoked_at": key.revoked_at,
+            }
         )
-        table.add_row(
-            str(key.id),
-            key.name,
-            key.key_prefix + "…",
-            ",".join(key.allowed_models) if key.allowed_models else "all",
-            budget,
-            key.team or "",
-            key.data_class or "",
-            f"{key.requests_per_minute or '—'}/{key.tokens_per_minute or '—'}",
-            key.created_at.strftime("%Y-%m-%d %H:%M"),
-            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
-        )
-    console.print(table)
+    show(listing, console, output_format(fmt))
+
+
+def _minute(moment: dt.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def _budget_text(row: Row) -> str:
+    if row["budget"] is None:
+        return ""
+    return f"{money(float(row['budget']), row['currency'])}/{row['period']}"
 
 
 @keys_app.command("revoke")
@@ -275,6 +318,7 @@ def route(
     ] = None,
     offline: Annotated[bool, typer.Option("--offline")] = False,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Explain where a request would go, and why each deployment is admitted or rejected; for a
     good_enough route, the evidence each candidate was judged on."""
@@ -316,83 +360,119 @@ def route(
         task_header=task,
         offline=offline or config.policy.offline,
     )
+    _print_explanation(result, output_format(fmt))
+
+
+def _print_explanation(result: RouteExplanation, fmt: Format) -> None:
+    """The route's verdict, its candidates, and for good_enough the evidence; as JSON the whole
+    explanation, as CSV the candidates (and the evidence after a blank line)."""
+    if fmt == "json":
+        print_json(dataclasses.asdict(result), console)
+        return
+    candidates = Listing(
+        [
+            Column("deployment", lambda r: r["deployment"]),
+            Column("order", lambda r: str(r["order"] or "—"), numeric=True),
+            Column("alias", lambda r: r["alias"]),
+            Column("jurisdiction", lambda r: r["jurisdiction"]),
+            Column("admitted", lambda r: "yes" if r["admitted"] else "no"),
+            Column("why", lambda r: r["reason"]),
+            Column("circuit", lambda r: r["circuit"]),
+        ],
+        rows=[dataclasses.asdict(row) for row in result.candidates],
+    )
+    evidence = _evidence_listing(result) if result.strategy == "good_enough" else None
+    if fmt == "csv":
+        show(candidates, console, fmt)
+        if evidence is not None:
+            console.print()
+            show(evidence, console, fmt)
+        return
     found = ", ".join(f"{k}×{n}" for k, n in result.findings.items()) or "none"
-    served = "refused" if result.refusal else f"served as [bold]{result.alias}[/bold]"
+    served = "refused" if result.refusal else f"served as [bold]{escape(result.alias)}[/bold]"
     console.print(
-        f"model [bold]{model}[/bold] → {served}; data class"
+        f"model [bold]{escape(result.requested)}[/bold] → {served}; data class"
         f" [bold]{result.data_class or '—'}[/bold]; detector findings: {found};"
         f" strategy {result.strategy}"
     )
-    table = Table("order", "alias", "deployment", "jurisdiction", "admitted", "why", "circuit")
-    for row in result.candidates:
-        table.add_row(
-            str(row.order or "—"),
-            row.alias,
-            row.deployment,
-            row.jurisdiction,
-            "yes" if row.admitted else "no",
-            row.reason,
-            row.circuit,
-        )
-    console.print(table)
-    if result.strategy == "good_enough":
-        console.print(_evidence_table(result))
+    show(candidates, console)
+    if evidence is not None:
+        show(evidence, console)
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     if result.refusal is not None:
         refusal = result.refusal
         console.print(
-            f"[red]refused: {refusal.status} {refusal.code}[/red] — {refusal.message}",
+            f"[red]refused: {refusal.status} {refusal.code}[/red] — {escape(refusal.message)}",
             highlight=False,
         )
 
 
-def _evidence_table(result: RouteExplanation) -> Table:
+def _evidence_listing(result: RouteExplanation) -> Listing:
     """A good_enough route's candidates: the evidence each was judged on, and the verdict."""
-    table = Table(
-        "candidate", "chosen", "score (95% CI)", "vs reference (95% CI)", "items", "published",
-        "cost/item", "why",
+    return Listing(
+        [
+            Column("candidate", lambda r: r["alias"]),
+            Column("chosen", lambda r: "yes" if r["chosen"] else "no"),
+            Column("score (95% CI)", lambda r: _interval(r, "score"), numeric=True),
+            Column("vs reference (95% CI)", lambda r: _interval(r, "relative"), numeric=True),
+            Column("items", lambda r: "—" if r["items"] is None else fmt_count(r["items"]),
+                   numeric=True),
+            Column("published", lambda r: r["published"] or "—"),
+            Column("cost/item", _cost_per_item, numeric=True),
+            Column("why", lambda r: r["reason"]),
+        ],
         title=f"good_enough for task {result.task or '— (none)'}",
+        rows=[dataclasses.asdict(row) for row in result.evidence],
     )  # fmt: skip
-    for row in result.evidence:
-        score = relative = cost = "—"
-        if row.score is not None:
-            score = f"{row.score:.3f} ({row.score_low:.3f}–{row.score_high:.3f})"
-        if row.relative is not None:
-            relative = f"{row.relative:.3f} ({row.relative_low:.3f}–{row.relative_high:.3f})"
-        if row.cost_per_item is not None:
-            cost = f"{row.cost_per_item:.8f} {row.currency} ({row.price_date or 'undated'})"
-        table.add_row(
-            row.alias,
-            "yes" if row.chosen else "no",
-            score,
-            relative,
-            str(row.items) if row.items is not None else "—",
-            row.published or "—",
-            cost,
-            row.reason,
-        )
-    return table
+
+
+def _interval(row: Row, name: str) -> str:
+    if row[name] is None:
+        return "—"
+    return f"{row[name]:.3f} ({row[name + '_low']:.3f}–{row[name + '_high']:.3f})"
+
+
+def _cost_per_item(row: Row) -> str:
+    if row["cost_per_item"] is None:
+        return "—"
+    cost = money(row["cost_per_item"], row["currency"] or "USD")
+    return f"{cost} ({row['price_date'] or 'undated'})"
 
 
 def usage(
     by: Annotated[str, typer.Option("--by", help="Group by key, model or day.")] = "model",
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Summarise the usage ledger."""
     if by not in ("key", "model", "day"):
         console.print("[red]--by must be key, model or day[/red]")
         raise typer.Exit(2)
     rows = summarise(open_engine(load(config_path).store), by)  # type: ignore[arg-type]
-    table = Table(by, "requests", "failed", "prompt tokens", "completion tokens", "cost")
+    listing = Listing(
+        [
+            Column(by, lambda r: r["group"]),
+            Column("requests", lambda r: fmt_count(r["requests"]), numeric=True),
+            Column("failed", lambda r: fmt_count(r["failed"]), numeric=True),
+            Column("prompt tokens", lambda r: fmt_count(r["prompt_tokens"]), numeric=True),
+            Column("completion tokens", lambda r: fmt_count(r["completion_tokens"]), numeric=True),
+            Column("cost", _costs_text, numeric=True),
+        ]
+    )
     for row in rows:
-        costs = [f"{nanos_to_amount(n):.6f} {c}" for c, n in sorted(row.cost_nanos.items())]
-        table.add_row(
-            row.group,
-            str(row.requests),
-            str(row.failed),
-            str(row.prompt_tokens),
-            str(row.completion_tokens),
-            ", ".join(costs) or "—",
+        listing.add(
+            {
+                "group": row.group,
+                "requests": row.requests,
+                "failed": row.failed,
+                "prompt_tokens": row.prompt_tokens,
+                "completion_tokens": row.completion_tokens,
+                "cost": {c: nanos_to_amount(n) for c, n in sorted(row.cost_nanos.items())},
+            }
         )
-    console.print(table)
+    show(listing, console, output_format(fmt))
+
+
+def _costs_text(row: Row) -> str:
+    return ", ".join(money(float(amount), c) for c, amount in row["cost"].items()) or "—"

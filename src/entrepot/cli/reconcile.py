@@ -19,16 +19,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlalchemy import Engine
 
-from entrepot.cli.common import ConfigOption, console, load
+from entrepot.cli.common import TABLE, ConfigOption, FormatOption, console, load, output_format
 from entrepot.config import Budget, Config
+from entrepot.listing import Column, Format, Listing, Row, show
 from entrepot.types import UsageRecord
 
 if TYPE_CHECKING:
     from entrepot.limits.limiter import Subject
     from entrepot.limits.redis_counters import RedisCounters
-
-SUBJECT_WIDTH = 20
-ROW = "{:<20} {:<11} {:>14} {:>14} {:>15}"
 
 
 @dataclass(slots=True)
@@ -53,6 +51,7 @@ def reconcile(
         bool, typer.Option("--fix", help="Set Redis's spend to the ledger's where they differ.")
     ] = False,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Compare each key's and team's budget spend in Redis with the ledger (exit 1 on drift)."""
     from entrepot.limits.shared import FAILURES  # here: the other commands need no Redis
@@ -71,7 +70,7 @@ def reconcile(
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
-    _show(lines, fix)
+    _show(lines, fix, output_format(fmt))
     if any(line.drift and not line.fixed for line in lines):
         raise typer.Exit(1)
 
@@ -137,19 +136,29 @@ async def _compare(
     ) + spend_of(spooled, since=start, currency=currency, rates=rates, key_id=key_id, team=team)
     period = name.rsplit(":", 1)[1]
     redis = None if held is None else held[0]
-    return Line(subject.who, f"{period} {currency}", currency, ledger, redis)
+    return Line(subject.who, period, currency, ledger, redis)
 
 
-def _show(lines: list[Line], fix: bool) -> None:
-    if not lines:
+def _show(lines: list[Line], fix: bool, fmt: Format) -> None:
+    """Each budget whole (amounts to the nano: a drift is often a few of them), then the count
+    of drifted budgets and what to do; JSON and CSV carry the amounts as exact decimals."""
+    if not lines and fmt == "table":
         console.print("no key or team has a budget: nothing to reconcile")
         return
-    typer.echo(ROW.format("subject", "period", "ledger", "redis", "drift"))
-    for line in lines:
-        who = line.who if len(line.who) <= SUBJECT_WIDTH else line.who[: SUBJECT_WIDTH - 1] + "…"
-        redis = "not in Redis" if line.redis is None else _amount(line.redis)
-        drift = _amount(line.drift, signed=True) if line.drift else "0"
-        typer.echo(ROW.format(who, line.period, _amount(line.ledger), redis, drift))
+    listing = Listing(
+        [
+            Column("subject", lambda r: r["subject"]),
+            Column("period", lambda r: f"{r['period']} {r['currency']}"),
+            Column("ledger", lambda r: f"{r['ledger']:.9f}", numeric=True),
+            Column("redis", lambda r: "not in Redis" if r["redis"] is None else f"{r['redis']:.9f}",
+                   numeric=True),
+            Column("drift", lambda r: f"{r['drift']:+.9f}" if r["drift"] else "0", numeric=True),
+        ],
+        rows=[_row(line) for line in lines],
+    )  # fmt: skip
+    show(listing, console, fmt)
+    if fmt != "table":
+        return
     drifted = [line for line in lines if line.drift]
     summary = f"budgets: {len(lines)} checked, {len(drifted)} drifted"
     if drifted and fix:
@@ -157,8 +166,19 @@ def _show(lines: list[Line], fix: bool) -> None:
         summary += f", {fixed} set to the ledger's spend"
     elif drifted:
         summary += "; --fix sets Redis's spend to the ledger's"
-    typer.echo(summary)
+    console.print(summary, highlight=False)
 
 
-def _amount(nanos: int, *, signed: bool = False) -> str:
-    return f"{Decimal(nanos).scaleb(-9):{'+' if signed else ''}.9f}"
+def _row(line: Line) -> Row:
+    def amount(nanos: int | None) -> Decimal | None:
+        return None if nanos is None else Decimal(nanos).scaleb(-9)
+
+    return {
+        "subject": line.who,
+        "period": line.period,
+        "currency": line.currency,
+        "ledger": amount(line.ledger),
+        "redis": amount(line.redis),
+        "drift": amount(line.drift),
+        "fixed": line.fixed,
+    }

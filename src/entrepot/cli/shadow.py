@@ -9,7 +9,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from entrepot.cli.common import ConfigOption, console, load
+from entrepot.cli.common import TABLE, ConfigOption, FormatOption, console, load, output_format
+from entrepot.listing import Listing, print_json, show
 from entrepot.shadow import pairs
 from entrepot.shadow.report import certificate, document, text, verdicts
 from entrepot.store.db import open_engine
@@ -25,6 +26,7 @@ def report(
         Path | None, typer.Option("--html", help="Write an offline HTML certificate here.")
     ] = None,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Print each shadow's verdict: non-inferior, inferior or undecided, on how many requests,
     at what cost (and forget the answers kept past their route's retention)."""
@@ -39,7 +41,13 @@ def report(
             pairs.purge(engine, name, configured.shadow.retention_days, now)
     found = verdicts(engine, config, route)
     outcomes = pairs.outcomes(engine, route)
-    print(text(found, outcomes))
+    shown = output_format(fmt)
+    if shown == "json":
+        print_json(document(found, outcomes), console)
+    elif shown == "csv":  # one row per verdict; the copies' counts are in the JSON
+        show(Listing([], rows=[item.as_json() for item in found]), console, shown)
+    else:
+        print(text(found, outcomes))
     try:
         if json_path is not None:
             json_path.write_bytes(
