@@ -1,4 +1,5 @@
 # The two commands a fresh machine needs: `make serve` and `make test`.
+# `make serve ARGS="--port 9000 --config entrepot.yaml"` passes options to `entrepot serve`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/entrepot serve
+	$(BIN)/entrepot serve $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
