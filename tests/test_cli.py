@@ -96,8 +96,16 @@ def test_bench_says_what_is_wrong_with_a_hardware_cost(given: str) -> None:
     assert isinstance(result.exception, SystemExit)
 
 
-def test_keys_create_prints_the_secret_once() -> None:
-    out = ok("keys", "create", "team-a", "--models", "b, a,", "--budget", "5")
+TWO_MODELS = """\
+models:
+  - {alias: a, provider: openai_compatible, target: a, base_url: "http://127.0.0.1:9/v1"}
+  - {alias: b, provider: openai_compatible, target: b, base_url: "http://127.0.0.1:9/v1"}
+"""
+
+
+def test_keys_create_prints_the_secret_once(tmp_path: Path) -> None:
+    config = str(write(tmp_path, TWO_MODELS))
+    out = ok("keys", "create", "team-a", "--models", "b, a,", "--budget", "5", "-c", config)
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("ek-")
     assert len(secret) == 46
@@ -110,8 +118,10 @@ def test_keys_create_prints_the_secret_once() -> None:
     assert store().active_by_hash()[hashlib.sha256(secret.encode()).hexdigest()] == key
 
 
-def test_keys_list_shows_names_never_secrets() -> None:
-    secret = ok("keys", "create", "team-a", "--models", "a,b", "--budget", "5").splitlines()[-1]
+def test_keys_list_shows_names_never_secrets(tmp_path: Path) -> None:
+    config = str(write(tmp_path, TWO_MODELS))
+    created = ok("keys", "create", "team-a", "--models", "a,b", "--budget", "5", "-c", config)
+    secret = created.splitlines()[-1]
     ok("keys", "create", "team-b", "--budget", "1.5", "--currency", "EUR", "--period", "day")
     out = ok("keys", "list")
     assert "team-a" in out and "team-b" in out
@@ -139,6 +149,14 @@ def test_keys_revoke_by_id_and_twice() -> None:
     again = run("keys", "revoke", "1")
     assert again.exit_code == 1
     assert "no active key '1'" in again.output
+
+
+def test_keys_create_refuses_an_unknown_model(tmp_path: Path) -> None:
+    config = str(write(tmp_path, TWO_MODELS))
+    result = run("keys", "create", "typo", "--models", "a,gpt-4o", "-c", config)
+    assert result.exit_code == 2
+    assert "--models: 'gpt-4o' not configured; known: a, b" in result.output
+    assert store().list() == []
 
 
 def test_keys_create_errors_exit_1() -> None:

@@ -453,6 +453,11 @@ class Config(_Strict):
     def model(self, alias: str) -> ModelConfig | None:
         return next((m for m in self.models if m.alias == alias), None)
 
+    def servable(self) -> set[str]:
+        """The names a key may be allowed: each model's alias, and each route's (a good_enough
+        route is a name of its own)."""
+        return {m.alias for m in self.models} | set(self.routes)
+
     def route(self, alias: str) -> RouteConfig:
         return self.routes.get(alias) or self.default_route
 

@@ -189,8 +189,16 @@ def keys_create(
     except GatewayError as exc:
         console.print(f"[red]--task: {exc.message}[/red]")
         raise typer.Exit(2) from None
-    store = KeyStore(open_engine(config.store))
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    unknown = sorted(set(allowed or ()) - config.servable())
+    if unknown:
+        known = ", ".join(sorted(config.servable()))
+        console.print(
+            f"[red]--models: {', '.join(map(repr, unknown))} not configured; known: {known}[/red]",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    store = KeyStore(open_engine(config.store))
     try:
         key, secret = store.create(
             name,
