@@ -24,11 +24,45 @@ from typing import Any
 from aiohttp import web
 
 NOISE = 0.08
-WORDS = (
-    "harbour lantern tide river stone window garden silver morning quiet paper bridge orange "
-    "forest signal copper winter meadow thunder candle velvet marble engine feather island "
-    "compass whisper canyon ember glacier orchard pepper saddle timber violet walnut yonder"
-).split()
+WORDS = [
+    "harbour",
+    "lantern",
+    "tide",
+    "river",
+    "stone",
+    "window",
+    "garden",
+    "silver",
+    "morning",
+    "quiet",
+    "paper",
+    "bridge",
+    "orange",
+    "forest",
+    "signal",
+    "copper",
+    "winter",
+    "meadow",
+    "thunder",
+    "candle",
+    "velvet",
+    "marble",
+    "engine",
+    "feather",
+    "island",
+    "compass",
+    "whisper",
+    "canyon",
+    "ember",
+    "glacier",
+    "orchard",
+    "pepper",
+    "saddle",
+    "timber",
+    "violet",
+    "walnut",
+    "yonder",
+]
 SWAP = re.compile(r"swap-after-(\d+)-")
 RETOKENIZED = re.compile(r"retokenized-after-(\d+)-")
 
