@@ -330,3 +330,9 @@ def test_keys_carry_team_class_and_limits() -> None:
     assert "research" in listed and "confidential" in listed and "30/9000" in listed
     refused = run("keys", "create", "bad-class", "--data-class", "top-secret")
     assert refused.exit_code == 2 and "unknown data class" in refused.output
+
+
+def test_version() -> None:
+    from entrepot import __version__
+
+    assert ok("--version").strip() == f"entrepot {__version__}"
