@@ -6,6 +6,7 @@ pipeline (ledger, key budget, egress policy)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +25,7 @@ from entrepot.fingerprint import canaries
 from entrepot.fingerprint.session import SAMPLES, FingerprintRequest, check, take
 from entrepot.store.db import open_engine
 from entrepot.store.keys import KeyStore
-from tests.conftest import Server, start_fake
+from tests.conftest import Server, create_key, start_fake
 
 CANARIES = len(canaries.load().canaries)
 RUN = SAMPLES * CANARIES  # requests per take or check
@@ -188,3 +189,26 @@ def test_the_egress_policy_applies_to_the_canaries(host: Server, tmp_path: Path)
     with pytest.raises(EgressDeniedError):
         take(config, FingerprintRequest("remote"))
     assert _received(host, target) == 0
+
+
+def test_through_a_gateway_by_url_every_canary_is_the_gateways(
+    gateway: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINGERPRINT_URL_KEY", create_key(gateway, "fingerprint-by-url"))
+    config = Config.model_validate({"store": {"url": f"sqlite:///{tmp_path / 'local.db'}"}})
+    request = FingerprintRequest(
+        "fake/echo", gateway_url=gateway.url, api_key_env="FINGERPRINT_URL_KEY"
+    )
+    taken = take(config, request)
+    result = check(config, request)
+    assert taken.run.deployment is None  # a gateway by URL keeps its deployments to itself
+    assert not result.agreement.substituted and result.agreement.exact_share == 1.0
+
+    assert gateway.data_dir is not None
+    query = "SELECT endpoint FROM usage_records WHERE key_name = 'fingerprint-by-url'"
+    deadline, rows = time.monotonic() + 10, []
+    while len(rows) < 2 * RUN and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with sqlite3.connect(gateway.data_dir / "entrepot.db") as db:
+            rows = db.execute(query).fetchall()
+    assert rows == [("fingerprint:chat",)] * (2 * RUN)
