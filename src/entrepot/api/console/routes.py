@@ -16,7 +16,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from entrepot.api.console import figures, keys, models
+from entrepot.api.console import (
+    dataflow,
+    evaluations,
+    figures,
+    keys,
+    models,
+    overview,
+    requests,
+)
 from entrepot.api.console.pages import SECURITY_HEADERS, Page, PageContext
 from entrepot.api.console.session import (
     COOKIE,
@@ -32,7 +40,14 @@ from entrepot.api.gateway import Gateway
 from entrepot.exceptions import GatewayError
 
 # The pages, in navigation order. Add yours here (see the package docstring).
-PAGES: tuple[Page, ...] = (keys.PAGE, models.PAGE)
+PAGES: tuple[Page, ...] = (
+    overview.PAGE,
+    dataflow.PAGE,
+    keys.PAGE,
+    models.PAGE,
+    requests.PAGE,
+    evaluations.PAGE,
+)
 
 MAX_FORM_BYTES = 64 * 1024
 CSS = files("entrepot.api.console").joinpath("static/console.css").read_bytes()
