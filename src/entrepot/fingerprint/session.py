@@ -152,17 +152,13 @@ async def _collect(
     )
     answers: list[StoredAnswer] = []
     total = SAMPLES * len(chosen.canaries)
-    async with through:
-        ask = await _asker(through, request.model)
-        try:
-            for sample in range(SAMPLES):
-                for canary in chosen.canaries:
-                    result, deployment = await ask.call({**chosen.body(canary)})
-                    answers.append(_answer(sample, canary.id, result, deployment))
-                    if progress is not None:
-                        progress(len(answers), total)
-        finally:
-            await ask.close()
+    async with through, _Asker(through, request.model) as ask:
+        for sample in range(SAMPLES):
+            for canary in chosen.canaries:
+                result, deployment = await ask.call(chosen.body(canary))
+                answers.append(_answer(sample, canary.id, result, deployment))
+                if progress is not None:
+                    progress(len(answers), total)
     return answers
 
 
@@ -194,16 +190,14 @@ class _Asker:
         result = await answer_in_process(exchange, body, cache_header="off")
         return result, exchange.record.deployment
 
-    async def close(self) -> None:
+    async def __aenter__(self) -> _Asker:
+        if self.remote is not None:
+            await self.remote.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         if self.remote is not None:
             await self.remote.close()
-
-
-async def _asker(through: InProcessGateway | GatewayByUrl, alias: str) -> _Asker:
-    asker = _Asker(through, alias)
-    if asker.remote is not None:
-        await asker.remote.start()
-    return asker
 
 
 def _answer(sample: int, canary: str, result: JSON, deployment: str | None) -> StoredAnswer:
