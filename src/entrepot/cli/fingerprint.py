@@ -79,8 +79,10 @@ def take(
     json: Json = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """Ask the canary prompts (temperature 0, fixed seed, short answers) twice and store the
-    answers as MODEL's fingerprint."""
+    """Store MODEL's fingerprint: its answers to the canary prompts.
+
+    Each canary is asked twice (temperature 0, a fixed seed, short answers), so the take knows
+    how much the model agrees with itself."""
     from entrepot.fingerprint import report, session
 
     config = load(config_path)
@@ -102,8 +104,10 @@ def check(
     json: Json = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """Ask the canaries again (twice, for the noise floor) and compare with MODEL's newest
-    fingerprint. Exits 1 when a substitution is probable."""
+    """Compare MODEL with its newest fingerprint; exit 1 if it was probably swapped.
+
+    The canaries are asked again, twice, and the noise floor (how much the model agrees with
+    itself) is measured from both runs."""
     from entrepot.fingerprint import report, session
 
     config = load(config_path)
