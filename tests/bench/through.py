@@ -18,21 +18,22 @@ from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.config import Config, ModelConfig
 from tests.conftest import UPSTREAM_KEY, Server, fake_model
 
-# The variable a keyless model takes its key from: never set, so its every call fails (401).
-UNSET_KEY_ENV = "UNSET_BENCH_KEY"
+# The variable a keyless model takes its key from: set (a run checks that first) to a key the
+# upstream does not know, so its every call fails (401).
+WRONG_KEY_ENV = "WRONG_BENCH_KEY"
 
 
 @pytest.fixture(autouse=True)
 def upstream_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Models on the fake upstream are called with its key; a keyless model has none."""
+    """Models on the fake upstream are called with its key; a keyless model with a wrong one."""
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_KEY)
-    monkeypatch.delenv(UNSET_KEY_ENV, raising=False)
+    monkeypatch.setenv(WRONG_KEY_ENV, "not-the-upstream-key")
 
 
 def keyless_model(fake: Server) -> ModelConfig:
-    """`keyless` on the fake's echo model, without a key: the upstream rejects every call."""
+    """`keyless` on the fake's echo model, without its key: the upstream rejects every call."""
     return ModelConfig.model_validate(
-        fake_model(fake, "keyless", "echo-model", api_key_env=UNSET_KEY_ENV)
+        fake_model(fake, "keyless", "echo-model", api_key_env=WRONG_KEY_ENV)
     )
 
 

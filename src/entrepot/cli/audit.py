@@ -20,6 +20,7 @@ from entrepot.cli.common import (
     load,
     output_format,
 )
+from entrepot.cli.preflight import check_run
 from entrepot.exceptions import ConfigError
 from entrepot.listing import Column, Format, Listing, Row, print_json, show
 
@@ -119,7 +120,14 @@ def audit(
     )
     shown = output_format(fmt)
     talk = human_console(shown)
-    report = run_reported(lambda: run_audit(load(config_path), request, talk), out)
+    config = load(config_path)
+
+    def checked_run() -> AuditReport:
+        if gateway is None:  # through a gateway, the gateway holds the models' keys and files
+            check_run(config, [*request.models, judge])
+        return run_audit(config, request, talk)
+
+    report = run_reported(checked_run, out)
     _print_rates(report, shown)
     silent = [m.alias for m in report.models if not any_answer(report.results, m.alias)]
     for alias in silent:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -21,8 +21,12 @@ from entrepot.cli.common import (
     load,
     output_format,
 )
+from entrepot.cli.preflight import check_run
 from entrepot.exceptions import ConfigError, GatewayError
 from entrepot.listing import Column, Listing, show
+
+if TYPE_CHECKING:
+    from entrepot.bench.schema import BenchReport
 
 T = TypeVar("T")
 
@@ -140,7 +144,14 @@ def bench(
     )
     shown = output_format(fmt)
     talk = human_console(shown)
-    report = run_reported(lambda: run_bench(load(config_path), request, talk), out)
+    config = load(config_path)
+
+    def checked_run() -> BenchReport:
+        if gateway is None:  # through a gateway, the gateway holds the models' keys and files
+            check_run(config, [*aliases, request.reference, judge, embed_model])
+        return run_bench(config, request, talk)
+
+    report = run_reported(checked_run, out)
     if shown != "table":
         show(summary_listing(report), console, shown)
     failed = failed_models(report)
@@ -180,7 +191,7 @@ def run_reported(run: Callable[[], T], out: Path) -> T:
     try:
         return run()
     except (ConfigError, GatewayError) as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise _interrupted(out) from None

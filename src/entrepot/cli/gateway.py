@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from rich.markup import escape
 
+from entrepot.cli.banner import print_banner
 from entrepot.cli.common import (
     TABLE,
     ConfigOption,
@@ -22,7 +23,8 @@ from entrepot.cli.common import (
     load,
     output_format,
 )
-from entrepot.config import Config, is_loopback
+from entrepot.cli.preflight import check_port, missing_files, missing_keys
+from entrepot.config import Config, ModelConfig, is_loopback
 from entrepot.exceptions import ConfigError, GatewayError
 from entrepot.ledger.display import count as fmt_count
 from entrepot.ledger.display import money
@@ -70,13 +72,18 @@ def serve(
     config = configured(load(config_path), offline)
     host = host or config.server.host
     port = config.server.port if port is None else port
+    served = [m for m in config.models if m.is_local or not config.policy.offline]
     try:
         check_bind(config, host)
         check_workers(config, workers)
+        if missing := missing_files(served):
+            raise ConfigError("\n".join(missing))
+        check_port(host, port)
+        print_banner(config, host, port, _refused_warnings(served), console)
         # One worker is served from here; several build their own from the environment.
         app = gateway_app(config) if workers == 1 else WORKER_APP
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     if workers > 1:
         if config_path is not None:
@@ -98,6 +105,11 @@ def serve(
         server_header=False,  # no advertising of the server software to every client
         timeout_graceful_shutdown=30,
     )
+
+
+def _refused_warnings(models: list[ModelConfig]) -> list[str]:
+    """A model without its key still lets the gateway start (the others serve); said here."""
+    return [f"{problem}: its requests will fail" for problem in missing_keys(models)]
 
 
 def check_workers(config: Config, workers: int) -> None:

@@ -96,7 +96,10 @@ class HttpUpstream:
         name = self.config.deployment
         detail = _upstream_message(raw)
         if status in (401, 403):
-            return UpstreamError(f"upstream {name} rejected the gateway's credentials ({status})")
+            source = _key_source(self.config)
+            return UpstreamError(
+                f"upstream {name} rejected the gateway's credentials ({status}): {source}"
+            )
         if status == 408:
             return UpstreamTimeoutError(f"upstream {name} timed out ({status})")
         if status >= 500:
@@ -104,6 +107,16 @@ class HttpUpstream:
         return UpstreamRejectedError(
             f"upstream {name}: {detail}", status_code=status, retry_after=_seconds(retry_after)
         )
+
+
+def _key_source(config: ModelConfig) -> str:
+    """Where the key it sent came from, so the operator knows which variable to fix (its name
+    only: the key itself is never in a message)."""
+    if config.api_key_env is None:
+        return "no key was sent (the model has no api_key_env)"
+    if not config.api_key():
+        return f"no key was sent: ${config.api_key_env} is not set"
+    return f"check the key in ${config.api_key_env}"
 
 
 def _seconds(retry_after: str | None) -> str | None:
