@@ -1,5 +1,5 @@
-"""A gateway for the console's tests: keys required, an admin key, one priced model on the fake
-OpenAI upstream and a team with a budget; and a logged-in HTTP client for it."""
+"""A gateway for the console's tests: keys required, an admin key, models on the fake OpenAI
+upstream priced by token and by hardware, a team with a budget; and a logged-in HTTP client."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def console_config(fake_openai: Server) -> dict[str, object]:
         "models": [
             fake_model(fake_openai, "fake/echo", "echo-model", price=PRICE, licence="MIT"),
             fake_model(fake_openai, "fake/cn", "echo-model", jurisdiction="CN", price=PRICE),
+            # A server on this machine, priced by the hardware it occupies (its CPU cores).
+            fake_model(
+                fake_openai, "local/echo", "echo-model", jurisdiction="local", hardware="cpu"
+            ),
         ],
     }
 

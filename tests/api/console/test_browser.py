@@ -15,9 +15,12 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.api.console.browser import chromium, requested_urls
-from tests.conftest import ADMIN_KEY, ROOT, Server
+from tests.conftest import ADMIN_KEY, ROOT, Server, usage_record
 
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
@@ -47,6 +50,13 @@ def screenshot(driver: webdriver.Chrome, path: Path, size: tuple[int, int] = DES
     driver.set_window_size(*size)
 
 
+def wait_for(driver: webdriver.Chrome, selector: str) -> WebElement:
+    """The element, once the page that has it loaded (a submitted form navigates later)."""
+    return WebDriverWait(driver, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector))
+    )
+
+
 def nav_links(driver: webdriver.Chrome) -> dict[str, str]:
     links = driver.find_elements(By.CSS_SELECTOR, "nav a")
     return {link.text: str(link.get_attribute("href")) for link in links}
@@ -59,11 +69,13 @@ def fits_a_phone(driver: webdriver.Chrome) -> bool:
     return bool(wide)
 
 
-def ask(gateway: Server, secret: str) -> None:
+def ask(gateway: Server, secret: str) -> str:
+    """The request's id, once the answer came back."""
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=secret, max_retries=0)
-    client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model="fake/echo", messages=[{"role": "user", "content": "hello console"}], max_tokens=20
     )
+    return str(raw.headers["x-request-id"])
 
 
 def test_operator_flow(console_gateway: Server, browser: webdriver.Chrome, shots: Path) -> None:
@@ -73,6 +85,7 @@ def test_operator_flow(console_gateway: Server, browser: webdriver.Chrome, shots
     screenshot(browser, shots / "login.png")
     assert browser.switch_to.active_element.get_attribute("id") == "admin_key"
     browser.switch_to.active_element.send_keys(ADMIN_KEY, Keys.ENTER)
+    wait_for(browser, "nav")
     pages = nav_links(browser)
     assert {"Keys and budgets", "Models"} <= set(pages)
 
@@ -87,9 +100,9 @@ def test_operator_flow(console_gateway: Server, browser: webdriver.Chrome, shots
     browser.find_element(By.CSS_SELECTOR, "#create + form button[type=submit]").send_keys(
         Keys.ENTER
     )
-    secret = browser.find_element(By.ID, "new-secret").text
+    secret = wait_for(browser, "#new-secret").text
     assert secret.startswith("ek-")
-    ask(console_gateway, secret)
+    usage_record(console_gateway, ask(console_gateway, secret))  # in the ledger
 
     if "Requests" in pages:
         browser.get(pages["Requests"])
@@ -98,8 +111,8 @@ def test_operator_flow(console_gateway: Server, browser: webdriver.Chrome, shots
         browser.get(pages["Overview"])
         assert "browser-key" in browser.page_source
     browser.get(pages["Models"])
-    row = browser.find_element(By.XPATH, "//tr[td[1][normalize-space()='fake/echo']]")
-    assert row.find_element(By.CSS_SELECTOR, 'td[data-label="Requests"]').text != "0"
+    row = browser.find_element(By.XPATH, "//tr[td[1]/text()[1][normalize-space()='fake/echo']]")
+    assert not row.find_element(By.CSS_SELECTOR, 'td[data-label="Requests"]').text.startswith("0")
 
     for address in pages.values():
         browser.get(address)
@@ -113,10 +126,8 @@ def test_operator_flow(console_gateway: Server, browser: webdriver.Chrome, shots
 
     browser.get(pages["Keys and budgets"])
     browser.find_element(By.CSS_SELECTOR, '[aria-label="Revoke key browser-key"]').click()
-    assert (
-        "browser-key"
-        in browser.find_element(By.ID, "revoked").find_element(By.XPATH, "following::table").text
-    )
+    revoked = wait_for(browser, "#revoked")
+    assert "browser-key" in revoked.find_element(By.XPATH, "following::table").text
     with pytest.raises(openai.AuthenticationError):
         ask(console_gateway, secret)
 

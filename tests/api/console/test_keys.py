@@ -14,6 +14,8 @@ import openai
 import pytest
 
 from entrepot.api.console import figures
+from entrepot.config import ModelConfig
+from entrepot.ledger import hardware
 from tests.api.console.conftest import hidden
 from tests.conftest import Server, usage_record
 
@@ -24,7 +26,8 @@ def cells(page: str, first: str) -> dict[str, str]:
     """The cells of the table row whose first cell is `first`, by their column's label."""
     for row in re.findall(r"<tr>(.*?)</tr>", page, re.S):
         found = dict(re.findall(r'<td[^>]*data-label="([^"]+)"[^>]*>(.*?)</td>', row, re.S))
-        if found and html.unescape(re.sub(r"<[^>]+>", "", next(iter(found.values())))) == first:
+        name = next(iter(found.values()), "").split("<br>")[0]  # a key's prefix is below
+        if found and html.unescape(re.sub(r"<[^>]+>", "", name)) == first:
             return {k: html.unescape(re.sub(r"<[^>]+>", " ", v)).strip() for k, v in found.items()}
     raise AssertionError(f"no row for {first!r}")
 
@@ -71,7 +74,7 @@ def test_a_key_made_here_is_billed_shown_and_revoked(
     assert spent > 0
     row = cells(page, "budgeted")
     assert row["Models"] == "fake/echo" and row["Team"] == "research"
-    assert row["Rate limits"].startswith("100 req/min")
+    assert row["Rate limits"] == "100 req/min"
     assert row["Spent (month)"] == figures.money(spent, "USD")
     assert row["Remaining"].startswith(figures.money(BUDGET - spent, "USD"))
     per_day = spent * 24  # spent within the first hour: the rate over an hour
@@ -122,7 +125,19 @@ def test_models_page(console_gateway: Server, session: httpx.Client) -> None:
     echo = cells(page, "fake/echo")
     assert echo["Provider"] == "openai_compatible"
     assert echo["Licence"] == "MIT"
-    assert echo["Price per 1M tokens"] == "$2.00 / $8.00"
-    assert echo["Price read"] == "2026-11-01"
-    assert echo["Circuit"] == "closed"
+    assert echo["Price per 1M tokens"].split() == ["$2.00", "/", "$8.00", "2026-11-01"]
+    assert echo["Circuit"].split() == ["closed", "0", "in", "flight"]
+    assert echo["Requests"].split()[1:] == ["0", "failed", "(0%)"]
     assert cells(page, "fake/cn")["Jurisdiction"].startswith("CN")
+    local = cells(page, "local/echo")
+    cpu = hardware.reference().cpu
+    per_hour = figures.money(cpu.per_hour * hardware.cores_used(_local_echo()), "USD")
+    assert local["Hardware"].split()[0] == f"{per_hour}/hour"
+    assert local["Hardware"].endswith(f"{cpu.source}, {cpu.as_of.isoformat()}")
+    assert local["Price per 1M tokens"] == "–"
+
+
+def _local_echo() -> ModelConfig:
+    return ModelConfig(
+        alias="local/echo", provider="openai_compatible", target="m", base_url="http://127.0.0.1"
+    )

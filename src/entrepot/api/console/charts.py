@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 72, 16, 16, 40
+MAX_BAR = 64
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#65a30d", "#db2777")
 Formatter = Callable[[float], str]
 
@@ -104,7 +105,7 @@ def bar_chart(label: str, bars: Sequence[tuple[str, float]], fmt: Formatter) -> 
     names = [name for name, _ in bars]
     parts = _frame(label, ticks, fmt, names)
     n = max(len(bars), 1)
-    width = (WIDTH - LEFT - RIGHT) / n * 0.7
+    width = min((WIDTH - LEFT - RIGHT) / n * 0.7, MAX_BAR)
     for i, (_, value) in enumerate(bars):
         x, y = _x(i, n) - width / 2, _y(value, ticks[-1])
         parts.append(
