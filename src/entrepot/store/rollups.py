@@ -70,6 +70,14 @@ class Totals:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def merge(self, other: Totals) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        for currency, nanos in other.cost_nanos.items():
+            self.cost_nanos[currency] = self.cost_nanos.get(currency, 0) + nanos
+
     def add(self, row: Any) -> None:
         self.requests += int(row.requests)
         self.errors += int(row.errors)
@@ -106,6 +114,15 @@ def series(
     with engine.connect() as conn:
         for row in conn.execute(query):
             out.setdefault(row.bucket, {}).setdefault(row.grp, Totals()).add(row)
+    return out
+
+
+def collapse(buckets: dict[str, dict[str, Totals]]) -> dict[str, Totals]:
+    """A series' totals per group over all its buckets: what `totals_by` would read again."""
+    out: dict[str, Totals] = {}
+    for groups in buckets.values():
+        for name, totals in groups.items():
+            out.setdefault(name, Totals()).merge(totals)
     return out
 
 

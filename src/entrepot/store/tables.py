@@ -262,6 +262,7 @@ usage_hourly = Table(
     Column("ttft_ms", BigInteger, nullable=False),
     *(Column(f"latency_le_{b}", BigInteger, nullable=False) for b in LATENCY_BOUNDS_MS),
     *(Column(f"ttft_le_{b}", BigInteger, nullable=False) for b in LATENCY_BOUNDS_MS),
+    sqlite_with_rowid=False,  # a range of hours read in one pass, in key order
 )
 
 # Per UTC hour, the requests the egress rules kept from a deployment, by the rule that fired
@@ -278,4 +279,5 @@ usage_hourly_egress = Table(
     Column("outcome", String(16), primary_key=True),
     Column("reason", String(1000), primary_key=True),
     Column("requests", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )

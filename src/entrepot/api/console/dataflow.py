@@ -24,14 +24,15 @@ from entrepot.api.console.ranges import OTHER, Range, label, leaders, read_range
 from entrepot.store.rollups import (
     Egress,
     Totals,
+    collapse,
     egress_events,
     egress_series,
     series,
-    totals_by,
 )
 
 MISSING = {"jurisdiction": "(not sent)", "data_class": "(none)"}
 OUTCOMES = ("denied", "rerouted")
+FLOWS = ("jurisdiction", "data_class")
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,8 @@ class Figures:
 
 def gather(engine: Engine, shown: Range) -> Figures:
     window = shown.window
-    flows = tuple(
-        Flow(by, totals_by(engine, window, by), series(engine, window, shown.grain, by))
-        for by in ("jurisdiction", "data_class")
-    )
+    found = {by: series(engine, window, shown.grain, by) for by in FLOWS}  # type: ignore[arg-type]
+    flows = tuple(Flow(by, collapse(buckets), buckets) for by, buckets in found.items())
     return Figures(
         flows=flows,  # type: ignore[arg-type]
         egress_buckets=egress_series(engine, window, shown.grain),

@@ -31,7 +31,14 @@ from entrepot.api.console.ranges import (
     main_currency,
     read_range,
 )
-from entrepot.store.rollups import Latency, Totals, latency_by_model, series, totals_by
+from entrepot.store.rollups import (
+    Latency,
+    Totals,
+    collapse,
+    latency_by_model,
+    series,
+    totals_by,
+)
 
 SPLITS = ("model", "key", "team", "endpoint")
 MISSING = {"model": "(no model)", "key": "(no key)", "team": "(no team)", "endpoint": "–"}
@@ -48,9 +55,10 @@ class Figures:
 
 def gather(engine: Engine, shown: Range, split: str) -> Figures:
     window = shown.window
+    buckets = series(engine, window, shown.grain, split)  # type: ignore[arg-type]
     return Figures(
-        buckets=series(engine, window, shown.grain, split),  # type: ignore[arg-type]
-        groups=totals_by(engine, window, split),  # type: ignore[arg-type]
+        buckets=buckets,
+        groups=collapse(buckets),
         keys=totals_by(engine, window, "key"),
         latency=latency_by_model(engine, window),
     )
@@ -59,12 +67,7 @@ def gather(engine: Engine, shown: Range, split: str) -> Figures:
 def overall(groups: Mapping[str, Totals]) -> Totals:
     total = Totals()
     for one in groups.values():
-        total.requests += one.requests
-        total.errors += one.errors
-        total.prompt_tokens += one.prompt_tokens
-        total.completion_tokens += one.completion_tokens
-        for currency, nanos in one.cost_nanos.items():
-            total.cost_nanos[currency] = total.cost_nanos.get(currency, 0) + nanos
+        total.merge(one)
     return total
 
 
