@@ -109,6 +109,12 @@ def test_the_same_file_twice_is_a_duplicate(tmp_path: Path) -> None:
         ({"prompt": None}, "field (item)"),
         ({"grader": {"kind": "judge"}}, "field grader.rubric"),
         ({"expected": "BB", "grader": {"kind": "choice"}}, "field expected"),
+        (
+            {"prompt": "{a} + {b.real}?", "variables": {"a": 1}},
+            "field variables: the prompt uses {b}, which is not given (given: a)",
+        ),
+        ({"prompt": "{0} + 1?"}, "field prompt: {0} needs a name"),
+        ({"prompt": "a set {1, 2"}, "field prompt: not a valid template"),
     ],
 )
 def test_jsonl_errors_name_file_line_and_field(

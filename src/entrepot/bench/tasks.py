@@ -18,6 +18,8 @@ be unique across everything loaded, since results and the response cache are key
 from __future__ import annotations
 
 import json
+import re
+import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,10 +63,31 @@ def _item(where: str, raw: Any, task: str, grader: dict[str, Any] | None) -> _Lo
 
 
 def _gradable(where: str, item: TaskItem) -> _Located:
-    problem = item_problem(item)
+    problem = item_problem(item) or _unfilled(item)
     if problem is not None:
         raise ConfigError(f"{where}: field {problem}")
     return where, item
+
+
+def _unfilled(item: TaskItem) -> str | None:
+    """A prompt's placeholder that the item's variables do not fill, found when the file is
+    read rather than as a KeyError when the item is asked."""
+    if item.prompt is None:
+        return None
+    try:
+        names = [
+            name for _, name, _, _ in string.Formatter().parse(item.prompt) if name is not None
+        ]
+    except ValueError as exc:
+        return f"prompt: not a valid template ({exc}); write a literal brace as {{{{ or }}}}"
+    for name in names:
+        base = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if not base or base.isdigit():
+            return f"prompt: {{{name}}} needs a name, filled from the item's variables"
+        if base not in item.variables:
+            given = ", ".join(sorted(item.variables)) or "none"
+            return f"variables: the prompt uses {{{base}}}, which is not given (given: {given})"
+    return None
 
 
 def _read(path: Path) -> str:
