@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from entrepot.audit.schema import AuditReport
 from entrepot.cli import app
+from tests.bench.html_check import check_page
 from tests.conftest import LOCAL, Server
 
 HARBOUR = str(Path(__file__).parent / "packs" / "harbour.yaml")
@@ -41,7 +42,7 @@ def test_small_pack_end_to_end_on_the_bundled_model(
     assert model.provider == "llama_cpp" and model.host == "this machine (in-process)"
     assert "Rate [95% CI]" in result.output
     html = (out / "report.html").read_text()
-    assert "https://" not in html and "<script" not in html
+    check_page(html)
 
 
 def test_list_and_schema() -> None:

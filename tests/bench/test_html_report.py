@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from entrepot.bench.charts import LEFT, scatter_svg
 from entrepot.bench.html import TEXT_LIMIT, write_html
 from entrepot.bench.report import summarise
 from entrepot.bench.runner import RunOptions
@@ -196,3 +197,28 @@ def test_the_page_reads_at_700_px_and_its_filter_works(
     assert shown(browser, "matrix") == f"0 of {EASY + HARD} shown"
     rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-row]")
     assert len(rows) == EASY + HARD and not any(r.is_displayed() for r in rows)
+
+
+def test_a_model_that_cost_nothing_sits_on_a_zero_tick_left_of_the_log_axis() -> None:
+    rows = [
+        ItemResult(item_id=str(i), task="t", model=model, answer="a", score=float(i % 2),
+                   cost_nanos=cost)
+        for i in range(4)
+        for model, cost in (("free", 0), ("cheap", 1_000), ("dear", 1_000_000))
+    ]  # fmt: skip
+    names = ["free", "cheap", "dear"]
+    report = summarise(
+        rows,
+        reference=None,
+        price_dates=dict.fromkeys(names, None),
+        currencies=dict.fromkeys(names, "EUR"),
+        cost_basis={"free": "hardware", "cheap": "tokens", "dear": "tokens"},
+        tasks=["t"],
+        repeats=1,
+    )
+    svg = str(scatter_svg(report.models))
+    ticks = re.findall(r'class="tick"[^>]*/><text[^>]*>([^<]+)</text>', svg)
+    assert ticks[:4] == ["€0", "€0.000001", "€0.00001", "€0.0001"] and ticks[-1] == "€0.001"
+    assert "log scale, EUR" in svg
+    free = re.search(r"<title>free:[^<]*</title><line x1=\"([\d.]+)\"", svg)
+    assert free is not None and float(free.group(1)) == LEFT
