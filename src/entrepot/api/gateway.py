@@ -103,7 +103,7 @@ class Gateway:
             )
         self.counters = counters
         self.limiter = Limiter(
-            counters, self.spend_since, rates=config.currency_rates, hold=hold_seconds(config)
+            counters, self._spend_since, rates=config.currency_rates, hold=hold_seconds(config)
         )
         self.observer: AnswerObserver | None = None
         self._subjects: dict[int, tuple[ApiKey, list[Subject]]] = {}
@@ -123,9 +123,7 @@ class Gateway:
         self._subjects[key.id] = (key, subjects)
         return subjects
 
-    async def spend_since(self, subject: Subject, since: dt.datetime) -> int:
-        """What `subject` spent since `since`, in nanos of its budget's currency: as the limiter
-        seeds its budget, and as the console shows it."""
+    async def _spend_since(self, subject: Subject, since: dt.datetime) -> int:
         budget = subject.limits.budget
         if budget is None:
             return 0

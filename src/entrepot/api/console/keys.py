@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from entrepot.api.admin import new_key
-from entrepot.api.console.budgets import Standing, standing
+from entrepot.api.console.budgets import Spends, Standing, standing
 from entrepot.api.console.pages import Page, PageContext
 from entrepot.exceptions import GatewayError, InvalidRequestError
 from entrepot.store.keys import BUDGET_PERIODS
@@ -35,9 +35,13 @@ class TeamRow:
 async def _rows(ctx: PageContext) -> tuple[list[KeyRow], list[TeamRow], list[ApiKey]]:
     gateway = ctx.gateway
     keys = gateway.keys.store.list(include_revoked=True)
+    spends = Spends(gateway, dt.datetime.now(dt.UTC))
     active = [key for key in keys if key.revoked_at is None]
     rows = [
-        KeyRow(key, await standing(gateway, f"key:{key.id}", key.limits.budget, key.created_at))
+        KeyRow(
+            key,
+            await standing(spends, key.limits.budget, key.created_at, key=(key.id, key.name)),
+        )
         for key in active
     ]
     teams = []
@@ -48,7 +52,7 @@ async def _rows(ctx: PageContext) -> tuple[list[KeyRow], list[TeamRow], list[Api
             TeamRow(
                 name,
                 len(members),
-                await standing(gateway, f"team:{name}", team.limits.budget, since),
+                await standing(spends, team.limits.budget, since, team=name),
             )
         )
     return rows, teams, [key for key in keys if key.revoked_at is not None]
