@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from entrepot.config import CurrencyRates, StoreConfig
 from entrepot.failure_log import FailureLog
 from entrepot.ledger.metrics import GatewayMetrics
+from entrepot.ledger.request_log import log_requests
 from entrepot.ledger.spool import Spool, spool_directory
 from entrepot.store.writer_process import Rejected, StoreProcess
 from entrepot.types import UsageRecord
@@ -172,6 +173,7 @@ class LedgerWriter:
         queued, self._pending = self._pending, []
         if not queued:
             return
+        log_requests(queued)
         self._busy += 1
         self._in_flight[id(queued)] = queued
         try:
