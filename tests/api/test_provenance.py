@@ -47,7 +47,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def gateway(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("provenance")
     config_file = tmp / "registered.yaml"
-    register(config_file, files["adapter"], TUNED)
+    register(config_file, files["adapter"], TUNED, "--licence", "MIT")
     broken = tmp / "broken.gguf"
     broken.write_bytes(files["quantised"].read_bytes())
     register(config_file, broken, BROKEN, "--derivation", "quantised")
@@ -142,3 +142,9 @@ def test_a_corrupted_copy_is_refused(gateway: Server, files: dict[str, Path]) ->
     record = usage_record(gateway, response.headers["x-request-id"])
     assert (record["status"], record["error_type"]) == (503, "weights_mismatch")
     assert record["weights_sha256"] is None
+
+
+def test_a_contradicted_licence_is_flagged_at_start(gateway: Server) -> None:
+    log = gateway.log.read_text()
+    assert f"model {TUNED}: the declared licence 'MIT' contradicts its file's own" in log
+    assert f"model {BUNDLED_ALIAS}: the declared licence" not in log

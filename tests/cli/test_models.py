@@ -4,6 +4,7 @@ requantised from the bundled model by llama.cpp, a LoRA adapter, a corrupted cop
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,23 @@ def test_a_lora_adapter_is_registered_on_its_base(tmp_path: Path, quantised: Pat
     assert f"adapter  {digest(adapter)}" in tree and "⚠ the declared licence 'MIT'" in tree
     listed = ok("models", "--config", str(config))
     assert digest(adapter)[:12] in listed and "Q4_0+LoRA" in listed
+
+    rows = json.loads(ok("models", "lineage", "local/tone", "--format", "json", "-c", str(config)))
+    assert [r["alias"] for r in rows] == [BUNDLED_ALIAS, QUANTISED, "local/tone"]
+    tone = rows[2]
+    assert (tone["base"], tone["derivation"], tone["quantisation"]) == (
+        QUANTISED,
+        "lora",
+        "Q4_0+LoRA",
+    )
+    assert (tone["weights_sha256"], tone["adapter_sha256"]) == (digest(quantised), digest(adapter))
+    assert tone["weights_verified"] and tone["adapter_verified"]
+    assert (tone["licence"], tone["file_licence"], tone["licence_contradicted"]) == (
+        "MIT",
+        "apache-2.0",
+        True,
+    )
+    assert rows[1]["parameters"] == 134_515_008 and rows[1]["context_length"] == 8192
 
 
 def test_a_corrupted_copy_is_flagged(tmp_path: Path, quantised: Path) -> None:

@@ -16,11 +16,12 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from entrepot.cli.common import ConfigOption, console, load
+from entrepot.cli.common import TABLE, ConfigOption, FormatOption, console, load, output_format
 from entrepot.cli.config_file import add_model
 from entrepot.cli.gateway import models as list_models
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import ConfigError
+from entrepot.listing import Listing, show
 from entrepot.providers.gguf_header import GGUFHeader
 from entrepot.providers.provenance import SHORT, FileFacts, file_facts, local_facts
 from entrepot.providers.weights import licence_conflict
@@ -181,20 +182,59 @@ def lineage(
         str | None, typer.Argument(help="Only this model's ancestors and descendants.")
     ] = None,
     config_path: ConfigOption = None,
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Draw the tree of bases, derivatives and adapters.
 
     Each model with its files' SHA-256, what its GGUF header says, its licence (flagged where
-    it contradicts the file's) and how it was derived."""
+    it contradicts the file's) and how it was derived. JSON and CSV give one row per model,
+    naming its base."""
     config = load(config_path)
     if alias is not None and config.model(alias) is None:
         console.print(f"[red]{escape(alias)!r} is not a configured alias[/red]")
         raise typer.Exit(2)
     shown = _family(config, alias)
+    chosen = output_format(fmt)
+    if chosen != "table":
+        show(Listing([], rows=[_row(m) for m in shown]), console, chosen)
+        return
     names = {m.alias for m in shown}
     for model in shown:
         if _base_of(model) not in names:
             console.print(_tree(model, shown))
+
+
+def _row(model: ModelConfig) -> dict[str, Any]:
+    """A model's provenance as plain values, for scripts."""
+    lineage = model.lineage
+    row: dict[str, Any] = {
+        "alias": model.alias,
+        "base": lineage.base if lineage else None,
+        "derivation": lineage.derivation if lineage else None,
+        "dataset": lineage.dataset if lineage else None,
+        "notes": lineage.notes if lineage else None,
+        "licence": model.licence,
+    }
+    try:
+        facts = local_facts(model)
+    except ConfigError as exc:
+        return row | {"error": str(exc)}
+    if facts is None:
+        return row
+    header = facts.weights.header
+    return row | {
+        "weights_sha256": facts.weights.sha256,
+        "weights_verified": facts.weights.verified,
+        "adapter_sha256": facts.adapter.sha256 if facts.adapter else None,
+        "adapter_verified": facts.adapter.verified if facts.adapter else None,
+        "architecture": header.architecture,
+        "parameters": header.parameters,
+        "quantisation": facts.quantisation,
+        "context_length": header.context_length,
+        "chat_template_sha256": header.chat_template_sha256,
+        "file_licence": facts.file_licence,
+        "licence_contradicted": facts.licence_contradicted(model),
+    }
 
 
 def _base_of(model: ModelConfig) -> str | None:

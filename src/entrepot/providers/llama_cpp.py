@@ -40,6 +40,7 @@ from entrepot.providers.local_generation import (
 from entrepot.providers.local_messages import template_input
 from entrepot.providers.local_tool_calls import CallReader, TextReader, message_of
 from entrepot.providers.local_tools import ToolPlan, finish_reason
+from entrepot.providers.provenance import local_facts
 from entrepot.providers.weights import Provenance, verify
 from entrepot.types import JSON, TokenUsage
 
@@ -77,6 +78,14 @@ class LlamaCppProvider:
             logger.error("%s", exc.message)
             self._refused = exc.message
             return
+        facts = await loop.run_in_executor(self._executor, local_facts, self.config)
+        if facts is not None and facts.licence_contradicted(self.config):
+            logger.warning(
+                "model %s: the declared licence %r contradicts its file's own (%r)",
+                self.config.alias,
+                self.config.licence,
+                facts.file_licence,
+            )
         for _ in range(self._options.parallel):
             model = await loop.run_in_executor(
                 self._executor,
