@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from entrepot.policy.access import authorize_model
+from entrepot.exceptions import ModelNotFoundError
+from entrepot.policy.access import authorize_model, unknown_model
 from entrepot.policy.detector import PiiDetector
 from entrepot.policy.egress import EgressPolicy, Verdict
 from entrepot.routing.good_enough import Decision
@@ -106,7 +107,7 @@ def eligible_deployments(
         groups.append((fallback, (fallback,)))
     for served, members in groups:
         for member in members:
-            for deployment in table.resolve(member):
+            for deployment in _deployments(table, member, key):
                 verdict = egress.check(
                     data_class=data_class, team=team, deployment=deployment.config, offline=offline
                 )
@@ -121,3 +122,11 @@ def eligible_deployments(
             result.alias = served
             return result
     raise egress.blocked_error(alias, data_class, refused, findings)
+
+
+def _deployments(table: RoutingTable, alias: str, key: ApiKey | None) -> list[Deployment]:
+    """An alias's deployments; an unknown one is refused naming those the key may use."""
+    try:
+        return table.resolve(alias)
+    except ModelNotFoundError:
+        raise unknown_model(key, alias, table.aliases) from None

@@ -29,7 +29,7 @@ from entrepot.api.messages.errors import error_response
 from entrepot.api.messages.request import body_object, internal_body
 from entrepot.exceptions import GatewayError
 from entrepot.ledger.estimate import TOKENS_PER_MESSAGE, prompt_tokens
-from entrepot.policy.access import authorize_model
+from entrepot.policy.access import authorize_model, unknown_model
 from entrepot.types import JSON
 
 
@@ -45,6 +45,8 @@ async def serve_count(gateway: Gateway, scope: Scope, receive: Receive, send: Se
         body = internal_body(body_object(parse_json(raw)), counting=True)
         alias = gateway.routing.alias_for(body["model"])
         authorize_model(key, alias)
+        if alias not in gateway.routing.aliases:
+            raise unknown_model(key, alias, gateway.routing.aliases)
         deployments = gateway.routing.resolve(alias)
         # A provider with a tokenizer of its own (a local model) counts; checked by the method
         # rather than the class, so that llama-cpp-python is imported only where configured.
