@@ -101,3 +101,29 @@ def test_summary_numbers_and_outputs(tmp_path: Path) -> None:
     console = Console(file=io.StringIO(), width=200)
     print_report(report, console)
     assert "A" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_terminal_table_keeps_long_names_and_costs_whole_at_80_columns() -> None:
+    names = ["local/smollm2-135m-instruct", "local/smollm2-135m-instruct-q8", "local/smollm2-x"]
+    results = [
+        ItemResult(
+            item_id=str(i), task="t", model=name, score=1.0, cost_nanos=1_234, latency_ms=1500.0,
+            prompt_tokens=12_345, completion_tokens=2,
+        )
+        for i in range(3)
+        for name in names
+    ]  # fmt: skip
+    report = summarise(
+        results, reference=names[0], price_dates={}, currencies={}, cost_basis={},
+        tasks=["t"], repeats=1,
+    )  # fmt: skip
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    print_report(report, console)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "…" not in out
+    lines = out.splitlines()
+    for name in names:
+        assert name in lines, out  # each card is headed by the whole name
+    assert any("$0.00000370" in line for line in lines), out  # total cost: 3 × 1,234 nanos
+    assert any("1.50 s / 1.50 s" in line for line in lines), out
+    assert any("37,035 / 6" in line for line in lines), out
