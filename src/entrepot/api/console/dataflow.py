@@ -32,7 +32,6 @@ from entrepot.store.rollups import (
 
 MISSING = {"jurisdiction": "(not sent)", "data_class": "(none)"}
 OUTCOMES = ("denied", "rerouted")
-FLOWS = ("jurisdiction", "data_class")
 
 
 @dataclass(frozen=True)
@@ -86,15 +85,20 @@ class Figures:
     events: list[Egress]
 
 
-def gather(engine: Engine, shown: Range) -> Figures:
-    window = shown.window
-    found = {by: series(engine, window, shown.grain, by) for by in FLOWS}  # type: ignore[arg-type]
-    flows = tuple(Flow(by, collapse(buckets), buckets) for by, buckets in found.items())
-    return Figures(
-        flows=flows,  # type: ignore[arg-type]
-        egress_buckets=egress_series(engine, window, shown.grain),
-        events=egress_events(engine, window),
+async def gather(engine: Engine, shown: Range) -> Figures:
+    """The page's queries at once, each in a thread of its own (see the overview's)."""
+    window, grain = shown.window, shown.grain
+    places, classes, egress_buckets, events = await asyncio.gather(
+        asyncio.to_thread(series, engine, window, grain, "jurisdiction"),
+        asyncio.to_thread(series, engine, window, grain, "data_class"),
+        asyncio.to_thread(egress_series, engine, window, grain),
+        asyncio.to_thread(egress_events, engine, window),
     )
+    flows = (
+        Flow("jurisdiction", collapse(places), places),
+        Flow("data_class", collapse(classes), classes),
+    )
+    return Figures(flows, egress_buckets, events)
 
 
 def egress_chart(shown: Range, buckets: dict[str, dict[str, int]]) -> Markup:
@@ -113,7 +117,7 @@ def egress_chart(shown: Range, buckets: dict[str, dict[str, int]]) -> Markup:
 
 async def get(ctx: PageContext) -> Response:
     shown = read_range(ctx.request.query_params)
-    found = await asyncio.to_thread(gather, ctx.gateway.engine, shown)
+    found = await gather(ctx.gateway.engine, shown)
     jurisdiction, data_class = found.flows
     requests = sum(t.requests for t in jurisdiction.totals.values())
     return ctx.render(
