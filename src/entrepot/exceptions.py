@@ -21,8 +21,8 @@
         ├── LimitsUnavailableError (503) limits: the shared counters (Redis) cannot be reached
         ├── UpstreamError (502)
         │   ├── UpstreamTimeoutError (504)
-        │   ├── UpstreamIncapableError (502) the upstream cannot do what was asked (`n`)
-        │   └── WeightsMismatchError (503)   a local model's file is not the one registered
+        │   └── UpstreamIncapableError (502) the upstream cannot do what was asked (`n`)
+        │       └── WeightsMismatchError (503) a local model's file is not the one registered
         ├── UpstreamRejectedError (4xx)  the upstream's own refusal, its status passed on
         └── ModelRefusedError (502)      routing: the model refused; the next deployment is tried
 
@@ -214,10 +214,12 @@ class UpstreamIncapableError(UpstreamError):
     code = "upstream_incapable"
 
 
-class WeightsMismatchError(UpstreamError):
+class WeightsMismatchError(UpstreamIncapableError):
     """A local model's weights (or LoRA adapter) file does not have the SHA-256 its
     configuration declares: the model is not loaded and its requests are refused, and routing
-    tries the alias's other deployments, whose weights may be intact."""
+    tries the alias's other deployments, whose weights may be intact. It never opens the
+    deployment's circuit, whose "unavailable, retry shortly" would hide the reason from every
+    later client: retrying cannot help, restoring the file can."""
 
     status_code = 503
     code = "weights_mismatch"
