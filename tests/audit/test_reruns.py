@@ -5,6 +5,7 @@ answer at all is an error that fails the command, not a row of empty rates."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,21 @@ def test_fresh_asks_every_probe_again(
     assert asked == []
     assert _cli(fake_openai, tmp_path, "--models", "echo", "--fresh")[0] == 0
     assert len(asked) == 5  # 3 probes and 2 controls, in English
+
+
+def test_format_json_prints_the_rates_alone_on_the_output(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    config = write_config(_config(fake_openai), tmp_path / "entrepot.yaml")
+    result = CliRunner().invoke(
+        app,
+        [
+            "audit", "--packs", str(HARBOUR), "--languages", "en", "--config", str(config),
+            "--out", str(tmp_path / "out"), "--models", "echo", "--format", "json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert {cell["model"] for cell in document["cells"]} == {"echo"}
+    assert document["controls"] and "rates" in document["controls"][0]
+    assert "reports:" in result.stderr  # the run's own messages went to the error stream

@@ -6,6 +6,7 @@ fails."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,21 @@ def test_a_judge_grade_is_kept_for_the_same_judge_only(
     assert run("small").cached and asked == ["small"]
     assert run("keyless").error is not None and asked == ["small", "keyless"]
     assert first.detail is not None and first.detail.startswith("judge score")
+
+
+def test_format_csv_prints_the_summary_alone_on_the_output(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    config = write_config(_config(fake_openai), tmp_path / "entrepot.yaml")
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", str(_write_items(tmp_path)), "--models", "big,small",
+            "--config", str(config), "--out", str(tmp_path / "out"), "--format", "csv",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["model"] for row in rows] == ["big", "small"]
+    assert float(rows[0]["total_cost"]) >= 0 and rows[0]["items"] == "3"
+    assert "reports:" in result.stderr
