@@ -50,10 +50,13 @@ class Provenance:
 
     def label(self, headers: dict[str, str]) -> None:
         """Say in a response's `headers` what answered, replacing what an earlier attempt at
-        another deployment said there."""
-        headers.pop(WEIGHTS_HEADER, None)
-        headers.pop(ADAPTER_HEADER, None)
-        headers.update(self.headers)
+        another deployment said there. Every answer passes here: a remote model's costs one
+        lookup."""
+        if WEIGHTS_HEADER in headers:
+            del headers[WEIGHTS_HEADER]
+            headers.pop(ADAPTER_HEADER, None)
+        if self.headers:
+            headers.update(self.headers)
 
 
 UNKNOWN = Provenance()
