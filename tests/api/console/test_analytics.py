@@ -12,8 +12,14 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from sqlalchemy import update
 
 from entrepot.api.console import figures
+from entrepot.config import StoreConfig
+from entrepot.shadow.pairs import Pair, save
+from entrepot.store.db import open_engine
+from entrepot.store.evidence import Evidence, publish
+from entrepot.store.tables import shadow_pairs
 from tests.api.console.conftest import console_config, log_in
 from tests.api.console.test_keys import cells, create
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY, Server, start_gateway, usage_record
@@ -115,6 +121,28 @@ BENCH = {
 }
 
 
+NOW = dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.UTC)
+EVIDENCE = Evidence(
+    "e1",
+    "run-1",
+    NOW,
+    "support-tickets",
+    "cheap",
+    "dear",
+    120,
+    0.88,
+    0.80,
+    0.93,
+    0.95,
+    0.9,
+    0.99,
+    1_200_000,
+    "USD",
+    "2026-11-01",
+    None,
+)
+
+
 def test_evaluations_list_the_reports_folder_and_open_a_run(
     tmp_path: Path, fake_openai: Server
 ) -> None:
@@ -124,6 +152,19 @@ def test_evaluations_list_the_reports_folder_and_open_a_run(
     (runs / "bench-nov" / "report.html").write_text("<!doctype html><p>the bench page</p>")
     (runs / "broken").mkdir()
     (runs / "broken" / "report.json").write_text("{not json")
+    (tmp_path / "reports-data").mkdir()  # the gateway's data directory, its store inside
+    store = open_engine(StoreConfig(url=f"sqlite:///{tmp_path / 'reports-data'}/entrepot.db"))
+    publish(store, [EVIDENCE])
+    for i, difference in enumerate((0.0, -0.5)):
+        answers = {"incumbent_answer": f"secret answer {i}", "candidate_answer": "x"}
+        save(store, Pair(f"r{i}", NOW, "support", None, "dear", "cheap", "graded", **answers))
+        with store.begin() as conn:
+            conn.execute(
+                update(shadow_pairs)
+                .where(shadow_pairs.c.request_id == f"r{i}")
+                .values(difference=difference, currency="USD")
+            )
+    store.dispose()
     config = console_config(fake_openai)
     config["server"] = {"require_client_keys": True, "reports_dir": str(runs)}
     env = {"ENTREPOT_ADMIN_KEY": ADMIN_KEY, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY}
@@ -137,6 +178,12 @@ def test_evaluations_list_the_reports_folder_and_open_a_run(
             assert "97% of the quality (95% interval 90%–99%)" in row["Headline"]
             assert "cheap: score 90% (95% interval 85%–94%) on 200 items" in row["Headline"]
             assert "report.json cannot be read" in cells(page, "broken")["Headline"]
+            published = cells(page, "support-tickets")
+            assert published["Score"] == "88% (80%–93%)"
+            assert published["Cost per item"] == "$0.0012"
+            shadow = cells(page, "support")
+            assert (shadow["Graded pairs"], shadow["Mean difference"]) == ("2 pairs", "-25%")
+            assert "secret answer" not in page
             assert 'aria-label="Quality against cost per item (USD, log scale)' in page
             opened = browser.get("/ui/evaluations", params={"open": "bench-nov"})
             assert opened.text == "<!doctype html><p>the bench page</p>"
