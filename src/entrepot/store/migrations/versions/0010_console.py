@@ -77,7 +77,7 @@ def _egress_select(hour: str, source: str, elements: str, field: str) -> str:
     outcome = "CASE WHEN error_type = 'egress_denied' THEN 'denied' ELSE 'rerouted' END"
     return f"""
         SELECT {hour}, coalesce(key_name, ''), coalesce(team, ''), coalesce(model_alias, ''),
-               coalesce(data_class, ''), {outcome}, {field.format("reason")},
+               coalesce(data_class, ''), {outcome}, substr({field.format("reason")}, 1, 1000),
                count(DISTINCT request_id)
         FROM {source}, {elements}
         WHERE {field.format("outcome")} = 'excluded' AND {field.format("reason")} IS NOT NULL
