@@ -15,6 +15,8 @@ from entrepot.api.console import charts, figures
         (0, "USD", "$0.00"),
         (Decimal("1234.567"), "USD", "$1,234.57"),
         (Decimal("0.000042"), "USD", "$0.000042"),
+        (Decimal("0.00005"), "USD", "$0.00005"),
+        (Decimal("0.5"), "USD", "$0.50"),
         (Decimal("0.0042491"), "EUR", "€0.0042"),
         (Decimal("-0.5"), "USD", "-$0.50"),
         (Decimal("12"), "CNY", "12.00 CNY"),
@@ -36,6 +38,8 @@ def test_latency(ms: float, shown: str) -> None:
 def test_counts_and_shares() -> None:
     assert figures.count(1234567, "requests") == "1,234,567 requests"
     assert figures.tokens(1) == "1 token"
+    assert figures.count(1, "requests") == "1 request"
+    assert figures.count(1, "req/min") == "1 req/min"
     assert figures.tokens(12000) == "12,000 tokens"
     assert figures.percent(0) == "0%"
     assert figures.percent(-0.0) == "0%"
@@ -59,3 +63,5 @@ def test_charts_are_self_contained_and_labelled() -> None:
     bars = charts.bar_chart("Latency", [("x", 12.0), ("y", 1500.0)], figures.latency)
     assert "1.5 s" in bars and "12 ms" in bars
     assert charts.bar_chart("Empty", [], figures.latency).startswith("<svg")
+    errors = charts.line_chart("Errors", ["a", "b"], [charts.Series("x", [0, 1])], str)
+    assert ">0.5<" not in errors and ">1<" in errors  # counts get whole ticks

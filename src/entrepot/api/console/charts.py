@@ -26,11 +26,15 @@ class Series:
     values: Sequence[float | None]  # one per x label; None: no value there
 
 
-def _ticks(top: float, count: int = 4) -> list[float]:
-    """Round tick values from 0 to at least `top` (1, 2 or 5 times a power of ten apart)."""
+def _ticks(values: Sequence[float], count: int = 4) -> list[float]:
+    """Round tick values from 0 to at least the largest value (1, 2 or 5 times a power of ten
+    apart); whole numbers apart when the values are counts, so no "0.5 requests"."""
+    top = max(values, default=0.0)
     if top <= 0:
         return [0.0, 1.0]
     raw = top / count
+    if all(float(v).is_integer() for v in values):
+        raw = max(raw, 1.0)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     return [step * i for i in range(math.ceil(top / step - 1e-9) + 1)]
@@ -82,8 +86,7 @@ def line_chart(
 ) -> Markup:
     """One line per series over shared x labels (hours, days…); `fmt` writes the y values
     with their unit (one of `figures.py`'s functions)."""
-    top = max((v for s in series for v in s.values if v is not None), default=0.0)
-    ticks = _ticks(top)
+    ticks = _ticks([v for s in series for v in s.values if v is not None])
     parts = _frame(label, ticks, fmt, x_labels)
     n = max(len(x_labels), 1)
     for index, one in enumerate(series):
@@ -101,7 +104,7 @@ def line_chart(
 
 def bar_chart(label: str, bars: Sequence[tuple[str, float]], fmt: Formatter) -> Markup:
     """One bar per (label, value), its value written above it."""
-    ticks = _ticks(max((v for _, v in bars), default=0.0))
+    ticks = _ticks([v for _, v in bars])
     names = [name for name, _ in bars]
     parts = _frame(label, ticks, fmt, names)
     n = max(len(bars), 1)

@@ -36,14 +36,17 @@ def number(value: float | int | Decimal | None, digits: int = 3) -> str:
 
 
 def count(value: int | None, unit: str = "") -> str:
-    """`1,234 requests`: an integer with its unit (none for a bare count)."""
+    """`1,234 requests`, `1 request`: an integer with its unit (none for a bare count), given
+    in the plural."""
     if value is None:
         return MISSING
+    if value == 1 and unit.endswith("s"):  # 1 request, 1 error, 1 token
+        unit = unit[:-1]
     return f"{value:,} {unit}".rstrip()
 
 
 def tokens(value: int | None) -> str:
-    return count(value, "token" if value == 1 else "tokens")
+    return count(value, "tokens")
 
 
 def money(amount: Decimal | float | int | None, currency: str = "USD") -> str:
@@ -56,6 +59,7 @@ def money(amount: Decimal | float | int | None, currency: str = "USD") -> str:
         text = f"{value:,.2f}"
     else:
         text = _significant(abs(value), 2)
+        text = text[:4] + text[4:].rstrip("0")  # 0.000050 → 0.00005, but 0.50 stays
         text = f"-{text}" if value < 0 else text
     symbol = SYMBOLS.get(currency)
     if symbol is None:
