@@ -3,6 +3,7 @@ a real gateway, listing packs, the report schema, and bad input that exits clean
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
@@ -119,3 +120,22 @@ def test_diff_needs_pairs_when_aliases_differ(tmp_path: Path) -> None:
     )
     assert paired.exit_code == 0, paired.output
     assert "0 answers compared" in " ".join(paired.output.split())
+    as_json = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            "diff",
+            str(a),
+            str(b),
+            "--pair",
+            "x=z",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+    )
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.stdout)
+    assert document["compared"] == 0 and document["changes"] == []
+    assert "diff:" in as_json.stderr

@@ -145,7 +145,7 @@ def print_diff(diff: AuditDiff, console: Console, shown: int = 40) -> None:
     if moved:
         show(_moved_listing(moved), console)
     if diff.changes:
-        show(_answers_listing(diff, shown), console)
+        show(changes_listing(diff, shown), console)
 
 
 def _moved_listing(moved: list[CellChange]) -> Listing:
@@ -171,7 +171,7 @@ def _change_text(row: Row) -> str:
     return f"{signed_percent(change['estimate'])} {interval}"
 
 
-def _answers_listing(diff: AuditDiff, shown: int) -> Listing:
+def changes_listing(diff: AuditDiff, shown: int) -> Listing:
     """The first `shown` changed verdicts, each question whole (the HTML page has them all)."""
     return Listing(
         [

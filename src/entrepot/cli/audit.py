@@ -198,10 +198,18 @@ def diff(
     out: Annotated[Path, typer.Option(help="Directory for diff.json and diff.html.")] = Path(
         "audit-diff"
     ),
+    fmt: FormatOption = TABLE,
 ) -> None:
     """Which answers changed between two runs: two hosts of the same weights, or one model over
     time."""
-    from entrepot.audit.diff import diff_runs, load_run, model_pairs, print_diff, write_diff_html
+    from entrepot.audit.diff import (
+        changes_listing,
+        diff_runs,
+        load_run,
+        model_pairs,
+        print_diff,
+        write_diff_html,
+    )
     from entrepot.bench.report import write_json
 
     try:
@@ -213,5 +221,11 @@ def diff(
     result = diff_runs(first, second, pairs, (str(before), str(after)))
     write_json(result, out / "diff.json")
     write_diff_html(result, out / "diff.html")
-    print_diff(result, console)
-    console.print(f"diff: {out / 'diff.json'} · {out / 'diff.html'}")
+    shown = output_format(fmt)
+    if shown == "json":
+        print_json(result.model_dump(mode="json", by_alias=True), console)
+    elif shown == "csv":  # every changed verdict, one row each
+        show(changes_listing(result, len(result.changes)), console, shown)
+    else:
+        print_diff(result, console)
+    human_console(shown).print(f"diff: {out / 'diff.json'} · {out / 'diff.html'}")
