@@ -212,3 +212,9 @@ def test_pack_and_file_ids_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     own = _jsonl(tmp_path / "own.jsonl", {"id": "tiny-1", "prompt": "x", "expected": "x"})
     with pytest.raises(ConfigError, match=r"'tiny-1': in pack:tiny item 2 .*own\.jsonl line 1"):
         load_tasks(["pack:tiny", own])
+
+
+def test_an_impossible_date_names_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.yaml", "items:\n  - {id: a, prompt: x, expected: 2025-13-01}\n")
+    with pytest.raises(ConfigError, match=r"t\.yaml line 2: invalid YAML: '2025-13-01' is not"):
+        load_tasks([path])

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from entrepot.bench.graders import item_problem
 from entrepot.bench.schema import GraderSpec, TaskItem
+from entrepot.config import CheckedLoader
 from entrepot.exceptions import ConfigError
 
 PACK_PREFIX = "pack:"
@@ -114,7 +115,7 @@ def _jsonl(path: Path) -> list[_Located]:
 
 def _yaml_document(path: Path) -> Any:
     try:
-        return yaml.safe_load(_read(path))
+        return yaml.load(_read(path), Loader=CheckedLoader)  # impossible dates: a YAML error
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from entrepot.audit.schema import Pack, Probe
+from entrepot.config import CheckedLoader
 from entrepot.exceptions import ConfigError
 
 SHIPPED = Path(__file__).parent
@@ -24,7 +25,7 @@ def shipped_packs() -> list[str]:
 
 def _read(path: Path) -> Pack:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=CheckedLoader)
     except FileNotFoundError:
         raise ConfigError(f"probe pack {path} not found") from None
     except yaml.YAMLError as exc:
