@@ -78,10 +78,10 @@ def serve(
         check_workers(config, workers)
         if missing := missing_files(served):
             raise ConfigError("\n".join(missing))
-        check_port(host, port)
-        print_banner(config, host, port, _refused_warnings(served), console)
         # One worker is served from here; several build their own from the environment.
         app = gateway_app(config) if workers == 1 else WORKER_APP
+        check_port(host, port)  # models load in uvicorn's start-up, before it binds
+        print_banner(config, host, port, _refused_warnings(served), console)
     except ConfigError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
