@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from entrepot.api.console.routes import FAILED_LOGIN_SECONDS
 from tests.api.console.conftest import hidden, log_in, start_console_gateway
 from tests.conftest import ADMIN_KEY, Server, admin
 
@@ -63,6 +64,7 @@ def test_a_wrong_key_gets_no_session(console_gateway: Server) -> None:
     with httpx.Client(base_url=console_gateway.url) as client:
         response = log_in(client, "not-the-admin-key")
         assert response.status_code == 401
+        assert response.elapsed.total_seconds() >= FAILED_LOGIN_SECONDS  # guessing is slow
         assert "not the admin key" in response.text
         assert "entrepot_console=" not in response.headers.get("set-cookie", "")
         assert client.get("/ui/keys").status_code == 303

@@ -4,6 +4,7 @@ POST the session's CSRF token. Pages never see a request that failed any of thes
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from importlib.resources import files
 from urllib.parse import parse_qsl
@@ -50,6 +51,9 @@ PAGES: tuple[Page, ...] = (
 )
 
 MAX_FORM_BYTES = 64 * 1024
+# Guessing the admin key through the login form: at most two wrong guesses a second per process,
+# however many are sent at once (the right key never waits).
+FAILED_LOGIN_SECONDS = 0.5
 CSS = files("entrepot.api.console").joinpath("static/console.css").read_bytes()
 
 
@@ -77,6 +81,7 @@ class Console:
         self.pages = pages
         self.env = environment()
         self.sessions = Sessions()
+        self._failed_logins = asyncio.Lock()
 
     def routes(self) -> list[BaseRoute]:
         pages = [
@@ -165,6 +170,8 @@ class Console:
         ):
             return self._refused("The login form has expired: open the login page again.")
         if not gateway.keys.is_admin(_field(form, "admin_key") or ""):
+            async with self._failed_logins:  # one wrong guess answered at a time, each slowly
+                await asyncio.sleep(FAILED_LOGIN_SECONDS)
             return self._login_page(request, error="That is not the admin key.")
         value, _ = self.sessions.issue(admin_key)
         response = RedirectResponse("/ui", status_code=303, headers=SECURITY_HEADERS)
