@@ -49,13 +49,12 @@ def records(rng: random.Random, count: int, prefix: str) -> list[UsageRecord]:
         status = rng.choice([200, 200, 200, 403, 429, 502])
         denied = status == 403
         excluded = denied or rng.random() < 0.2
-        attempts: list[dict[str, Any]] = [
+        attempts: list[dict[str, Any]] | None = [
             {"deployment": "cloud", "outcome": "excluded", "reason": RULE}
         ]
-        if not excluded:
-            attempts = [
-                {"deployment": "local", "outcome": rng.choice(["ok", "skipped"]), "reason": None}
-            ]
+        if not excluded:  # None: no attempts, which SQLAlchemy writes as JSON null
+            outcome = rng.choice(["ok", "skipped", None])
+            attempts = outcome and [{"deployment": "local", "outcome": outcome, "reason": None}]
         out.append(
             UsageRecord(
                 request_id=f"{prefix}-{i}",

@@ -85,7 +85,10 @@ def _egress_select(hour: str, source: str, elements: str, field: str) -> str:
 
 
 POSTGRES_HOUR = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
-POSTGRES_ELEMENTS = "json_array_elements(attempts) AS attempt"
+# A row written through SQLAlchemy without attempts holds JSON null, not SQL NULL: not an array.
+POSTGRES_ELEMENTS = (
+    "json_array_elements(CASE WHEN json_typeof(attempts) = 'array' THEN attempts END) AS attempt"
+)
 POSTGRES_FIELD = "(attempt ->> '{}')"
 POSTGRES_TRIGGER = f"""
 CREATE FUNCTION usage_hourly_add() RETURNS trigger LANGUAGE plpgsql AS $$
