@@ -184,7 +184,7 @@ def pages(days: int) -> list[tuple[str, str]]:
     return [
         ("Overview, last 7 days by model", "/ui/overview"),
         ("Overview, last 7 days by key", "/ui/overview?split=key"),
-        (f"Overview, {days} days by hour", f"/ui/overview?{query}&grain=hour"),
+        (f"Overview, {days} days, hour asked (by day)", f"/ui/overview?{query}&grain=hour"),
         (f"Overview, {days} days by day", f"/ui/overview?{query}&grain=day"),
         ("Where data went, last 7 days", "/ui/data"),
         (f"Where data went, {days} days", f"/ui/data?{query}"),
