@@ -222,6 +222,42 @@ def test_stop_waits_for_a_batch_already_being_written(
     holder.close()
 
 
+def test_a_flush_asked_for_during_a_write_waits_for_it_instead_of_spooling(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/admin/usage` flushes while the writer's own flush is writing: the store is fine, only
+    busy, so the second batch goes to the store after the first — not to the spool."""
+    entered = asyncio.Event()
+    original = StoreProcess.write
+
+    async def noticed(self: StoreProcess, records: Sequence[UsageRecord]) -> tuple[int, Rejected]:
+        entered.set()
+        return await original(self, records)
+
+    monkeypatch.setattr(StoreProcess, "write", noticed)
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+
+    async def main() -> None:
+        w = writer(engine, batch_size=100)
+        await w.start()
+        holder.execute("BEGIN EXCLUSIVE")
+        w.record(record(0))
+        first = asyncio.create_task(w.flush())
+        await entered.wait()
+        w.record(record(1))
+        second = asyncio.create_task(w.flush())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        holder.execute("COMMIT")
+        await asyncio.gather(first, second)
+        assert (w.written, w.spool.records) == (2, 0)
+        assert not w.spooling and row_count(engine) == 2
+        await w.stop()
+
+    asyncio.run(main())
+    holder.close()
+
+
 def test_stop_right_after_a_batch_fills_returns(engine: Engine) -> None:
     async def main() -> None:
         w = writer(engine, batch_size=2)

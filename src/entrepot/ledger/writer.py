@@ -63,7 +63,8 @@ class LedgerWriter:
         self._replayer: asyncio.Task[None] | None = None
         self._retry = asyncio.Event()
         self._spills: set[asyncio.Task[None]] = set()
-        self._busy = 0  # flushes in progress
+        self._busy = 0  # flushes in progress (one writing, the others waiting for it)
+        self._flushing = asyncio.Lock()
         self._stranded = False  # the last write reached neither the store nor the spool
         self._stopping = False
         self._store_log = FailureLog(log, "ledger store write")
@@ -177,10 +178,14 @@ class LedgerWriter:
         self._busy += 1
         self._in_flight[id(queued)] = queued
         try:
-            if self.spool.empty:
-                await self._write(queued)
-            else:  # behind what is spooled, to keep the order
-                await self._to_spool(self.spool.reserve(), queued)
+            # One flush at a time: a flush asked for while another writes (`/admin/usage`,
+            # shutdown) waits for it, rather than seeing its reservation as an outage and
+            # spooling. A write that hangs is `_spill`'s business, not this one's.
+            async with self._flushing:
+                if self.spool.empty:
+                    await self._write(queued)
+                else:  # behind what is spooled, to keep the order
+                    await self._to_spool(self.spool.reserve(), queued)
         finally:
             self._busy -= 1
             del self._in_flight[id(queued)]
