@@ -9,20 +9,21 @@ signed shares is joined by a spaced en dash ("[−79% – +79%]") so the signs s
 
 from __future__ import annotations
 
-import math
+from decimal import Decimal
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 MINUS = "\u2212"
 
 
-def money(amount: float, currency: str = "USD") -> str:
+def money(amount: float | Decimal, currency: str = "USD") -> str:
     """An amount with its currency: a symbol where one is unambiguous, else the ISO code."""
+    amount = Decimal(str(amount))  # exact digits, whether a ledger Decimal or a float
     if amount == 0:
         digits = "0"
     elif abs(amount) >= 1:
         digits = f"{abs(amount):,.2f}"
     else:
-        decimals = 2 - math.floor(math.log10(abs(amount)))
+        decimals = 2 - abs(amount).adjusted()
         digits = f"{abs(amount):.{decimals}f}"
     sign = MINUS if amount < 0 and digits.strip("0.,") else ""
     symbol = SYMBOLS.get(currency)

@@ -12,13 +12,12 @@ from entrepot.api.console import charts, figures
 @pytest.mark.parametrize(
     ("amount", "currency", "shown"),
     [
-        (0, "USD", "$0.00"),
+        (0, "USD", "$0"),
         (Decimal("1234.567"), "USD", "$1,234.57"),
-        (Decimal("0.000042"), "USD", "$0.000042"),
-        (Decimal("0.00005"), "USD", "$0.00005"),
-        (Decimal("0.5"), "USD", "$0.50"),
-        (Decimal("0.0042491"), "EUR", "€0.0042"),
-        (Decimal("-0.5"), "USD", "-$0.50"),
+        (Decimal("0.000042"), "USD", "$0.0000420"),
+        (Decimal("0.5"), "USD", "$0.500"),
+        (Decimal("0.0042491"), "EUR", "€0.00425"),
+        (Decimal("-0.5"), "USD", "\u2212$0.500"),
         (Decimal("12"), "CNY", "12.00 CNY"),
         (None, "USD", "–"),
     ],

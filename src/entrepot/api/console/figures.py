@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 
-SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+from entrepot.ledger import display
+
 MISSING = "–"
 
 
@@ -50,21 +51,8 @@ def tokens(value: int | None) -> str:
 
 
 def money(amount: Decimal | float | int | None, currency: str = "USD") -> str:
-    """Cents from one unit up (`$1,234.57`); below it two significant digits (`$0.00042`), so a
-    cheap model's cost is neither zero nor a row of zeros."""
-    if amount is None:
-        return MISSING
-    value = Decimal(str(amount))
-    if value == 0 or abs(value) >= 1:
-        text = f"{value:,.2f}"
-    else:
-        text = _significant(abs(value), 2)
-        text = text[:4] + text[4:].rstrip("0")  # 0.000050 → 0.00005, but 0.50 stays
-        text = f"-{text}" if value < 0 else text
-    symbol = SYMBOLS.get(currency)
-    if symbol is None:
-        return f"{text} {currency}"
-    return f"-{symbol}{text[1:]}" if text.startswith("-") else f"{symbol}{text}"
+    """The one money format of every surface (`ledger.display.money`), or a dash for none."""
+    return MISSING if amount is None else display.money(amount, currency)
 
 
 def latency(ms: float | None) -> str:
