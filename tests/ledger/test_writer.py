@@ -187,11 +187,12 @@ def test_metrics_observe_every_record(engine: Engine) -> None:
     assert row_count(engine) == 5
 
 
-def test_stop_waits_for_a_batch_already_being_written(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The store is slow to take a batch (another connection holds SQLite's write lock, which
-    the writer waits for): stop lets it complete and counts it, rather than spooling it."""
+@pytest.fixture
+def slow_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[asyncio.Event, sqlite3.Connection]]:
+    """An event set when a write reaches the store, and a connection that can hold SQLite's
+    write lock (`BEGIN EXCLUSIVE`), so a write waits until it commits."""
     entered = asyncio.Event()
     original = StoreProcess.write
 
@@ -201,6 +202,16 @@ def test_stop_waits_for_a_batch_already_being_written(
 
     monkeypatch.setattr(StoreProcess, "write", noticed)
     holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    yield entered, holder
+    holder.close()
+
+
+def test_stop_waits_for_a_batch_already_being_written(
+    engine: Engine, slow_store: tuple[asyncio.Event, sqlite3.Connection]
+) -> None:
+    """The store is slow to take a batch (another connection holds SQLite's write lock, which
+    the writer waits for): stop lets it complete and counts it, rather than spooling it."""
+    entered, holder = slow_store
 
     async def main() -> None:
         w = writer(engine, batch_size=2)
@@ -219,23 +230,14 @@ def test_stop_waits_for_a_batch_already_being_written(
         assert not w.spooling
 
     asyncio.run(main())
-    holder.close()
 
 
 def test_a_flush_asked_for_during_a_write_waits_for_it_instead_of_spooling(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, slow_store: tuple[asyncio.Event, sqlite3.Connection]
 ) -> None:
     """`/admin/usage` flushes while the writer's own flush is writing: the store is fine, only
     busy, so the second batch goes to the store after the first — not to the spool."""
-    entered = asyncio.Event()
-    original = StoreProcess.write
-
-    async def noticed(self: StoreProcess, records: Sequence[UsageRecord]) -> tuple[int, Rejected]:
-        entered.set()
-        return await original(self, records)
-
-    monkeypatch.setattr(StoreProcess, "write", noticed)
-    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    entered, holder = slow_store
 
     async def main() -> None:
         w = writer(engine, batch_size=100)
@@ -255,7 +257,6 @@ def test_a_flush_asked_for_during_a_write_waits_for_it_instead_of_spooling(
         await w.stop()
 
     asyncio.run(main())
-    holder.close()
 
 
 def test_stop_right_after_a_batch_fills_returns(engine: Engine) -> None:
