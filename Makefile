@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck imports install clean bench bench-perf bench-surfaces bench-fleet
+.PHONY: serve test lint typecheck imports install clean bench bench-perf bench-surfaces bench-fleet \
+	bench-routing bench-console
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,14 @@ bench-surfaces: $(STAMP)
 	command -v wrk >/dev/null && command -v nginx >/dev/null \
 		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
 	$(BIN)/python -m benchmarks.perf.surfaces
+
+bench-routing: $(STAMP)
+	command -v wrk >/dev/null && command -v nginx >/dev/null \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nginx-light)
+	$(BIN)/python -m benchmarks.perf.routing
+
+bench-console: $(STAMP)
+	$(BIN)/python benchmarks/console.py
 
 bench-fleet: $(STAMP)
 	command -v wrk >/dev/null && command -v nginx >/dev/null \
