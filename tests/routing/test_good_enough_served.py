@@ -184,7 +184,7 @@ def test_route_explain_shows_the_evidence_each_candidate_was_judged_on(setup: Se
     assert "0.900 (" in weak and "below min_quality 0.95" in weak and " 20 " in weak
     mid = next(line for line in out.splitlines() if line.strip("│ ").startswith("cand/mid"))
     # 2 of the 20 items say "hard": 3.1 words in and 4.1 out per item, at 1 and 3 per million.
-    assert "yes" in mid and "chosen" in mid and "0.00001540 USD (2026-11-01)" in mid
+    assert "yes" in mid and "chosen" in mid and "$0.0000154 (2026-11-01)" in mid
 
 
 def test_route_explain_after_a_price_change_passes_over_the_repriced_candidate(
