@@ -180,7 +180,7 @@ def test_evaluations_list_the_reports_folder_and_open_a_run(
             assert "report.json cannot be read" in cells(page, "broken")["Headline"]
             published = cells(page, "support-tickets")
             assert published["Score"] == "88% (80%–93%)"
-            assert published["Cost per item"] == "$0.0012"
+            assert published["Cost per item"] == "$0.00120"
             shadow = cells(page, "support")
             assert (shadow["Graded pairs"], shadow["Mean difference"]) == ("2 pairs", "-25%")
             assert "secret answer" not in page
