@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.gateway import Gateway
-from entrepot.api.pipeline import call
+from entrepot.api.in_process import call
 from entrepot.config import Config, StoreConfig
 from entrepot.store.db import open_engine
 from entrepot.store.tables import usage_records

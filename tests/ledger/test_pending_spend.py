@@ -19,7 +19,7 @@ from sqlalchemy import Engine, event
 
 from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.gateway import Gateway
-from entrepot.api.pipeline import call
+from entrepot.api.in_process import call
 from entrepot.config import Config, CurrencyRates, StoreConfig
 from entrepot.exceptions import BudgetExceededError
 from entrepot.ledger.metrics import GatewayMetrics

@@ -4,7 +4,7 @@ budget) → pick and call a deployment with fallbacks (routing, providers) → b
 record. Every request leaves exactly one usage record, whichever step it stopped at.
 
 An ingress adapter drives an `Exchange` through these steps: the OpenAI-format HTTP endpoints in
-`api/endpoints/`, and `call` below for in-process users (`entrepot bench`, `entrepot audit`),
+`api/endpoints/`, and `api/in_process.py` for in-process users (`entrepot bench`, `entrepot audit`),
 which so obey the same policy, limits and ledger as any client of the server. A new surface (say
 Anthropic's Messages API) is a new adapter that translates its body into an endpoint's format and
 the answer back, not a copy of this path.
@@ -12,17 +12,13 @@ the answer back, not a copy of this path.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from entrepot.api import refusals
-from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.observed import Collecting, answer_text
 from entrepot.api.streaming import (
@@ -33,10 +29,8 @@ from entrepot.api.streaming import (
     stream_events,
 )
 from entrepot.exceptions import (
-    ClientClosedError,
     EgressDeniedError,
     GatewayError,
-    InvalidRequestError,
 )
 from entrepot.ledger.billing import (
     cost_of,
@@ -122,7 +116,7 @@ class Exchange:
         self.fingerprint = ""
         self.ttl: float | None = None
         self.refusal_guard: refusals.RefusalGuard | None = None
-        # A route's `on_refusal: fallback` applies (an audit turns it off: see `call`).
+        # A route's `on_refusal: fallback` applies (an audit turns it off: see `in_process.call`).
         self.fall_back_on_refusal = True
         self.class_header: str | None = None
         # The answer's text, kept only for the gateway's observer (see `_observed`).
@@ -344,93 +338,6 @@ class Exchange:
                 record, eligible.alias, self.body, self.key, self.class_header, content
             )
             observer.answered(answered)
-
-
-async def call(
-    gateway: Gateway,
-    endpoint: Endpoint,
-    body: JSON,
-    *,
-    key: ApiKey | None,
-    principal: str,
-    record_as: str | None,
-    cache_header: str | None = None,
-    fall_back_on_refusal: bool = True,
-) -> JSON:
-    """Answer one request in-process, exactly as the server would answer it over HTTP (without
-    streaming): the same policy, limits, cache and ledger, with `key` as the caller — or, with
-    no key, the caller named `principal` in the ledger, treated as an anonymous client. A
-    refusal or failure is raised as the `GatewayError` a client would have received.
-    `cache_header` is what an HTTP client's `x-entrepot-cache` would say;
-    `fall_back_on_refusal=False` answers with the model's refusal even on a route that would
-    send it elsewhere (an audit measures the model's refusals, which a fallback would hide)."""
-    exchange = in_process_exchange(
-        gateway,
-        endpoint,
-        key=key,
-        principal=principal,
-        record_as=record_as,
-        fall_back_on_refusal=fall_back_on_refusal,
-    )
-    return await answer_in_process(exchange, body, cache_header=cache_header)
-
-
-def in_process_exchange(
-    gateway: Gateway,
-    endpoint: Endpoint,
-    *,
-    key: ApiKey | None,
-    principal: str,
-    record_as: str | None,
-    fall_back_on_refusal: bool = True,
-) -> Exchange:
-    """The exchange `call` answers, for a caller that also reads its usage record once
-    answered (which deployment answered: `entrepot fingerprint`)."""
-    exchange = Exchange(gateway, endpoint, record_as)
-    exchange.fall_back_on_refusal = fall_back_on_refusal
-    exchange.identify(key)
-    if key is None:
-        exchange.record.key_name = principal
-    return exchange
-
-
-async def answer_in_process(
-    exchange: Exchange,
-    body: JSON,
-    *,
-    class_header: str | None = None,
-    cache_header: str | None = None,
-    task_header: str | None = None,
-) -> JSON:
-    """Take an in-process exchange whose caller is settled from `prepare` to its record (see
-    `call`; a shadow copy sets its caller apart). The headers are what an HTTP client's would
-    say."""
-    try:
-        if body.get("stream"):
-            raise InvalidRequestError("in-process calls do not stream", param="stream")
-        size = len(orjson.dumps(body))
-        hit = await exchange.prepare(
-            body, size, class_header, cache_header, task_header=task_header
-        )
-        if hit is not None:
-            cached: JSON = orjson.loads(hit)
-            return cached
-        result = await exchange.answer()
-        exchange.remember(orjson.dumps(result))
-        return result
-    except GatewayError as exc:
-        exchange.failed(exc)
-        raise
-    except asyncio.CancelledError:  # an interrupted run, a stopping gateway: cut off
-        exchange.failed(ClientClosedError("the call was cancelled before its answer"))
-        raise
-    except Exception as exc:
-        log_unexpected(exc)
-        internal = GatewayError("the gateway hit an internal error")
-        exchange.failed(internal)
-        raise internal from None
-    finally:
-        await exchange.finish()
 
 
 def recorded_endpoint(command: str | None, endpoint: Endpoint) -> str | None:

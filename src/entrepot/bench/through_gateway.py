@@ -28,7 +28,8 @@ from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.endpoints.completions import COMPLETIONS
 from entrepot.api.endpoints.embeddings import EMBEDDINGS
 from entrepot.api.gateway import Gateway
-from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, call, recorded_endpoint
+from entrepot.api.in_process import call
+from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, recorded_endpoint
 from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from entrepot.api.endpoints.chat import CHAT
-from entrepot.api.pipeline import answer_in_process, in_process_exchange, recorded_endpoint
+from entrepot.api.in_process import answer_in_process, in_process_exchange
+from entrepot.api.pipeline import recorded_endpoint
 from entrepot.bench.through_gateway import GatewayByUrl, InProcessGateway, open_gateway
 from entrepot.config import Config
 from entrepot.exceptions import ConfigError

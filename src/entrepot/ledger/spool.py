@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
-import json
 import logging
 import os
 import re
@@ -43,6 +42,7 @@ from sqlalchemy import Engine
 
 from entrepot.config import StoreConfig
 from entrepot.exceptions import ConfigError
+from entrepot.ledger.lenient_json import lenient_json
 from entrepot.store.db import data_directory
 from entrepot.types import UsageRecord
 
@@ -317,7 +317,7 @@ class Spool:
     def _append_quarantine(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
-        data = b"".join(_lenient_json(entry) + b"\n" for entry in entries)
+        data = b"".join(lenient_json(entry) + b"\n" for entry in entries)
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_durably(self.directory / QUARANTINE_FILE, data, "ab")
         with self._lock:
@@ -367,24 +367,6 @@ def _lock(slot: Path) -> int | None:
         os.close(owner)
         return None
     return owner
-
-
-def _lenient_json(entry: dict[str, Any]) -> bytes:
-    """A quarantine entry as one JSON line, whatever the record holds: it may have been rejected
-    precisely for a value that strict encoders refuse (a lone surrogate, an odd type)."""
-    try:
-        text = json.dumps(entry, default=_plain, ensure_ascii=True)
-    except (TypeError, ValueError):
-        text = json.dumps({**entry, "record": repr(entry.get("record"))}, default=_plain)
-    return text.encode()
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return repr(value)
 
 
 def _write_durably(path: Path, data: bytes, mode: str) -> None:

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.errors import log_unexpected
 from entrepot.api.gateway import Answered, Gateway
+from entrepot.api.in_process import answer_in_process
 from entrepot.api.observed import answer_text
-from entrepot.api.pipeline import Exchange, answer_in_process
+from entrepot.api.pipeline import Exchange
 from entrepot.bench.schema import GraderSpec
 from entrepot.config import Limits, ShadowConfig
 from entrepot.exceptions import (
