@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from entrepot.ledger.display import count, money, percent, percent_interval, signed_percent
+from entrepot.api.console import figures
+from entrepot.ledger.display import (
+    count,
+    latency,
+    money,
+    percent,
+    percent_interval,
+    signed_percent,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,3 +50,17 @@ def test_money_keeps_three_significant_digits_below_one_unit(
 
 def test_counts_have_thousands_separators() -> None:
     assert count(1234567) == "1,234,567" and count(0) == "0"
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0.42, "0.42 ms"),
+        (38.24, "38.2 ms"),
+        (412.7, "413 ms"),
+        (1250, "1.25 s"),
+        (1_234_000, "1,234 s"),
+    ],
+)
+def test_latency_reads_the_same_in_the_terminal_and_the_console(ms: float, text: str) -> None:
+    assert latency(ms) == text == figures.latency(ms)

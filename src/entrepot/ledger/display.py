@@ -9,7 +9,7 @@ signed shares is joined by a spaced en dash ("[−79% – +79%]") so the signs s
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 MINUS = "\u2212"
@@ -56,10 +56,30 @@ def percent_interval(low: float, high: float, *, signed: bool = False) -> str:
     return f"[{percent(low)}–{percent(high)}]"
 
 
+def number(value: float | int | Decimal, digits: int = 3) -> str:
+    """A plain figure: whole numbers in full with separators, fractions to `digits` significant
+    digits (never more decimals than needed to show them)."""
+    decimal = Decimal(str(value))
+    if decimal == decimal.to_integral_value():
+        return f"{int(decimal):,}"
+    if abs(decimal) >= 10 ** (digits - 1):
+        return f"{decimal:,.0f}"
+    return _significant(decimal, digits).rstrip("0").rstrip(".")
+
+
+def _significant(value: Decimal, digits: int) -> str:
+    """`value` with `digits` significant digits, written out (no exponent), separators added."""
+    exponent = value.adjusted() - digits + 1
+    rounded = value.quantize(Decimal(1).scaleb(min(exponent, 0)), rounding=ROUND_HALF_EVEN)
+    if exponent > 0:
+        return f"{rounded:,.0f}"
+    return f"{rounded:,.{-exponent}f}"
+
+
 def latency(ms: float) -> str:
-    """Milliseconds below a second with separators ("412 ms"), seconds above ("1.25 s",
-    "1,234 s"), so a slow model's figure is read at a glance."""
-    if ms < 1000:
-        return f"{ms:,.0f} ms"
-    seconds = ms / 1000
-    return f"{seconds:,.2f} s" if seconds < 100 else f"{seconds:,.0f} s"
+    """Three significant digits in milliseconds below a second ("0.42 ms", "38.2 ms", "413 ms"),
+    in seconds above ("1.25 s", "1,234 s"): a gateway's own fraction of a millisecond and a slow
+    model's seconds both read at a glance."""
+    if ms >= 1000:
+        return f"{number(ms / 1000)} s"
+    return f"{number(ms)} ms"

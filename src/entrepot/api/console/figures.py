@@ -5,35 +5,16 @@ same names (`{{ cost | money("USD") }}`)."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from entrepot.ledger import display
 
 MISSING = "–"
 
 
-def _significant(value: Decimal, digits: int) -> str:
-    """`value` with `digits` significant digits, written out (no exponent), separators added."""
-    if value == 0:
-        return "0"
-    exponent = value.adjusted() - digits + 1
-    rounded = value.quantize(Decimal(1).scaleb(min(exponent, 0)), rounding=ROUND_HALF_EVEN)
-    if exponent > 0:
-        return f"{rounded:,.0f}"
-    return f"{rounded:,.{-exponent}f}"
-
-
 def number(value: float | int | Decimal | None, digits: int = 3) -> str:
-    """A plain figure: whole numbers in full with separators, fractions to `digits` significant
-    digits (never more decimals than needed to show them)."""
-    if value is None:
-        return MISSING
-    decimal = Decimal(str(value))
-    if decimal == decimal.to_integral_value():
-        return f"{int(decimal):,}"
-    if abs(decimal) >= 10 ** (digits - 1):
-        return f"{decimal:,.0f}"
-    return _significant(decimal, digits).rstrip("0").rstrip(".")
+    """`ledger.display.number`, or a dash for none."""
+    return MISSING if value is None else display.number(value, digits)
 
 
 def count(value: int | None, unit: str = "") -> str:
@@ -56,12 +37,8 @@ def money(amount: Decimal | float | int | None, currency: str = "USD") -> str:
 
 
 def latency(ms: float | None) -> str:
-    """Milliseconds below a second (`0.42 ms`, `38 ms`, `412 ms`), seconds above (`1.25 s`)."""
-    if ms is None:
-        return MISSING
-    if ms >= 1000:
-        return f"{number(ms / 1000, 3)} s"
-    return f"{number(ms, 2 if ms < 10 else 3)} ms"
+    """`ledger.display.latency`, or a dash for none."""
+    return MISSING if ms is None else display.latency(ms)
 
 
 def percent(share: float | None, digits: int = 3) -> str:
