@@ -14,6 +14,7 @@ from entrepot.api.gateway import Gateway
 from entrepot.exceptions import InvalidRequestError
 from entrepot.ledger.pricing import nanos_to_amount
 from entrepot.policy.explain import explain_route
+from entrepot.policy.key_models import check_allowed_models
 from entrepot.routing.good_enough import check_task
 from entrepot.store.usage import summarise
 from entrepot.types import ApiKey
@@ -77,9 +78,15 @@ async def create_key(request: Request) -> Response:
     return _json({**key.public(), "key": secret}, status=201)
 
 
-async def new_key(gateway: Gateway, name: str, **fields: Any) -> tuple[ApiKey, str]:
-    """A key made here or in the console: what only the configuration knows (data classes,
-    tasks) is checked here, the rest by the store; then every replica is told."""
+async def new_key(
+    gateway: Gateway, name: str, models_field: str = "allowed_models", **fields: Any
+) -> tuple[ApiKey, str]:
+    """A key made here or in the console: what only the configuration knows (models, data
+    classes, tasks) is checked here, the rest by the store; then every replica is told.
+    `models_field` is what the caller's form calls the allow-list, for the error."""
+    check_allowed_models(
+        gateway.config, fields.get("allowed_models"), models_field, param="allowed_models"
+    )
     classes = gateway.config.policy.classes
     if fields.get("data_class") is not None and fields["data_class"] not in classes:
         raise InvalidRequestError(f"data_class must be one of {classes}", param="data_class")

@@ -189,6 +189,7 @@ def keys_create(
     config_path: ConfigOption = None,
 ) -> None:
     """Create a key; the secret is printed once and stored only as a hash."""
+    from entrepot.policy.key_models import check_allowed_models
     from entrepot.routing.good_enough import check_task
 
     config = load(config_path)
@@ -202,14 +203,11 @@ def keys_create(
         console.print(f"[red]--task: {exc.message}[/red]")
         raise typer.Exit(2) from None
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    unknown = sorted(set(allowed or ()) - config.servable())
-    if unknown:
-        known = ", ".join(sorted(config.servable()))
-        console.print(
-            f"[red]--models: {', '.join(map(repr, unknown))} not configured; known: {known}[/red]",
-            highlight=False,
-        )
-        raise typer.Exit(2)
+    try:
+        check_allowed_models(config, allowed, "--models", param="allowed_models")
+    except GatewayError as exc:
+        console.print(f"[red]{escape(exc.message)}[/red]", highlight=False)
+        raise typer.Exit(2) from None
     store = KeyStore(open_engine(config.store))
     try:
         key, secret = store.create(

@@ -110,7 +110,7 @@ def test_a_bad_form_says_what_to_fix(session: httpx.Client) -> None:
     for fields, message in (
         ({"name": "b1", "budget_amount": "ten"}, "budget_amount must be a number"),
         ({"name": "b2", "requests_per_minute": "1.5"}, "requests_per_minute must be a whole"),
-        ({"name": "b3", "models": "no/such"}, "unknown models"),
+        ({"name": "b3", "models": "no/such"}, "Allowed models: 'no/such' not configured; known"),
         ({"name": "b4", "data_class": "secret"}, "data_class must be one of"),
         ({"name": ""}, "key name must be"),
     ):

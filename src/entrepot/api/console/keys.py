@@ -106,9 +106,6 @@ async def post(ctx: PageContext, form: FormData) -> Response:
 async def _create(ctx: PageContext, form: FormData) -> tuple[ApiKey, str]:
     """The form's fields as the admin API takes them; empty fields are left unset."""
     models = [str(m) for m in form.getlist("models")]
-    unknown = sorted(set(models) - set(ctx.gateway.routing.aliases))
-    if unknown:
-        raise InvalidRequestError(f"unknown models {unknown}", param="models")
     fields: dict[str, Any] = {
         "allowed_models": models or None,
         "budget_amount": _decimal(form, "budget_amount"),
@@ -120,7 +117,9 @@ async def _create(ctx: PageContext, form: FormData) -> tuple[ApiKey, str]:
         "data_class": _text(form, "data_class"),
         "default_task": _text(form, "default_task"),
     }
-    return await new_key(ctx.gateway, _text(form, "name") or "", **fields)
+    return await new_key(
+        ctx.gateway, _text(form, "name") or "", models_field="Allowed models", **fields
+    )
 
 
 def _text(form: FormData, name: str) -> str | None:
