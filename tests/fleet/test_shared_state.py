@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.console.conftest import hidden, log_in
 from tests.backing import new_database, start_redis
 from tests.conftest import (
     ADMIN_KEY,
@@ -302,3 +303,16 @@ def test_a_key_revoked_with_the_cli_is_refused_by_every_replica_within_a_second(
         assert result.returncode == 0, result.stdout + result.stderr
         assert eventually(functools.partial(refuses, a, secret), 1.0)
         assert eventually(functools.partial(refuses, b, secret), 1.0)
+
+
+def test_a_console_logout_on_one_replica_ends_the_session_on_the_other(fleet: Fleet) -> None:
+    with httpx.Client(base_url=fleet.a.url, timeout=30) as a:
+        assert log_in(a).status_code == 303
+        cookie = a.cookies["entrepot_console"]
+        with httpx.Client(base_url=fleet.b.url, timeout=30) as b:
+            b.cookies.set("entrepot_console", cookie, path="/ui")
+            assert b.get("/ui/keys").status_code == 200  # one session, valid on every replica
+            token = hidden(a.get("/ui/keys").text, "csrf_token")
+            assert a.post("/ui/logout", data={"csrf_token": token}).status_code == 303
+            refused = b.get("/ui/keys")
+    assert refused.status_code == 303 and refused.headers["location"] == "/ui/login"

@@ -31,6 +31,7 @@ from entrepot.routing.router import Router
 from entrepot.routing.shared_breaker import BreakerFleet
 from entrepot.routing.shared_cache import SharedCache
 from entrepot.routing.table import RoutingTable
+from entrepot.store.console_sessions import EndedSessions
 from entrepot.store.db import open_engine
 from entrepot.store.key_events import KeyEvents
 from entrepot.store.redis import connect
@@ -94,6 +95,8 @@ class Gateway:
             self.cache = SharedCache(config.cache, redis)
             self.circuits = BreakerFleet(redis, config.breaker)
             self.circuits.share(self.routing.deployments)
+        # Console logouts told to every replica (a session cookie is valid on all of them).
+        self.ended_sessions = EndedSessions(redis) if redis is not None else None
         # Limits and budgets: in Redis for a fleet, with the configured answer to its absence.
         self.shared_limits: SharedCounters | None = None
         counters: Counters = MemoryCounters()

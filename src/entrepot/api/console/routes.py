@@ -102,19 +102,23 @@ class Console:
         html = self.env.get_template(template).render(nav=(), current=None, **data)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
-    def _session(self, request: Request) -> tuple[Gateway, str | None, Session | None]:
+    async def _session(self, request: Request) -> tuple[Gateway, str | None, Session | None]:
         gateway: Gateway = request.app.state.gateway
         admin_key = gateway.keys.admin_key
         if admin_key is None:
             return gateway, None, None
-        return gateway, admin_key, self.sessions.read(admin_key, request.cookies.get(COOKIE))
+        session = self.sessions.read(admin_key, request.cookies.get(COOKIE))
+        fleet = gateway.ended_sessions
+        if session is not None and fleet is not None and await fleet.ended(session.nonce):
+            return gateway, admin_key, None
+        return gateway, admin_key, session
 
     def _disabled(self, gateway: Gateway) -> HTMLResponse:
         env = gateway.config.server.admin_key_env
         return self._html("disabled.html", 403, admin_key_env=env)
 
     async def index(self, request: Request) -> Response:
-        gateway, admin_key, session = self._session(request)
+        gateway, admin_key, session = await self._session(request)
         if admin_key is None:
             return self._disabled(gateway)
         if session is None:
@@ -124,7 +128,7 @@ class Console:
         return RedirectResponse(self.pages[0].url, status_code=303)
 
     async def page(self, page: Page, request: Request) -> Response:
-        gateway, admin_key, session = self._session(request)
+        gateway, admin_key, session = await self._session(request)
         if admin_key is None:
             return self._disabled(gateway)
         if session is None:
@@ -146,7 +150,7 @@ class Console:
         return self._html("message.html", 403, title="Refused", text=text)
 
     async def login_form(self, request: Request) -> Response:
-        gateway, admin_key, session = self._session(request)
+        gateway, admin_key, session = await self._session(request)
         if admin_key is None:
             return self._disabled(gateway)
         if session is not None:
@@ -161,7 +165,7 @@ class Console:
 
     async def login(self, request: Request) -> Response:
         """The admin key in the posted form's body (never a URL), with the login form's token."""
-        gateway, admin_key, _ = self._session(request)
+        gateway, admin_key, _ = await self._session(request)
         if admin_key is None:
             return self._disabled(gateway)
         form = await read_form(request)
@@ -180,12 +184,15 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        _, _, session = self._session(request)
+        _, _, session = await self._session(request)
         if session is not None:
             form = await read_form(request)
             if form is None or not same_token(session.csrf, _field(form, "csrf_token")):
                 return self._refused("The form has expired or did not come from this console.")
             self.sessions.end(session)
+            fleet = request.app.state.gateway.ended_sessions
+            if fleet is not None:
+                await fleet.end(session.nonce, session.expires)
         response = to_login()
         response.delete_cookie(COOKIE, path="/ui")
         return response

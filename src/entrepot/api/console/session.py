@@ -3,8 +3,8 @@
 Signed with a secret derived from the admin key, so every worker and replica that has the key
 accepts the sessions of the others without sharing state, and changing the admin key ends every
 session at once. A session's CSRF token is derived from it the same way. Logging out forgets the
-cookie in the browser and refuses it here until it expires (in this process: a fleet would need
-a shared store to refuse it elsewhere, which is what the short lifetime bounds).
+cookie in the browser and refuses it here until it expires; in a fleet (`shared.backend: redis`)
+every replica refuses it too (`store/console_sessions.py`).
 """
 
 from __future__ import annotations
