@@ -1,4 +1,5 @@
-"""The configuration schema: the embedded default, loading, and errors that point at the line."""
+"""Loading `entrepot.yaml`: the embedded default, where the file is found, and errors that
+point at the line and the dotted field path."""
 
 from __future__ import annotations
 
@@ -8,50 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from entrepot.config import (
-    BUNDLED_ALIAS,
-    BUNDLED_TARGET,
-    Config,
-    ModelConfig,
-    is_loopback,
-    load_config,
-)
+from entrepot.config import BUNDLED_ALIAS, BUNDLED_TARGET, Config, is_loopback, load_config
 from entrepot.exceptions import ConfigError
-
-VALID = """\
-server:
-  host: 0.0.0.0
-  port: 9001
-  require_client_keys: true
-store:
-  ledger_batch_size: 50
-models:
-  - alias: fake/echo
-    provider: openai_compatible
-    target: echo-model
-    base_url: http://127.0.0.1:9999/v1
-    api_key_env: ECHO_KEY
-    jurisdiction: US
-    price:
-      input_per_1m: "2.00"
-      output_per_1m: "8.00"
-      cached_input_per_1m: "0.50"
-      as_of: 2026-01-15
-  - alias: claude
-    provider: anthropic
-    target: claude-sonnet-4-5
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "entrepot.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _no_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ENTREPOT_CONFIG", raising=False)
+from tests.config.files import VALID, write
 
 
 def test_embedded_default_is_one_bundled_local_model_on_loopback() -> None:
@@ -95,17 +55,6 @@ def test_loads_a_valid_file(tmp_path: Path) -> None:
 def test_path_argument_accepts_str(tmp_path: Path) -> None:
     config = load_config(str(write(tmp_path, VALID)))
     assert config.server.port == 9001
-
-
-def test_api_key_is_read_from_the_named_env_var(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = load_config(write(tmp_path, VALID))
-    monkeypatch.delenv("ECHO_KEY", raising=False)
-    assert config.models[0].api_key() is None
-    monkeypatch.setenv("ECHO_KEY", "sk-test")
-    assert config.models[0].api_key() == "sk-test"
-    assert config.models[1].api_key() is None
 
 
 def test_env_var_names_the_file_when_no_path(
@@ -190,53 +139,6 @@ def test_unknown_top_level_field_rejected(tmp_path: Path) -> None:
         load_config(write(tmp_path, "modles: []\n"))
 
 
-def test_one_alias_may_have_several_deployments(tmp_path: Path) -> None:
-    text = (
-        "models:\n"
-        "  - {alias: same, provider: llama_cpp, target: a, name: first}\n"
-        "  - {alias: same, provider: llama_cpp, target: b, name: second}\n"
-    )
-    config = load_config(write(tmp_path, text))
-    assert [m.deployment for m in config.models] == ["first", "second"]
-
-
-def test_duplicate_deployment_rejected(tmp_path: Path) -> None:
-    text = (
-        "models:\n"
-        "  - {alias: same, provider: llama_cpp, target: a}\n"
-        "  - {alias: same, provider: llama_cpp, target: b}\n"
-    )
-    with pytest.raises(ConfigError, match=r"deployment 'llama_cpp:same' is configured twice"):
-        load_config(write(tmp_path, text))
-
-
-def test_policy_names_only_declared_classes(tmp_path: Path) -> None:
-    text = "policy:\n  default_class: secret\n"
-    with pytest.raises(ConfigError, match=r"unknown data classes \['secret'\]"):
-        load_config(write(tmp_path, text))
-
-
-def test_openai_compatible_needs_base_url(tmp_path: Path) -> None:
-    text = "models:\n  - alias: x\n    provider: openai_compatible\n    target: gpt-4.1\n"
-    with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text))
-    message = str(info.value)
-    assert "line 2: models.0:" in message
-    assert "provider 'openai_compatible' needs base_url" in message
-
-
-def test_anthropic_gets_default_base_url() -> None:
-    model = ModelConfig(alias="c", provider="anthropic", target="claude-haiku-4-5")
-    assert model.base_url == "https://api.anthropic.com"
-    own = ModelConfig(alias="c", provider="anthropic", target="t", base_url="http://x")
-    assert own.base_url == "http://x"
-
-
-def test_alias_with_whitespace_rejected() -> None:
-    with pytest.raises(ValueError, match="no whitespace"):
-        ModelConfig(alias="has space", provider="llama_cpp", target="t")
-
-
 def test_not_yaml_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "models: [unclosed\n  - : {\n"))
@@ -262,29 +164,6 @@ def test_missing_file_from_env_is_config_error(
         load_config()
 
 
-@pytest.mark.parametrize(
-    ("host", "expected"),
-    [
-        ("127.0.0.1", True),
-        ("127.1.2.3", True),
-        ("::1", True),
-        ("localhost", True),
-        ("0.0.0.0", False),
-        ("::", False),
-        ("192.168.1.10", False),
-        ("1270.0.0.1", False),
-        ("example.com", False),
-        ("127.attacker.example", False),
-        ("127.0.0.1.example", False),
-        ("::ffff:127.0.0.1", True),
-        ("::ffff:10.0.0.1", False),
-        ("LocalHost", True),
-    ],
-)
-def test_is_loopback(host: str, expected: bool) -> None:
-    assert is_loopback(host) is expected
-
-
 def test_an_impossible_date_names_its_line(tmp_path: Path) -> None:
     text = """\
 models:
@@ -307,12 +186,3 @@ def test_an_unknown_provider_is_refused_by_the_schema_with_its_line(tmp_path: Pa
     message = str(caught.value)
     assert "line 2: models.0.provider" in message
     assert "'openai_compatible', 'anthropic' or 'llama_cpp'" in message
-
-
-def test_every_provider_the_schema_admits_is_registered() -> None:
-    from typing import get_args
-
-    from entrepot.config import ProviderName
-    from entrepot.providers.registry import PROVIDERS
-
-    assert set(get_args(ProviderName)) == set(PROVIDERS)
