@@ -542,3 +542,34 @@ def test_data_nobody_asked_for_makes_a_connection_unusable(loop_held: bool) -> N
 
     upstream = against(Upstream(partial(ok_or, answer_twice)), scenario)
     assert upstream.connections == 2
+
+
+@pytest.mark.parametrize("apart", [True, False], ids=["written-apart", "written-together"])
+@pytest.mark.parametrize(
+    "interim",
+    [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=x\r\n\r\n"],
+    ids=["100-continue", "103-early-hints"],
+)
+def test_an_interim_answer_is_not_taken_for_the_answer(interim: bytes, apart: bool) -> None:
+    """The real answer follows it: read as the answer, the generation would be lost unbilled
+    and the request sent on elsewhere."""
+
+    async def interim_first(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        if apart:
+            writer.write(interim)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(OK)
+        else:
+            writer.write(interim + OK)
+        return True
+
+    async def scenario(pool: ConnectionPool) -> None:
+        for _ in range(2):  # and the connection is fit for the next request
+            response = await pool.request("POST", "/generate", b"{}")
+            assert response.status == 200 and "link" not in response.headers
+            assert await response.read() == b'{"ok":true}'
+
+    upstream = against(Upstream(interim_first), scenario)
+    assert upstream.connections == 1 and len(upstream.heads) == 2

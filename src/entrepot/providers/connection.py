@@ -62,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.received_any = False
         self.written = True  # every byte of the request handed to the kernel
         self.complete = False
+        self._interim = False
         self.keep_alive = False
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -113,7 +114,14 @@ class _Connection(asyncio.Protocol):
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if status < 200:
+            # An interim answer (100 Continue, 103 Early Hints) ends with its head and the real
+            # one follows; taken for it, the generation would go unread and unbilled.
+            self._interim = True
+            self.headers = {}
+            return
+        self.status = status
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -125,6 +133,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         # Asked now: once this callback returns, the parser answers for the next message.
         self.keep_alive = not self.closed and self._parser.should_keep_alive()
         self.complete = True
