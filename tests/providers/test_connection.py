@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import inspect
 import ssl
 import threading
 import time
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 import trustme
+import uvicorn
 
 from entrepot.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
+from entrepot.providers import connection
 from entrepot.providers.connection import ConnectionPool
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -573,3 +576,25 @@ def test_an_interim_answer_is_not_taken_for_the_answer(interim: bytes, apart: bo
 
     upstream = against(Upstream(interim_first), scenario)
     assert upstream.connections == 1 and len(upstream.heads) == 2
+
+
+def test_idle_connections_are_retired_before_the_common_keep_alive_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server's keep-alive close racing a request on that connection fails the request (it
+    cannot be sent again safely), so the pool gives connections up before servers do: under
+    uvicorn's 5 s, the timeout of vLLM and most Python servers."""
+    keep_alive = inspect.signature(uvicorn.Config.__init__).parameters["timeout_keep_alive"]
+    assert keep_alive.default > connection.IDLE_SECONDS
+    monkeypatch.setattr(connection, "IDLE_SECONDS", 0.05)
+
+    async def scenario(pool: ConnectionPool) -> None:
+        await warm(pool)
+        await asyncio.sleep(0.2)  # idle past the limit; the server would still take it
+        await warm(pool)
+
+    async def only_warm(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        raise AssertionError(f"unexpected request {head!r}")
+
+    upstream = against(Upstream(partial(ok_or, only_warm)), scenario)
+    assert upstream.connections == 2
