@@ -69,6 +69,14 @@ def fits_a_phone(driver: webdriver.Chrome) -> bool:
     return bool(wide)
 
 
+def fits_its_frame(driver: webdriver.Chrome, selector: str) -> bool:
+    """Whether the element shows all it holds at the desktop width, without scrolling sideways."""
+    frame = driver.find_element(By.CSS_SELECTOR, selector)
+    return bool(
+        driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", frame)
+    )
+
+
 def ask(gateway: Server, secret: str) -> str:
     """The request's id, once the answer came back."""
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=secret, max_retries=0)
@@ -107,6 +115,7 @@ def test_operator_flow(console_gateway: Server, browser: webdriver.Chrome, shots
     if "Requests" in pages:
         browser.get(pages["Requests"])
         assert "browser-key" in browser.page_source
+        assert fits_its_frame(browser, ".table-wrap"), "the requests table scrolls sideways"
     if "Overview" in pages:
         browser.get(pages["Overview"])
         assert "browser-key" in browser.page_source
