@@ -171,3 +171,30 @@ def test_without_redis_each_replica_keeps_a_breaker_of_its_own(redis_server: Bac
         assert breaker.state == "closed"
 
     asyncio.run(main())
+
+
+def test_a_probe_that_ends_without_a_verdict_gives_the_fleet_its_lease_back(
+    redis_server: Backing,
+) -> None:
+    """A probe answered with a 400, ended by an unexpected error or cancelled says nothing of
+    the deployment's health: the next request, on any replica, probes again at once."""
+
+    async def main() -> None:
+        (fleet_a, a), (fleet_b, b) = _replica(redis_server.url, 1), _replica(redis_server.url, 1)
+        a.resolve(a.admit(), Outcome.FAILURE)  # type: ignore[arg-type]
+        await _settled(fleet_a, fleet_b)
+        for prober, other in ((a, b), (b, a), (a, b)):
+            await asyncio.sleep(COOLDOWN)
+            probe = await _admit(prober)
+            assert probe is Pass.PROBE
+            assert await _admit(other) == PROBE_ELSEWHERE
+            prober.resolve(probe, Outcome.NEUTRAL)
+            await _settled(fleet_a, fleet_b)
+            assert a.state == b.state == "half-open"
+            probe = await _admit(other)  # within the lease's cool-down: it was given back
+            assert probe is Pass.PROBE
+            other.resolve(probe, Outcome.FAILURE)
+            await _settled(fleet_a, fleet_b)
+            assert a.state == b.state == "open"
+
+    asyncio.run(main())
