@@ -11,10 +11,13 @@ from entrepot import __version__
 from entrepot.cli.audit import audit_app
 from entrepot.cli.bench import bench
 from entrepot.cli.fingerprint import fingerprint_app
-from entrepot.cli.gateway import check_bind, keys_app, route, serve, usage
+from entrepot.cli.gateway import check_bind, serve
+from entrepot.cli.keys import keys_app
 from entrepot.cli.models import models_app
 from entrepot.cli.reconcile import reconcile
+from entrepot.cli.route import route
 from entrepot.cli.shadow import shadow_app
+from entrepot.cli.usage import usage
 
 app = typer.Typer(help="Entrepôt: a neutral port for AI models.", no_args_is_help=True)
 

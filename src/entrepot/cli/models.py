@@ -1,6 +1,6 @@
-"""`entrepot models`: the configured models (listed by `cli/gateway.py`), `models add` to register
-a local GGUF model or LoRA adapter with its lineage, and `models lineage` to draw the tree of
-bases, derivatives and adapters with their digests and licences.
+"""`entrepot models`: the configured models (listed by `cli/model_list.py`), `models add` to
+register a local GGUF model or LoRA adapter with its lineage, and `models lineage` to draw the
+tree of bases, derivatives and adapters with their digests and licences.
 
 Registrations are written into the configuration file (see `cli/config_file.py` for why), with
 the file's SHA-256, which serving then checks before loading it."""
@@ -18,7 +18,7 @@ from rich.tree import Tree
 
 from entrepot.cli.common import TABLE, ConfigOption, FormatOption, console, load, output_format
 from entrepot.cli.config_file import add_model
-from entrepot.cli.gateway import models as list_models
+from entrepot.cli.model_list import models as list_models
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import ConfigError
 from entrepot.listing import Listing, show
