@@ -598,3 +598,24 @@ def test_idle_connections_are_retired_before_the_common_keep_alive_timeouts(
 
     upstream = against(Upstream(partial(ok_or, only_warm)), scenario)
     assert upstream.connections == 2
+
+
+def test_an_answer_is_not_mixed_with_data_sent_after_it_in_the_same_packet() -> None:
+    """Bytes after an answer's end, arriving with it, are no part of it (nor of the next
+    request's answer): mixed in, they would spoil a paid answer, which would then be sent on to
+    the next deployment unbilled."""
+    stale = b'HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 14\r\n\r\n{"stale":true}'
+
+    async def answer_twice(head: str, reader: asyncio.StreamReader, writer: Any) -> bool:
+        await read_body(head, reader)
+        writer.write(OK + stale)
+        return True
+
+    async def scenario(pool: ConnectionPool) -> None:
+        for _ in range(2):
+            response = await pool.request("POST", "/generate", b"{}")
+            assert "content-encoding" not in response.headers
+            assert await response.read() == b'{"ok":true}'
+
+    upstream = against(Upstream(answer_twice), scenario)
+    assert upstream.connections == 2

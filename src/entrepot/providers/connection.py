@@ -86,16 +86,13 @@ class _Connection(asyncio.Protocol):
         self.written = True
 
     def data_received(self, data: bytes) -> None:
-        if self.complete:
-            # HTTP/1.1 without pipelining: nothing may arrive between an answer and the next
-            # request, and whatever did would be read as that request's answer.
-            self._fail(ConnectionError("the upstream sent data nobody asked for"))
-            return
         self.received_any = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(ConnectionError("the upstream tried to switch protocols"))
+        except httptools.HttpParserCallbackError as exc:
+            self._fail(exc.__context__ or exc)  # raised by a callback below
         except httptools.HttpParserError as exc:
             self._fail(ConnectionError(f"malformed HTTP answer ({exc})"))
 
@@ -109,6 +106,12 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionResetError("the upstream closed the connection mid-answer"))
 
     # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # HTTP/1.1 without pipelining: no answer may follow an answer, in the same packet
+            # or later; read on, it would be mixed into this answer or taken for the next one.
+            raise ConnectionError("the upstream sent data nobody asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
