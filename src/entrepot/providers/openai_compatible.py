@@ -72,15 +72,16 @@ class OpenAICompatibleProvider:
     async def _fill(self, body: JSON, answer: JSON, wanted: int) -> JSON:
         """An upstream that ignores `n` is asked again for the choices still missing, at most
         `n` calls in all; a seeded request moves its seed on, so the choices differ as OpenAI's
-        do. The answer bills what every call used."""
+        do. The answer bills what every call used. A call that brought no choice at all is a
+        failed generation, not an ignored `n`: it is not sent to this deployment again."""
         choices, usages = list(answer["choices"]), [answer.get("usage")]
-        for _ in range(wanted - 1):
-            if len(choices) >= wanted:
-                break
+        while choices and len(choices) < wanted:  # each call adds a choice or ends the loop
             more = {**body, "n": wanted - len(choices)}
             if isinstance(body.get("seed"), int):
                 more["seed"] = body["seed"] + len(choices)
             extra = self._answer(await self._http.post_json("/chat/completions", more), "choices")
+            if not extra["choices"]:
+                break
             choices += extra["choices"][: wanted - len(choices)]
             usages.append(extra.get("usage"))
         if len(choices) < wanted:
