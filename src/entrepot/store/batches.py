@@ -12,6 +12,9 @@ later), so neither may pass for the other:
   own, twice, each time right after the store accepted the known-good record — say a value past a
   server limit, or one a trigger refuses with such an error — is rejected like any other: retried
   as an outage, it would hold back every record behind it forever.
+- an error of the storage under the database (an I/O error, a full disk, a read-only or
+  immutable file) is an outage at once. No record causes one, and the known-good record cannot
+  reveal it: written and rolled back, it never reaches the disk, where only a commit fails.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def _isolate(engine: Engine, rows: Sequence[Row], offset: int) -> tuple[int, Ref
     try:
         return insert_rows(engine, rows), []
     except Exception as error:
-        if store_unavailable(error) and not _takes_writes(engine):
+        if storage_refuses(error) or (store_unavailable(error) and not _takes_writes(engine)):
             raise StoreUnavailableError(describe(error)) from error
         if len(rows) > 1:
             half = len(rows) // 2
@@ -62,10 +65,29 @@ def _judge_alone(engine: Engine, row: Row, position: int) -> tuple[int, Refused]
         try:
             return insert_rows(engine, [row]), []
         except Exception as again:
+            if storage_refuses(again):
+                raise StoreUnavailableError(describe(again)) from again
             reason = describe(again)
             if not store_unavailable(again):
                 break  # a rejection (a constraint, a bad value) is the same every time
     return 0, [(position, reason)]
+
+
+# SQLite's primary result codes for the storage failing: PERM, READONLY, IOERR, CORRUPT, FULL,
+# CANTOPEN, NOTADB. PostgreSQL's SQLSTATEs: insufficient resources (class 53: a full disk),
+# system errors (class 58: I/O), a read-only transaction (a standby, or read-only by default).
+_SQLITE_STORAGE = frozenset({3, 8, 10, 11, 13, 14, 26})
+_POSTGRES_STORAGE = ("53", "58", "25006")
+
+
+def storage_refuses(error: BaseException) -> bool:
+    """Whether a failed write is the storage under the database refusing, whatever the record."""
+    cause = getattr(error, "orig", None) or error
+    code = getattr(cause, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_STORAGE
+    state = getattr(cause, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_POSTGRES_STORAGE)
 
 
 def _probe(engine: Engine) -> None:
