@@ -61,13 +61,19 @@ def test_a_character_cut_by_max_tokens_is_held_back_not_replaced() -> None:
 
 def test_unseeded_sampling_differs_per_call_and_per_choice() -> None:
     body = {"messages": STORY, "max_tokens": 8, "temperature": 1.0, "n": 3}
+    single = {**body, "n": 1}
 
-    async def twice(provider: LlamaCppProvider) -> list[list[str]]:
-        return [_texts(await provider.chat(body)) for _ in range(2)]
+    async def answers(provider: LlamaCppProvider) -> tuple[list[list[str]], list[str]]:
+        choices = [_texts(await provider.chat(body)) for _ in range(2)]
+        # The first choice too: one answer per call, each call sampled afresh (a fixed default
+        # seed for the first choice made every single-answer call the same).
+        singles = [_texts(await provider.chat(single))[0] for _ in range(4)]
+        return choices, singles
 
-    first, second = _run(twice)
+    (first, second), singles = _run(answers)
     assert len(set(first)) > 1 and len(set(second)) > 1
     assert first != second
+    assert len(set(singles)) > 1
 
 
 def test_a_given_seed_stays_reproducible() -> None:
