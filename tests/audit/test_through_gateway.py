@@ -10,10 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from rich.console import Console
+from typer.testing import CliRunner
 
 from entrepot.audit.session import AuditRequest, run_audit
 from entrepot.bench.runner import RunOptions
+from entrepot.cli import app
 from entrepot.config import Config
 from tests.conftest import Server, fake_model, start_fake
 
@@ -65,6 +68,34 @@ def test_a_probe_the_policy_forbids_is_refused_by_policy(
         assert sorted(rows) == [("audit:chat", "cli:audit", 403, "egress_denied")] * len(
             report.results
         )
+
+
+def test_the_command_says_the_policy_refused_the_probes_and_fails(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    """A model the policy kept every probe from is not silent for no reason: the command
+    names the rule (brackets and all) and exits 1, as for a model whose every call failed."""
+    target = "audit-policy-cli"
+    config = tmp_path / "entrepot.yaml"
+    settings = {
+        "policy": {
+            "default_class": "confidential",
+            "rules": {"confidential": {"allow": ["local"]}},
+        },
+        "models": [fake_model(fake_openai, "remote", target)],
+    }
+    config.write_text(yaml.safe_dump(settings))
+    result = CliRunner().invoke(
+        app,
+        ["audit", "--models", "remote", "--packs", PACK, "--languages", "en", "--limit", "1",
+         "--config", str(config), "--out", str(tmp_path / "out")],
+    )  # fmt: skip
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert "remote: 3 probe(s) refused by policy, not classified:" in output
+    assert "allows only [local]" in output
+    assert "no answers from remote: every probe was refused by policy" in output
+    assert int(httpx.get(f"{fake_openai.url}/received/{target}").json()) == 0
 
 
 def test_an_audit_sees_the_models_refusal_on_a_route_that_falls_back(

@@ -17,10 +17,12 @@ import httpx
 import pytest
 import yaml
 from rich.console import Console
+from typer.testing import CliRunner
 
 from entrepot.bench.runner import RunOptions
 from entrepot.bench.schema import BenchReport
 from entrepot.bench.session import BenchRequest, run_bench
+from entrepot.cli import app
 from entrepot.config import Config
 from entrepot.exceptions import AuthenticationError, ConfigError
 from entrepot.store.db import open_engine
@@ -140,6 +142,34 @@ def test_the_live_line_counts_refusals_apart_from_scores(
     assert "score" not in only_refused
     mixed = live_line(personal, plain)
     assert "score 1.00 · refused by policy: 1 · 0.0000 USD" in mixed
+
+
+def test_a_model_the_policy_refuses_every_item_fails_the_run(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    """Nothing of the model was measured: the run says why (the policy's rule) and exits 1,
+    as it does for a model whose every call failed, instead of passing with no score."""
+    target = "bench-policy-all-refused"
+    local_only = {"rules": {"confidential": {"allow": ["local"]}}}
+    settings = _config(fake_openai, tmp_path, target, policy=local_only).model_dump(
+        mode="json", exclude_none=True
+    )
+    config = tmp_path / "entrepot.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    tasks = _tasks(
+        tmp_path, {"id": "p", "prompt": PERSONAL, "expected": "x", "grader": {"kind": "contains"}}
+    )
+    result = CliRunner().invoke(
+        app,
+        ["bench", tasks, "--models", "cn-model", "--config", str(config),
+         "--out", str(tmp_path / "out")],
+    )  # fmt: skip
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert "cn-model: 1 call(s) refused by policy" in output
+    assert "allows only [local]" in output  # the rule as written, not read as markup
+    assert "no answers from cn-model" in output
+    assert _received(fake_openai, target) == 0
 
 
 def test_a_keys_budget_stops_the_bench_with_402s(fake_openai: Server, tmp_path: Path) -> None:

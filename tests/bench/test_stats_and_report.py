@@ -125,5 +125,25 @@ def test_the_terminal_table_keeps_long_names_and_costs_whole_at_80_columns() -> 
     for name in names:
         assert name in lines, out  # each card is headed by the whole name
     assert any("$0.00000370" in line for line in lines), out  # total cost: 3 × 1,234 nanos
-    assert any("1.50 s / 1.50 s" in line for line in lines), out
+    assert any("1.5 s / 1.5 s" in line for line in lines), out
     assert any("37,035 / 6" in line for line in lines), out
+
+
+def test_an_upstreams_error_and_a_policys_reason_are_printed_as_text_not_markup() -> None:
+    """Both come from outside the report (an upstream's own words, a rule's list of places):
+    brackets in them are printed as written, and never break the report."""
+    error = "502 upstream_error: no route [/v1/chat] for [bold]you[/bold]"
+    refusal = "data class 'confidential' allows only [local]"
+    results = [
+        ItemResult(item_id="1", task="t", model="failing", error=error),
+        ItemResult(item_id="1", task="t", model="guarded", refused_by_policy=refusal),
+    ]
+    report = summarise(
+        results, reference=None, price_dates={}, currencies={}, cost_basis={},
+        tasks=["t"], repeats=1,
+    )  # fmt: skip
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    print_report(report, console)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert error in out and refusal in out
+    assert "answers: 0 reused from earlier runs, 2 asked (1 failed; 1 refused by policy;" in out

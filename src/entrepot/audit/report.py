@@ -10,12 +10,13 @@ with a small inline script; no external assets).
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from entrepot.audit.judge import RUBRIC, RUBRIC_VERSION
 from entrepot.audit.schema import (
@@ -238,6 +239,11 @@ def print_report(report: AuditReport, console: Console) -> None:
             f" {model.jurisdiction}): run cost {money(model.total_cost, model.currency)}"
             f" ({model.cost_basis}, {dated})"
         )
+    for alias, (refused, why) in policy_refusals(report.results).items():
+        console.print(
+            f"[yellow]{alias}: {count(refused)} probe(s) refused by policy, not classified:"
+            f"[/yellow] {escape(why)}"
+        )
     if report.agreement is not None:
         a = report.agreement
         kappa = f"{a.kappa:.2f}" if a.kappa is not None else "undefined"
@@ -248,6 +254,18 @@ def print_report(report: AuditReport, console: Console) -> None:
             f" {a.n} answers, Cohen's κ {kappa}; {a.unparsed} judge replies unusable;"
             f" judge cost {money(a.judge_cost)}"
         )
+
+
+def policy_refusals(results: list[ProbeResult]) -> dict[str, tuple[int, str]]:
+    """Per model, how many calls the gateway's policy refused and its most frequent reason:
+    no model saw those questions, so they are neither a finding nor a model's error."""
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results:
+        if result.refused_by_policy is not None:
+            found[result.model][result.refused_by_policy] += 1
+    return {
+        model: (reasons.total(), reasons.most_common(1)[0][0]) for model, reasons in found.items()
+    }
 
 
 def _colour(value: float) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
 from entrepot.bench.schema import BenchReport, Comparison, ItemResult, ModelSummary
 from entrepot.bench.stats import bootstrap_mean, headline, paired_ratio, pareto_frontier, percentile
@@ -186,8 +187,9 @@ def _score_text(row: Row) -> str:
 
 
 def failed_models(report: BenchReport) -> list[ModelSummary]:
-    """Models that gave no answer at all: every call failed, so they could not be scored."""
-    return [s for s in report.models if s.score is None and s.errors]
+    """Models that gave no answer at all, so they could not be scored: every call failed or
+    was refused by policy. Either way the run measured nothing of them, which fails it."""
+    return [s for s in report.models if s.score is None and (s.errors or s.refused_by_policy)]
 
 
 def print_report(report: BenchReport, console: Console) -> None:
@@ -201,22 +203,26 @@ def print_report(report: BenchReport, console: Console) -> None:
     for s in report.models:
         if s.top_error is None:
             continue
-        what = (
-            f"every call failed ({s.errors}); not scored"
-            if s in unscored
-            else f"{s.errors} call(s) failed; scored on the rest"
-        )
-        console.print(f"[red]{s.model}: {what}. Most frequent error:[/red] {s.top_error}")
+        if s not in unscored:
+            what = f"{s.errors} call(s) failed; scored on the rest"
+        elif s.refused_by_policy:
+            what = f"{s.errors} call(s) failed and the rest were refused by policy; not scored"
+        else:
+            what = f"every call failed ({s.errors}); not scored"
+        console.print(f"[red]{s.model}: {what}. Most frequent error:[/red] {escape(s.top_error)}")
     for s in report.models:
         if s.top_refusal is not None:
             console.print(
                 f"[yellow]{s.model}: {s.refused_by_policy} call(s) refused by policy, neither "
-                f"scored nor counted as errors:[/yellow] {s.top_refusal}"
+                f"scored nor counted as errors:[/yellow] {escape(s.top_refusal)}"
             )
     reused = sum(1 for r in report.results if r.cached)
     asked = len(report.results) - reused
     failed = sum(1 for r in report.results if not r.cached and r.error is not None)
+    refused = sum(1 for r in report.results if r.refused_by_policy is not None)
+    unanswered = [f"{failed} failed"] if failed else []
+    unanswered += [f"{refused} refused by policy"] if refused else []
     console.print(
         f"answers: {reused} reused from earlier runs, {asked} asked"
-        + (f" ({failed} failed; a re-run asks them again)" if failed else "")
+        + (f" ({'; '.join(unanswered)}; a re-run asks them again)" if unanswered else "")
     )

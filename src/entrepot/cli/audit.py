@@ -132,8 +132,11 @@ def audit(
     silent = [m.alias for m in report.models if not any_answer(report.results, m.alias)]
     for alias in silent:
         errors = Counter(r.error for r in report.results if r.model == alias and r.error)
-        top = errors.most_common(1)[0][0] if errors else "no answer"
-        talk.print(f"[red]no answers from {alias}; most frequent error:[/red] {escape(top)}")
+        if errors:
+            top = errors.most_common(1)[0][0]
+            talk.print(f"[red]no answers from {alias}; most frequent error:[/red] {escape(top)}")
+        else:
+            talk.print(f"[red]no answers from {alias}: every probe was refused by policy[/red]")
     if silent:
         raise typer.Exit(1)
 

@@ -157,7 +157,7 @@ def bench(
     failed = failed_models(report)
     if failed:
         names = ", ".join(m.model for m in failed)
-        talk.print(f"[red]no answers from {names}: see the error above[/red]")
+        talk.print(f"[red]no answers from {names}: see why above[/red]")
         raise typer.Exit(1)
     scores = [m.score.estimate for m in report.models if m.score is not None]
     if fail_under is not None and any(score < fail_under for score in scores):
