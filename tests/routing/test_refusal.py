@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from entrepot.api.refusals import RefusalGuard, _Held, reserved
+from entrepot.api.holdback import Held
+from entrepot.api.refusals import RefusalGuard, reserved
 from entrepot.api.streaming import OpenedStream
 from entrepot.config import BreakerConfig, Config, CurrencyRates, ModelConfig, RouteConfig
 from entrepot.exceptions import ModelRefusedError, UpstreamRejectedError
@@ -71,19 +72,19 @@ def chunk(content: str | None = None, finish: str | None = None, **delta: Any) -
     return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
-async def held(chunks: list[JSON], window: int, fail: Exception | None = None) -> _Held:
+async def held(chunks: list[JSON], window: int, fail: Exception | None = None) -> Held:
     async def upstream() -> AsyncIterator[JSON]:
         for item in chunks[1:]:
             yield item
         if fail is not None:
             raise fail
 
-    stream = _Held(OpenedStream(chunks[0], upstream(), {"messages": []}))
+    stream = Held(OpenedStream(chunks[0], upstream(), {"messages": []}))
     await stream.fill(window)
     return stream
 
 
-async def relayed(stream: _Held) -> list[JSON]:
+async def relayed(stream: Held) -> list[JSON]:
     opened = stream.release()
     return [opened.first, *[c async for c in opened.chunks]] if opened.first else []
 

@@ -1,11 +1,10 @@
 """A route's `on_refusal: fallback`: an answer the refusal classifier (`routing/refusal.py`) calls a
 refusal is not given to the client while another allowed deployment may answer instead.
 
-A complete answer is classified before it is answered. A stream is held back: its first
-`refusal_holdback_tokens` pieces of output (the chunks that carry text, tool calls or reasoning —
-one token each on nearly every upstream) are read before anything reaches the client. A refusal
-there closes the upstream and routing moves on; otherwise what was held back is relayed, chunk
-for chunk as it came, and the stream continues. A refusal after the hold-back window reaches the
+A complete answer is classified before it is answered. A stream is held back for its first
+`refusal_holdback_tokens` pieces of output (`api/holdback.py`): a refusal there closes the
+upstream and routing moves on; otherwise what was held back is relayed as it came, and the
+stream continues. A refusal after the hold-back window reaches the
 client as it is. A content-filter error is a refusal too.
 
 The refusal is replaced only once another deployment is called: if none is left (`max_attempts`,
@@ -28,25 +27,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import NoReturn, TypeVar
 
-from entrepot.api.streaming import OpenedStream, close_stream
+from entrepot.api.holdback import Held
+from entrepot.api.streaming import OpenedStream
 from entrepot.config import Config, CurrencyRates, RouteConfig
 from entrepot.exceptions import CurrencyRateMissingError, GatewayError, ModelRefusedError
 from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
-from entrepot.ledger.estimate import StreamTally
 from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import Cost
 from entrepot.policy.eligibility import Eligibility
-from entrepot.routing.refusal import (
-    choice_refusal,
-    completion_refusal,
-    host_filtered,
-    split_reasoning,
-)
+from entrepot.routing.refusal import completion_refusal, host_filtered
 from entrepot.routing.router import Router
 from entrepot.routing.table import Deployment
 from entrepot.types import JSON, Attempt, UsageRecord
@@ -67,7 +61,7 @@ class _Refusal:
     deployment: Deployment
     began: float
     answer: JSON | None = None
-    held: _Held | None = None
+    held: Held | None = None
     error: GatewayError | None = None
 
 
@@ -150,7 +144,7 @@ class RefusalGuard:
             await self._replace()
             began = time.perf_counter()
             opened = await self._filtered(deployment, began, start(deployment))
-            held = _Held(opened)
+            held = Held(opened)
             await held.fill(self.holdback)
             why = held.refusal()
             if why is not None:
@@ -233,136 +227,6 @@ class RefusalGuard:
             estimate = partial(held.tally.estimate, held.opened.body)
             settle(scratch, refusal.deployment, held.tally.usage, estimate, refusal.began)
         self.replaced.append(scratch)
-
-
-class _Held:
-    """A stream's first chunks, read ahead and kept, with what they say per choice."""
-
-    __slots__ = (
-        "calls",
-        "chunks",
-        "ended",
-        "error",
-        "finish",
-        "opened",
-        "refusal_fields",
-        "tally",
-        "texts",
-    )
-
-    def __init__(self, opened: OpenedStream) -> None:
-        self.opened = opened
-        self.tally = StreamTally()
-        self.chunks: list[JSON] = []
-        self.texts: dict[int, list[str]] = {}
-        self.calls: set[int] = set()
-        self.refusal_fields: set[int] = set()  # OpenAI's own `refusal` delta
-        self.finish: dict[int, str] = {}
-        self.ended = opened.first is None
-        self.error: Exception | None = None
-        if opened.first is not None:
-            self._take(opened.first)
-
-    async def fill(self, window: int) -> None:
-        """Read until `window` pieces of output have come, or the stream ends. A failure is kept
-        to be raised where the relay would have met it."""
-        try:
-            while not self.ended and self.tally.pieces < window:
-                try:
-                    chunk = await anext(self.opened.chunks)
-                except StopAsyncIteration:
-                    self.ended = True
-                    return
-                except Exception as exc:
-                    self.error = exc
-                    return
-                self._take(chunk)
-        except BaseException:  # cancelled: the upstream is ours to close
-            await self.close()
-            raise
-
-    def _take(self, chunk: JSON) -> None:
-        self.chunks.append(chunk)
-        self.tally.add(chunk)
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            index = choice.get("index", 0)
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if isinstance(text, str):
-                self.texts.setdefault(index, []).append(text)
-            if isinstance(delta, dict) and delta.get("tool_calls"):
-                self.calls.add(index)
-            if isinstance(delta, dict) and delta.get("refusal"):
-                self.refusal_fields.add(index)
-            if isinstance(choice.get("finish_reason"), str):
-                self.finish[index] = choice["finish_reason"]
-
-    def refusal(self) -> str | None:
-        """Why the stream so far is a refusal — every choice refused — or None. An answer that
-        has not ended is not judged empty, nor while it is still inside an open `<think>`."""
-        if self.error is not None:
-            failed = isinstance(self.error, GatewayError) and host_filtered(self.error.message)
-            return f"host filter: {self.error}" if failed else None
-        choices = set(self.texts) | self.calls | self.refusal_fields | set(self.finish)
-        if not choices:
-            return "empty answer" if self.ended else None
-        reasons = [self._choice(index) for index in sorted(choices)]
-        return None if None in reasons else reasons[0]
-
-    def _choice(self, index: int) -> str | None:
-        if index in self.refusal_fields:
-            return "refusal field"
-        text = "".join(self.texts.get(index, ()))
-        finish = self.finish.get(index)
-        if finish is None and not self.ended:
-            opening = text.lstrip()
-            thinking = opening.startswith("<think>") and "</think>" not in opening
-            if thinking or not split_reasoning(opening, None)[0].strip():
-                return None  # nothing visible yet: too early to call it empty
-        return choice_refusal(text, index in self.calls, finish)
-
-    def release(self) -> OpenedStream:
-        """The stream as routing would have opened it: the held chunks first, then the rest."""
-        rest = None if self.ended else self.opened.chunks
-        chunks = _Replay(self.chunks[1:], rest, self.error)
-        return OpenedStream(self.chunks[0] if self.chunks else None, chunks, self.opened.body)
-
-    async def close(self) -> None:
-        await close_stream(self.opened.chunks)
-
-
-class _Replay:
-    """Held chunks, then the failure that ended the read-ahead or the upstream's remaining
-    chunks. Closing it closes the upstream, even before it was read."""
-
-    __slots__ = ("error", "held", "rest")
-
-    def __init__(
-        self, held: list[JSON], rest: AsyncIterator[JSON] | None, error: Exception | None
-    ) -> None:
-        self.held = held
-        self.rest = rest
-        self.error = error
-        self.held.reverse()
-
-    def __aiter__(self) -> _Replay:
-        return self
-
-    async def __anext__(self) -> JSON:
-        if self.held:
-            return self.held.pop()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-        if self.rest is None:
-            raise StopAsyncIteration
-        return await anext(self.rest)
-
-    async def aclose(self) -> None:
-        if self.rest is not None:
-            await close_stream(self.rest)
 
 
 def guard(
