@@ -5,6 +5,7 @@ run with 402s. With `--gateway URL` it is a client of that gateway, under the ke
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from entrepot.bench.runner import RunOptions
 from entrepot.bench.schema import BenchReport
 from entrepot.bench.session import BenchRequest, run_bench
+from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.cli import app
 from entrepot.config import Config
 from entrepot.exceptions import AuthenticationError, ConfigError
@@ -206,6 +208,47 @@ def test_a_key_the_store_does_not_know_is_refused(fake_openai: Server, tmp_path:
     tasks = _tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "echo: hi"})
     with pytest.raises(AuthenticationError, match="no active key named 'nobody'"):
         _bench(config, tasks, tmp_path / "out", key="nobody")
+
+
+def test_a_revoked_key_is_refused_saying_so(fake_openai: Server, tmp_path: Path) -> None:
+    config = _config(fake_openai, tmp_path, "bench-revoked-key")
+    engine = open_engine(config.store)
+    KeyStore(engine).create("gone")
+    KeyStore(engine).revoke("gone")
+    engine.dispose()
+    tasks = _tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "echo: hi"})
+    with pytest.raises(AuthenticationError, match="key 'gone' was revoked on 20"):
+        _bench(config, tasks, tmp_path / "out", key="gone")
+    assert _received(fake_openai, "bench-revoked-key") == 0
+
+
+def test_a_key_revoked_during_the_run_is_refused_from_then_on(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    """A run holds no secret to present on each call, so it reads its key from the gateway's
+    keys, which a revocation elsewhere (`entrepot keys revoke`) leaves at their next reload."""
+    target = "bench-revoked-mid-run"
+    config = _config(fake_openai, tmp_path, target)
+    engine = open_engine(config.store)
+    KeyStore(engine).create("mid")
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+
+    async def main() -> None:
+        async with InProcessGateway(config, ["cn-model"], "bench", "mid") as through:
+            (model,) = through.models(["cn-model"])
+            assert (await model.provider.chat(body))["choices"]
+            KeyStore(engine).revoke("mid")
+            await through.gateway.keys.reload()  # what the gateway does every few seconds
+            with pytest.raises(AuthenticationError, match="key 'mid' was revoked during the run"):
+                await model.provider.chat(body)
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.dispose()
+    assert _received(fake_openai, target) == 1
+    rows = [(r["endpoint"], r["key_name"], r["status"]) for r in _ledger(tmp_path)]
+    assert rows == [("bench:chat", "mid", 200), ("bench:chat", "mid", 401)]
 
 
 def test_without_a_key_where_keys_are_required_the_run_is_refused(

@@ -140,6 +140,12 @@ class KeyRing:
             raise AuthenticationError("invalid or revoked API key")
         return key
 
+    def loaded(self, key_id: int) -> ApiKey | None:
+        """The active key `key_id` as last loaded, or None once it is revoked: an in-process
+        caller (`entrepot bench --key NAME`) holds no secret to authenticate with, and sees a
+        revocation or a change of its key when a client of this gateway would."""
+        return next((key for key in self._by_hash.values() if key.id == key_id), None)
+
     def require_admin(self, request: Request) -> None:
         if self.admin_key is None:
             raise PermissionDeniedError(

@@ -28,8 +28,8 @@ from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.endpoints.completions import COMPLETIONS
 from entrepot.api.endpoints.embeddings import EMBEDDINGS
 from entrepot.api.gateway import Gateway
-from entrepot.api.in_process import call
-from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, recorded_endpoint
+from entrepot.api.in_process import answer_in_process, in_process_exchange
+from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, Exchange, recorded_endpoint
 from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
 from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError
@@ -40,6 +40,9 @@ from entrepot.providers.openai_compatible import OpenAICompatibleProvider
 from entrepot.routing import cache
 from entrepot.types import JSON, ApiKey
 
+# Commands that answer with the model's own refusal even on a route that would send it
+# elsewhere: an audit measures refusals, and a fingerprint is one model's answers.
+MEASURES_REFUSALS = ("audit", "fingerprint")
 KEY_WITH_GATEWAY = (
     "--key names a client key for in-process runs; through a gateway, the key is the secret in "
     "--api-key-env"
@@ -166,9 +169,17 @@ class InProcessGateway:
                     code="missing_api_key",
                 )
             return None
-        for key in self.gateway.keys.store.list():
-            if key.name == name:
+        named = [
+            key for key in self.gateway.keys.store.list(include_revoked=True) if key.name == name
+        ]
+        for key in named:
+            if key.revoked_at is None:
                 return key
+        if named:
+            when = max(key.revoked_at for key in named if key.revoked_at is not None)
+            raise AuthenticationError(
+                f"key {name!r} was revoked on {when:%Y-%m-%d %H:%M} UTC (see `entrepot keys list`)"
+            )
         raise AuthenticationError(f"no active key named {name!r} (see `entrepot keys list`)")
 
     async def __aenter__(self) -> InProcessGateway:
@@ -185,16 +196,30 @@ class InProcessGateway:
         await self.gateway.stop()
 
     async def call(self, endpoint: Endpoint, body: JSON) -> JSON:
-        return await call(
+        answer, _exchange = await self.exchange(endpoint, body)
+        return answer
+
+    async def exchange(self, endpoint: Endpoint, body: JSON) -> tuple[JSON, Exchange]:
+        """One call of the run, with its exchange, whose record says which deployment answered
+        (`fingerprint` keeps it). The key is the gateway's current copy, as a server's client
+        would be checked against: a key revoked during the run is refused (and recorded) from
+        the gateway's next reload of its keys on, and a changed allow-list or budget applies."""
+        key = self.key
+        current = self.gateway.keys.loaded(key.id) if key is not None else None
+        exchange = in_process_exchange(
             self.gateway,
             endpoint,
-            body,
-            key=self.key,
+            key=current or key,
             principal=self.principal,
             record_as=recorded_endpoint(self.command, endpoint),
-            cache_header="off",
-            fall_back_on_refusal=self.command != "audit",
+            fall_back_on_refusal=self.command not in MEASURES_REFUSALS,
         )
+        if key is not None and current is None:
+            revoked = AuthenticationError(f"key {key.name!r} was revoked during the run")
+            exchange.failed(revoked)
+            await exchange.finish()
+            raise revoked
+        return await answer_in_process(exchange, body, cache_header="off"), exchange
 
     def models(
         self, aliases: list[str], hardware_costs: dict[str, Decimal] | None = None

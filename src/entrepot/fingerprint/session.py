@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from entrepot.api.endpoints.chat import CHAT
-from entrepot.api.in_process import answer_in_process, in_process_exchange
-from entrepot.api.pipeline import recorded_endpoint
 from entrepot.bench.through_gateway import GatewayByUrl, InProcessGateway, open_gateway
 from entrepot.config import Config
 from entrepot.exceptions import ConfigError
@@ -180,15 +178,7 @@ class _Asker:
             return await self.remote.chat(body), None
         through = self.through
         assert isinstance(through, InProcessGateway)
-        exchange = in_process_exchange(
-            through.gateway,
-            CHAT,
-            key=through.key,
-            principal=through.principal,
-            record_as=recorded_endpoint(COMMAND, CHAT),
-            fall_back_on_refusal=False,
-        )
-        result = await answer_in_process(exchange, body, cache_header="off")
+        result, exchange = await through.exchange(CHAT, body)
         return result, exchange.record.deployment
 
     async def __aenter__(self) -> _Asker:
