@@ -26,10 +26,11 @@ def word(text: str) -> JSON:
 
 @dataclass
 class Upstream:
-    """A provider whose stream is scripted: `words` chunks, then a usage report unless `hang`
-    (wait forever) or `endless` (words without end, ignoring the cap)."""
+    """A provider whose stream is scripted: `words` chunks of `size` bytes each, then a usage
+    report unless `hang` (wait forever) or `endless` (words without end, ignoring the cap)."""
 
     words: int = 4
+    size: int = 3
     hang: bool = False
     endless: bool = False
     sent: int = 0
@@ -41,7 +42,7 @@ class Upstream:
             while self.endless or self.sent < self.words:
                 await asyncio.sleep(0)
                 self.sent += 1
-                yield word(f" w{self.sent}")
+                yield word(f" w{self.sent}".ljust(self.size, "w"))
             if self.hang:
                 await asyncio.Event().wait()
             yield {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": self.sent}}
@@ -114,6 +115,17 @@ def test_reading_stops_past_the_output_cap_an_upstream_ignores() -> None:
     # The cap sent was 5: the sixth word proves the upstream ignores it, and reading stops.
     assert upstream.sent == 6 and log == ["closed", "ended"]
     assert (record.completion_tokens, record.usage_estimated) == (6, True)
+
+
+def test_an_unreported_stream_is_billed_at_most_its_cap_unless_its_chunks_prove_more() -> None:
+    """Chunks of 40 bytes (10 tokens by bytes) and no usage report: a stream that stopped within
+    its cap of 5 chunks is billed the cap, not 50; one that ignores it, the chunks it sent."""
+    within = Upstream(words=5, size=40, hang=True)
+    record, _ = asyncio.run(abandon(deployment(within, timeouts={"total": 0.2})))
+    assert (record.completion_tokens, record.usage_estimated) == (5, True)
+    past = Upstream(endless=True, size=40)
+    record, _ = asyncio.run(abandon(deployment(past)))
+    assert past.sent == 6 and (record.completion_tokens, record.usage_estimated) == (6, True)
 
 
 def test_reading_stops_at_the_total_timeout() -> None:

@@ -15,6 +15,7 @@ from entrepot.ledger.billing import (
     bill,
     busy_bound_seconds,
     reported_usage,
+    requested_output,
     settle_answer,
     upstream_body,
     worst_case_costs,
@@ -142,3 +143,44 @@ def test_an_answer_with_usage_is_billed_as_reported() -> None:
     settle_answer(record, Deployment(remote(), PRICE), CHAT, answer, time.perf_counter())
     assert (record.usage_estimated, record.usage_reported) == (False, True)
     assert record.cost_nanos == 3_000_000
+
+
+def answered(text: str, usage: dict[str, int] | None, body: dict[str, Any] = CHAT) -> UsageRecord:
+    record = UsageRecord(request_id="r", endpoint="chat")
+    answer: dict[str, Any] = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+    if usage is not None:
+        answer["usage"] = usage
+    settle_answer(record, Deployment(remote(), PRICE), body, answer, time.perf_counter())
+    return record
+
+
+def test_best_of_reserves_every_generation_the_upstream_makes() -> None:
+    """Legacy completions' `best_of` generates (and bills) that many answers for `n` shown."""
+    body = {"model": "a", "prompt": "hi", "max_tokens": 10, "best_of": 5}
+    assert requested_output(body, Deployment(remote())) == 50
+    assert requested_output({**body, "n": 7}, Deployment(remote())) == 70
+    assert requested_output({**body, "best_of": "5"}, Deployment(remote())) == 10
+
+
+def test_an_estimate_never_exceeds_the_output_cap_the_upstream_was_sent() -> None:
+    record = answered("x" * 400, None, {**CHAT, "max_tokens": 5})  # 100 tokens by bytes
+    assert (record.completion_tokens, record.usage_estimated) == (5, True)
+
+
+def test_a_report_wins_over_the_gateways_count_above_the_cap_or_below_the_estimate() -> None:
+    """What the upstream reports is what it invoices: past the cap (it generated past it) and
+    below the gateway's estimate (which is only an estimate), it is billed as reported."""
+    over = answered(
+        "x" * 40, {"prompt_tokens": 1, "completion_tokens": 90}, {**CHAT, "max_tokens": 5}
+    )
+    assert (over.completion_tokens, over.usage_reported) == (90, True)
+    under = answered("x" * 400, {"prompt_tokens": 1, "completion_tokens": 2})
+    assert (under.completion_tokens, under.usage_reported) == (2, True)
+
+
+def test_a_report_of_no_output_for_an_answer_with_output_is_not_believed() -> None:
+    record = answered("abcdefgh", {"prompt_tokens": 9, "completion_tokens": 0})
+    assert (record.prompt_tokens, record.completion_tokens) == (9, 2)  # its prompt, our output
+    assert (record.usage_estimated, record.usage_reported) == (True, False)
+    empty = answered("", {"prompt_tokens": 9, "completion_tokens": 0})
+    assert (empty.prompt_tokens, empty.completion_tokens, empty.usage_reported) == (9, 0, True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,33 @@ def test_a_tiny_budget_is_not_overshot_by_an_upstream_that_ignores_max_completio
         answered += 1
     assert answered > 0
     assert 0 < spent(cap_gateway, "tiny") <= budget
+
+
+def test_concurrent_requests_never_overshoot_a_tiny_budget(cap_gateway: Server) -> None:
+    """Sixteen requests at once, half streamed, on a budget that holds about one: each is
+    reserved for its worst case before it is sent, so those admitted fit in the budget."""
+    budget = 200_000_000
+    key = create_key(cap_gateway, "tiny-concurrent", budget={"amount": "0.2", "period": "month"})
+    client = sdk(cap_gateway, key)
+
+    def one(i: int) -> str | None:
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model="fake/capless", messages=HELLO, max_completion_tokens=5, stream=i % 2 == 1
+            )
+        except openai.APIStatusError as refused:
+            assert refused.status_code in (402, 429)
+            return None
+        if i % 2:
+            list(raw.parse())
+        return str(raw.headers["x-request-id"])
+
+    with ThreadPoolExecutor(16) as pool:
+        admitted = [r for r in pool.map(one, range(16)) if r is not None]
+    for request_id in admitted:
+        usage_record(cap_gateway, request_id)
+    assert admitted
+    assert 0 < spent(cap_gateway, "tiny-concurrent") <= budget
 
 
 def test_reasoning_tokens_are_billed_as_output(cap_gateway: Server) -> None:

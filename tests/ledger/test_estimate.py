@@ -75,3 +75,22 @@ def test_a_streams_reasoning_is_output_and_its_usage_report_is_kept() -> None:
     assert tally.estimate({"prompt": "abcd"}) == TokenUsage(1, 3, 2)
     tally.add({"choices": [], "usage": {"prompt_tokens": 9}})
     assert tally.usage == {"prompt_tokens": 9}
+
+
+def test_a_count_by_bytes_stops_at_the_cap_unless_chunks_prove_more() -> None:
+    tally = StreamTally()
+    tally.add({"choices": [{"delta": {"content": "x" * 400}}]})  # 100 tokens by bytes, 1 chunk
+    assert tally.estimate({"prompt": "abcd"}, 5) == TokenUsage(1, 5, 0)
+    for _ in range(7):
+        tally.add({"choices": [{"delta": {"content": "y"}}]})
+    assert tally.output_tokens(5) == 8  # eight chunks with text: past the cap it was sent
+
+
+def test_the_last_usage_report_of_a_stream_wins() -> None:
+    """Servers that report usage on every chunk report it cumulatively (vLLM's continuous usage
+    stats); one sent twice is the same report twice."""
+    tally = StreamTally()
+    tally.add({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    tally.add({"choices": [], "usage": None})
+    tally.add({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 7}})
+    assert tally.usage == {"prompt_tokens": 1, "completion_tokens": 7}

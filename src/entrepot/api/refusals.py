@@ -225,7 +225,8 @@ class RefusalGuard:
             held = refusal.held
             await held.close()
             estimate = partial(held.tally.estimate, held.opened.body)
-            settle(scratch, refusal.deployment, held.tally.usage, estimate, refusal.began)
+            body = held.opened.body
+            settle(scratch, refusal.deployment, body, held.tally.usage, estimate, refusal.began)
         self.replaced.append(scratch)
 
 

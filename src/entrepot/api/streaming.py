@@ -274,7 +274,8 @@ async def _settle(
 
 def _bill(upstream: _Upstream, deployment: Deployment, record: UsageRecord, started: float) -> None:
     tally = upstream.tally
-    settle(record, deployment, tally.usage, partial(tally.estimate, upstream.body), started)
+    estimate = partial(tally.estimate, upstream.body)
+    settle(record, deployment, upstream.body, tally.usage, estimate, started)
 
 
 async def finish_drains() -> None:

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from entrepot.config import ModelConfig, Price
-from entrepot.ledger.estimate import answer_usage
+from entrepot.ledger.estimate import answer_usage, prompt_tokens
 from entrepot.ledger.hardware import hourly_rate
 from entrepot.ledger.pricing import Cost, cost_nanos, hardware_cost_nanos
 from entrepot.types import JSON, TokenUsage, UsageRecord
@@ -51,7 +51,14 @@ def output_cap(body: JSON, deployment: Billable) -> int:
 def requested_output(body: JSON, deployment: Billable) -> int:
     if not generates(body):
         return 0
-    return output_cap(body, deployment) * int(body.get("n") or 1)
+    return output_cap(body, deployment) * generations(body)
+
+
+def generations(body: JSON) -> int:
+    """How many generations the upstream makes: `n`, or legacy completions' `best_of` (it
+    generates that many, bills them all and answers the best `n`)."""
+    counts = [body.get("n"), body.get("best_of")]
+    return max([1, *(c for c in counts if isinstance(c, int) and not isinstance(c, bool))])
 
 
 def upstream_body(body: JSON, deployment: Billable) -> JSON:
@@ -102,6 +109,15 @@ def worst_case_costs(body_size: int, body: JSON, deployments: Sequence[Billable]
     return bounds
 
 
+def cut_off_usage(body: JSON, deployment: Billable) -> TokenUsage:
+    """A generation whose length the gateway cannot know (its answer never arrived, or a host
+    filter discarded it): the gateway's count of the prompt it was sent as `body`, and the whole
+    output cap in it — the most it may have generated, and what the budget reserved for it."""
+    return TokenUsage(
+        prompt_tokens=prompt_tokens(body), completion_tokens=requested_output(body, deployment)
+    )
+
+
 def reported_usage(usage: Any) -> TokenUsage | None:
     """The upstream's usage report as billed: None when there is none, or it claims no tokens at
     all (nothing is free to generate). Reasoning is part of `completion_tokens` by OpenAI's
@@ -118,24 +134,38 @@ def reported_usage(usage: Any) -> TokenUsage | None:
 def settle(
     record: UsageRecord,
     deployment: Billable,
+    body: JSON,
     usage: Any,
-    count: Callable[[], TokenUsage],
+    count: Callable[[int | None], TokenUsage],
     started: float,
 ) -> None:
-    """Bill from the upstream's usage report; where there is none, from `count`, the gateway's
-    own count of the same request (asked only then), flagged estimated."""
+    """Bill the answer to `body` (as sent upstream) from the upstream's usage report; where
+    there is none, from `count`, the gateway's own count of the same answer given its output
+    cap (`ledger/estimate.py`: never more than the cap, unless proven), flagged estimated.
+
+    The report is what the upstream invoices, so it wins over the gateway's count, which is an
+    estimate — even when lower, or higher than the output cap (the upstream then generated past
+    it, and that was spent) — except where it cannot be true: no completion tokens for an
+    answer that has output is billed at the gateway's count of the output (flagged estimated)."""
     tokens = reported_usage(usage)
-    if tokens is None:
-        bill(record, deployment, count(), estimated=True, started=started)
-    else:
+    if tokens is not None and (tokens.completion_tokens or not generates(body)):
         bill(record, deployment, tokens, estimated=False, started=started)
+        return
+    counted = count(requested_output(body, deployment) if generates(body) else None)
+    if tokens is not None:  # reported, but with no completion tokens
+        if not counted.completion_tokens:
+            bill(record, deployment, tokens, estimated=False, started=started)
+            return
+        counted.prompt_tokens, counted.cached_tokens = tokens.prompt_tokens, tokens.cached_tokens
+    bill(record, deployment, counted, estimated=True, started=started)
 
 
 def settle_answer(
     record: UsageRecord, deployment: Billable, body: JSON, answer: JSON, started: float
 ) -> None:
     """Bill a complete answer to `body`."""
-    settle(record, deployment, answer.get("usage"), partial(answer_usage, body, answer), started)
+    count = partial(answer_usage, body, answer)
+    settle(record, deployment, body, answer.get("usage"), count, started)
 
 
 def bill(

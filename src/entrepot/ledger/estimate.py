@@ -11,6 +11,9 @@ The gateway ships no tokenizer for remote models, so the count is an estimate, d
   guide does, and counts tool definitions as their JSON; image and audio parts are not counted;
 - a streamed answer is at least one token per chunk that carried text, as servers send each token
   as it is generated;
+- the count by bytes is at most the output cap the upstream was sent (an upstream that honours
+  it cannot have generated more, and the budget reserved no more); only chunks counted past the
+  cap, which prove the upstream ignored it, are billed beyond it;
 - generated text includes reasoning (`reasoning_content`, `reasoning`) and tool calls' names and
   arguments, which upstreams bill as output.
 
@@ -59,8 +62,9 @@ def prompt_tokens(body: JSON) -> int:
     return total
 
 
-def answer_usage(body: JSON, answer: JSON) -> TokenUsage:
-    """The usage of a complete answer: its prompt, and the text of every choice."""
+def answer_usage(body: JSON, answer: JSON, cap: int | None = None) -> TokenUsage:
+    """The usage of a complete answer: its prompt, and the text of every choice (at most `cap`
+    tokens in all, the output cap the upstream was sent)."""
     generated = reasoning = 0
     for choice in answer.get("choices") or ():
         if not isinstance(choice, dict):
@@ -71,10 +75,11 @@ def answer_usage(body: JSON, answer: JSON) -> TokenUsage:
             generated += text + thought
             reasoning += thought
         generated += _size(choice.get("text"))
+    completion = _capped(tokens_in(generated), cap)
     return TokenUsage(
         prompt_tokens=prompt_tokens(body),
-        completion_tokens=tokens_in(generated),
-        reasoning_tokens=tokens_in(reasoning),
+        completion_tokens=completion,
+        reasoning_tokens=min(tokens_in(reasoning), completion),
     )
 
 
@@ -115,16 +120,22 @@ class StreamTally:
                     self.reasoning_pieces += 1
                     self.reasoning += thought
 
-    def output_tokens(self) -> int:
-        return max(self.pieces, tokens_in(self.generated))
+    def output_tokens(self, cap: int | None = None) -> int:
+        return max(self.pieces, _capped(tokens_in(self.generated), cap))
 
-    def estimate(self, body: JSON) -> TokenUsage:
-        """The stream's usage by the gateway's count, for the prompt it was sent as `body`."""
+    def estimate(self, body: JSON, cap: int | None = None) -> TokenUsage:
+        """The stream's usage by the gateway's count, for the prompt it was sent as `body` with
+        the output cap `cap`."""
+        completion = self.output_tokens(cap)
         return TokenUsage(
             prompt_tokens=prompt_tokens(body),
-            completion_tokens=self.output_tokens(),
-            reasoning_tokens=max(self.reasoning_pieces, tokens_in(self.reasoning)),
+            completion_tokens=completion,
+            reasoning_tokens=max(self.reasoning_pieces, min(tokens_in(self.reasoning), completion)),
         )
+
+
+def _capped(tokens: int, cap: int | None) -> int:
+    return tokens if cap is None else min(tokens, cap)
 
 
 def _message_bytes(message: object) -> int:
