@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from entrepot.api.holdback import Held
-from entrepot.api.refusals import RefusalGuard, reserved
+from entrepot.api.refusals import reserved
 from entrepot.api.streaming import OpenedStream
-from entrepot.config import BreakerConfig, Config, CurrencyRates, ModelConfig, RouteConfig
+from entrepot.config import BreakerConfig, Config, ModelConfig, RouteConfig
 from entrepot.exceptions import ModelRefusedError, UpstreamRejectedError
 from entrepot.ledger.pricing import Cost
 from entrepot.routing.refusal import completion_refusal, host_filtered
 from entrepot.routing.router import Router
 from entrepot.routing.table import Deployment, RoutingTable
-from entrepot.types import JSON, Attempt, UsageRecord
+from entrepot.types import JSON, Attempt
 
 
 def whole(content: str | None, finish: str = "stop", **message: Any) -> JSON:
@@ -183,31 +183,3 @@ def test_refused_everywhere_ends_with_the_refusal() -> None:
     with pytest.raises(ModelRefusedError):
         asyncio.run(Router(config).call("m", table, operation, []))
     assert [d.breaker.state for d in table] == ["closed", "closed"]
-
-
-def billed(cost: int, price_date: str | None, tokens: int = 3) -> UsageRecord:
-    record = UsageRecord(request_id="r", endpoint="chat", prompt_tokens=tokens)
-    record.completion_tokens, record.cost_nanos, record.currency = tokens, cost, "USD"
-    record.price_date = price_date
-    return record
-
-
-@pytest.mark.parametrize(
-    ("answer_date", "refused_date", "total"),
-    [
-        ("2026-11-01", "2026-11-01", 150),  # both by tokens: added
-        ("2026-11-01", None, 150),  # refused by time, answered by tokens: its time added
-        (None, "2026-11-01", 150),  # refused by tokens, answered by time: its tokens' cost added
-        (None, None, 100),  # both by time: the answer's time since the start covers it
-    ],
-)
-def test_refused_attempts_are_charged_once(
-    answer_date: str | None, refused_date: str | None, total: int
-) -> None:
-    record = billed(100, answer_date)
-    guard = RefusalGuard(record, {}, 32, CurrencyRates())
-    guard.replaced.append(billed(50, refused_date, tokens=2))
-    guard.charge(record)
-    assert (record.prompt_tokens, record.completion_tokens, record.cost_nanos) == (5, 5, total)
-    guard.charge(record)  # once only
-    assert record.cost_nanos == total

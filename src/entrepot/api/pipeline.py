@@ -21,6 +21,7 @@ from typing import Any
 from entrepot.api import refusals
 from entrepot.api.gateway import Answered, Gateway
 from entrepot.api.observed import Collecting, answer_text
+from entrepot.api.spent import Spent
 from entrepot.api.streaming import (
     Encoder,
     OpenAIEvents,
@@ -94,6 +95,7 @@ class Exchange:
         "native",
         "record",
         "refusal_guard",
+        "spent",
         "started",
         "subjects",
         "ttl",
@@ -116,6 +118,8 @@ class Exchange:
         self.fingerprint = ""
         self.ttl: float | None = None
         self.refusal_guard: refusals.RefusalGuard | None = None
+        # Upstream calls that cost without answering: billed onto the record all the same.
+        self.spent = Spent(self.record, self.started, gateway.config.currency_rates)
         # A route's `on_refusal: fallback` applies (an audit turns it off: see `in_process.call`).
         self.fall_back_on_refusal = True
         self.class_header: str | None = None
@@ -193,7 +197,9 @@ class Exchange:
         deployments, route = eligible.deployments, gateway.config.route(eligible.alias)
         worst = worst_case_costs(size, body, deployments)
         if route.on_refusal == "fallback" and self.fall_back_on_refusal:  # else: no cost
-            self.refusal_guard = refusals.guard(record, route, eligible, body, gateway.config)
+            self.refusal_guard = refusals.guard(
+                record, route, eligible, body, gateway.config, self.spent
+            )
             worst = refusals.reserved(worst, route)
         subjects = gateway.subjects(key) if self.subjects is None else self.subjects
         admission = self.admission = await self.limiter.admit(
@@ -229,25 +235,29 @@ class Exchange:
             provider = deployment.provider
             result: JSON
             if native is not None and native_method and hasattr(provider, native_method):
-                result = await getattr(provider, native_method)(upstream, native)
+                call = getattr(provider, native_method)(upstream, native)
             else:
-                result = await getattr(provider, method)(upstream)
+                call = getattr(provider, method)(upstream)
+            result = await self.spent.watch(deployment, upstream, call)
             return result
 
         router, guard = self.gateway.router, self.refusal_guard
         alias, deployments = self.eligible.alias, self.eligible.deployments
-        if guard is None:
-            result, deployment = await router.call(alias, deployments, ask, self.attempts)
-            router.finished(deployment)
-        else:
-            result, deployment = await guard.route_answer(
-                router, alias, deployments, ask, self.attempts
-            )
+        try:
+            if guard is None:
+                result, deployment = await router.call(alias, deployments, ask, self.attempts)
+                router.finished(deployment)
+            else:
+                result, deployment = await guard.route_answer(
+                    router, alias, deployments, ask, self.attempts
+                )
+        except BaseException:
+            await self._unanswered()
+            raise
         self._note(deployment)
         normalise(result, body["model"], self.endpoint)
         settle_answer(self.record, deployment, body, result, self.started)
-        if guard is not None:
-            guard.charge(self.record)
+        self.spent.charge()
         if self._observed():
             self.content = answer_text(result)
         return result
@@ -276,28 +286,39 @@ class Exchange:
                 "stream_options": {**options, "include_usage": True},
             }
             if native is not None and native_method and hasattr(deployment.provider, native_method):
-                return await open_stream(deployment, native_method, upstream, native)
-            return await open_stream(deployment, self.endpoint.stream_call or "", upstream)
+                opening = open_stream(deployment, native_method, upstream, native)
+            else:
+                opening = open_stream(deployment, self.endpoint.stream_call or "", upstream)
+            return await self.spent.watch(deployment, upstream, opening)
 
         router, guard = self.gateway.router, self.refusal_guard
         alias, deployments = self.eligible.alias, self.eligible.deployments
-        if guard is None:
-            opened, deployment = await router.call(
-                alias, deployments, start, self.attempts, streaming=True
-            )
-        else:
-            opened, deployment = await guard.route_stream(
-                router, alias, deployments, start, self.attempts
-            )
+        try:
+            if guard is None:
+                opened, deployment = await router.call(
+                    alias, deployments, start, self.attempts, streaming=True
+                )
+            else:
+                opened, deployment = await guard.route_stream(
+                    router, alias, deployments, start, self.attempts
+                )
+        except BaseException:
+            await self._unanswered()
+            raise
         self._note(deployment)
 
         async def end_stream() -> None:
-            if guard is not None:
-                guard.charge(self.record)
+            self.spent.charge()
             router.finished(deployment)
             await self.finish()
 
         return stream_events(deployment, opened, self.record, self.started, encoder, end_stream)
+
+    async def _unanswered(self) -> None:
+        """Routing failed or was cancelled: what its calls generated is billed all the same."""
+        if self.refusal_guard is not None:
+            await self.refusal_guard.drop()
+        self.spent.charge()
 
     def _observed(self) -> bool:
         """Whether the gateway's observer wants this request's answer once it is over."""

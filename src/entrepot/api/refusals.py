@@ -4,27 +4,26 @@ refusal is not given to the client while another allowed deployment may answer i
 A complete answer is classified before it is answered. A stream is held back for its first
 `refusal_holdback_tokens` pieces of output (`api/holdback.py`): a refusal there closes the
 upstream and routing moves on; otherwise what was held back is relayed as it came, and the
-stream continues. A refusal after the hold-back window reaches the
-client as it is. A content-filter error is a refusal too.
+stream continues. A refusal after the hold-back window reaches the client as it is. A
+content-filter error is a refusal too.
 
 The refusal is replaced only once another deployment is called: if none is left (`max_attempts`,
 every other one skipped or unavailable), the refusal is the answer, as it would have been without
 the setting. If the deployment called after it fails, the client gets that failure.
 
 Every refused generation is billed — from the upstream's usage report, or from the gateway's own
-count of what it read when a stream was closed early — and added to the request's record, whose
-attempts say which deployment refused; the record is flagged `refused_by_model`. Budgets reserve
-a generation for each of the route's `max_attempts`, so refusals cannot overspend them. A route
-whose deployments bill in currencies `currency_rates` cannot convert into one another does not
-fall back (one record carries one currency). A deployment billed by machine time answers for the
-time since the request's start, refused attempts included (as failed ones are): a refused
-attempt is billed its own time only when the answer is billed by tokens.
+count of what it read when a stream was closed early — and added to the request's record
+(`api/spent.py`), whose attempts say which deployment refused; the record is flagged
+`refused_by_model`. Budgets reserve a generation for each of the route's `max_attempts`, so
+refusals cannot overspend them. A route whose deployments bill in currencies `currency_rates`
+cannot convert into one another does not fall back (one record carries one currency).
 
 Nothing here runs unless the route asks for it: the pipeline makes no guard otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from functools import partial
 from typing import NoReturn, TypeVar
 
 from entrepot.api.holdback import Held
+from entrepot.api.spent import Spent
 from entrepot.api.streaming import OpenedStream
 from entrepot.config import Config, CurrencyRates, RouteConfig
 from entrepot.exceptions import CurrencyRateMissingError, GatewayError, ModelRefusedError
@@ -66,18 +66,17 @@ class _Refusal:
 
 
 class RefusalGuard:
-    """One request's refusals: wraps the routed operation, keeps the latest refusal, bills the
-    ones that were replaced, and adds them to the request's record (`charge`)."""
+    """One request's refusals: wraps the routed operation, keeps the latest refusal, and bills
+    the ones that were replaced into `spent`, which adds them to the request's record."""
 
-    __slots__ = ("body", "holdback", "pending", "rates", "record", "replaced")
+    __slots__ = ("body", "holdback", "pending", "record", "spent")
 
-    def __init__(self, record: UsageRecord, body: JSON, holdback: int, rates: CurrencyRates):
+    def __init__(self, record: UsageRecord, body: JSON, holdback: int, spent: Spent):
         self.record = record
         self.body = body
         self.holdback = holdback
-        self.rates = rates
+        self.spent = spent
         self.pending: _Refusal | None = None
-        self.replaced: list[UsageRecord] = []  # each refused attempt, billed on its own
 
     async def route_answer(
         self,
@@ -116,7 +115,7 @@ class RefusalGuard:
         try:
             return latest(failure)
         except GatewayError:
-            self.charge(self.record)
+            self.spent.charge()
             raise
 
     def answers(
@@ -145,7 +144,11 @@ class RefusalGuard:
             began = time.perf_counter()
             opened = await self._filtered(deployment, began, start(deployment))
             held = Held(opened)
-            await held.fill(self.holdback)
+            try:
+                await held.fill(self.holdback)
+            except asyncio.CancelledError:  # closed while held back: what it read is billed
+                self.spent.records.append(_held_usage(deployment, held, began))
+                raise
             why = held.refusal()
             if why is not None:
                 self._refused(_Refusal(deployment, began, held=held), why)
@@ -166,29 +169,6 @@ class RefusalGuard:
         assert refusal.held is not None
         refusal.deployment.in_flight += 1
         return refusal.held.release(), refusal.deployment
-
-    def charge(self, record: UsageRecord) -> None:
-        """Add the refused attempts' tokens and cost to the request's own (settled already). A
-        request answered by a deployment billed by machine time is billed from its start, so
-        that time includes any refused attempt's, which is then not billed by time again."""
-        by_time = record.cost_nanos is not None and record.price_date is None
-        for refused in self.replaced:
-            record.prompt_tokens += refused.prompt_tokens
-            record.completion_tokens += refused.completion_tokens
-            record.reasoning_tokens += refused.reasoning_tokens
-            record.cached_tokens += refused.cached_tokens
-            record.usage_estimated = record.usage_estimated or refused.usage_estimated
-            if refused.cost_nanos is None or refused.currency is None:
-                continue
-            if by_time and refused.price_date is None:
-                continue
-            if record.cost_nanos is None or record.currency is None:
-                record.cost_nanos, record.currency = refused.cost_nanos, refused.currency
-                record.price_date = record.price_date or refused.price_date
-            else:
-                added = self.rates.convert(refused.cost_nanos, refused.currency, record.currency)
-                record.cost_nanos += added
-        self.replaced.clear()
 
     def _latest(self, failure: GatewayError) -> _Refusal:
         refusal, self.pending = self.pending, None
@@ -212,32 +192,49 @@ class RefusalGuard:
         self.record.refused_by_model = True
         raise ModelRefusedError(refusal.deployment.name, why[:200])
 
+    async def drop(self) -> None:
+        """The request is cancelled: a refusal kept as its answer in case nothing better came is
+        closed and billed, as a replaced one is."""
+        await self._replace()
+
     async def _replace(self) -> None:
         """Another deployment is about to be called: close the refused stream, if one is open,
         and bill the refusal it replaces."""
         refusal, self.pending = self.pending, None
         if refusal is None or refusal.error is not None:
             return
-        scratch = UsageRecord(request_id="", endpoint="")
         if refusal.answer is not None:
+            scratch = UsageRecord(request_id="", endpoint="")
             settle_answer(scratch, refusal.deployment, self.body, refusal.answer, refusal.began)
+            self.spent.records.append(scratch)
         elif refusal.held is not None:
-            held = refusal.held
-            await held.close()
-            estimate = partial(held.tally.estimate, held.opened.body)
-            body = held.opened.body
-            settle(scratch, refusal.deployment, body, held.tally.usage, estimate, refusal.began)
-        self.replaced.append(scratch)
+            await refusal.held.close()
+            self.spent.records.append(_held_usage(refusal.deployment, refusal.held, refusal.began))
+
+
+def _held_usage(deployment: Deployment, held: Held, began: float) -> UsageRecord:
+    """A held-back stream, closed, billed on a record of its own: from its usage report, else
+    from the gateway's count of what was read."""
+    scratch = UsageRecord(request_id="", endpoint="")
+    estimate = partial(held.tally.estimate, held.opened.body)
+    settle(scratch, deployment, held.opened.body, held.tally.usage, estimate, began)
+    return scratch
 
 
 def guard(
-    record: UsageRecord, route: RouteConfig, eligible: Eligibility, body: JSON, config: Config
+    record: UsageRecord,
+    route: RouteConfig,
+    eligible: Eligibility,
+    body: JSON,
+    config: Config,
+    spent: Spent,
 ) -> RefusalGuard | None:
     """The guard of a request on a route with `on_refusal: fallback`, if it asks for generated
-    text and its deployments' costs add up on one record; None (and nothing done) otherwise."""
+    text and its deployments' costs add up on one record; None (and nothing done) otherwise.
+    Replaced refusals are billed into `spent`, the request's calls that gave no answer."""
     if not generates(body) or not one_currency(eligible, config.currency_rates):
         return None
-    return RefusalGuard(record, body, route.refusal_holdback_tokens, config.currency_rates)
+    return RefusalGuard(record, body, route.refusal_holdback_tokens, spent)
 
 
 def reserved(costs: list[Cost], route: RouteConfig) -> list[Cost]:
