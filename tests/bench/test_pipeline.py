@@ -65,13 +65,18 @@ def _tasks(tmp: Path, *items: dict[str, Any]) -> str:
 
 
 def _bench(
-    config: Config, tasks: str, out: Path, key: str | None = None, console: Console | None = None
+    config: Config,
+    tasks: str,
+    out: Path,
+    key: str | None = None,
+    console: Console | None = None,
+    concurrency: int = 1,
 ) -> BenchReport:
     request = BenchRequest(
         tasks=[tasks],
         models=["cn-model"],
         reference="cn-model",
-        options=RunOptions(out=out, concurrency=1, max_tokens=16),
+        options=RunOptions(out=out, concurrency=concurrency, max_tokens=16),
         key_name=key,
     )
     return run_bench(config, request, console or Console(file=io.StringIO(), width=200))
@@ -124,6 +129,47 @@ def test_personal_data_is_refused_by_policy_and_never_sent(
             "cli:bench",
             None,
         )
+
+
+def test_offline_a_run_reaches_loopback_in_any_spelling_and_nothing_else(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    """`127.1` and `0x7f000001` are the fake's own 127.0.0.1 written otherwise: local, so asked
+    offline. A remote address is refused by policy before anything is sent."""
+    port = fake_openai.url.rsplit(":", 1)[1]
+    hosts = {"short": "127.1", "hex": "0x7f000001", "remote": "192.0.2.10"}
+    config = Config.model_validate(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+            "policy": {"offline": True},
+            "models": [
+                {
+                    "alias": alias,
+                    "provider": "openai_compatible",
+                    "target": f"bench-offline-{alias}",
+                    "base_url": f"http://{host}:{port}/v1",
+                    "api_key_env": "FAKE_UPSTREAM_KEY",
+                    "timeouts": {"connect": 1},
+                }
+                for alias, host in hosts.items()
+            ],
+        }
+    )
+    request = BenchRequest(
+        tasks=[_tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "echo: hi"})],
+        models=list(hosts),
+        reference="short",
+        options=RunOptions(out=tmp_path / "out", max_tokens=16),
+    )
+    report = run_bench(config, request, Console(file=io.StringIO(), width=200))
+
+    by_model = {r.model: r for r in report.results}
+    assert (by_model["short"].score, by_model["hex"].score) == (1.0, 1.0)
+    remote = by_model["remote"]
+    assert remote.error is None and remote.refused_by_policy is not None
+    assert "offline mode admits only local deployments" in remote.refused_by_policy
+    received = {alias: _received(fake_openai, f"bench-offline-{alias}") for alias in hosts}
+    assert received == {"short": 1, "hex": 1, "remote": 0}
 
 
 def test_the_live_line_counts_refusals_apart_from_scores(
@@ -201,6 +247,37 @@ def test_a_keys_budget_stops_the_bench_with_402s(fake_openai: Server, tmp_path: 
     }
     assert sorted(r["status"] for r in rows) == [200] * len(answered) + [402] * len(refused)
     assert sum(r["cost_nanos"] or 0 for r in rows) <= budget * 1_000_000_000
+
+
+def test_a_run_is_not_refused_by_its_own_calls_reservations(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    """Eight calls in flight each reserve their worst case, so the budget refuses calls while
+    most of it is unspent; those are asked again as the run's calls settle. The run answers as
+    many items as one call at a time does, and spends no more than the budget."""
+    config = _config(fake_openai, tmp_path, "bench-budget-in-flight")
+    budget = Decimal("0.0006")
+    engine = open_engine(config.store)
+    for name in ("one-at-a-time", "eight-at-once"):
+        KeyStore(engine).create(name, budget_amount=budget)
+    engine.dispose()
+    tasks = _tasks(
+        tmp_path,
+        # Prompts of one length, so every item costs and reserves exactly the same.
+        *({"id": f"q{i}", "prompt": f"question {chr(97 + i)}", "expected": "x"} for i in range(12)),
+    )
+
+    def answered(key: str, concurrency: int) -> int:
+        report = _bench(config, tasks, tmp_path / key, key=key, concurrency=concurrency)
+        refused = [r.error for r in report.results if r.error is not None]
+        assert refused and all(e.startswith("402 budget_exceeded") for e in refused)
+        return len(report.results) - len(refused)
+
+    sequential = answered("one-at-a-time", 1)
+    assert answered("eight-at-once", 8) == sequential, sequential
+    for name in ("one-at-a-time", "eight-at-once"):
+        spent = sum(r["cost_nanos"] or 0 for r in _ledger(tmp_path) if r["key_name"] == name)
+        assert 0 < spent <= budget * 1_000_000_000
 
 
 def test_a_key_the_store_does_not_know_is_refused(fake_openai: Server, tmp_path: Path) -> None:

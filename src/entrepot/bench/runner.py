@@ -29,6 +29,7 @@ from entrepot.bench.cache import (
     request_key,
 )
 from entrepot.bench.graders import EmbedFn, JudgeFn, grade
+from entrepot.bench.holds import Holds, budget_refused
 from entrepot.bench.schema import Grade, ItemResult, TaskItem
 from entrepot.config import ModelConfig, Price
 from entrepot.exceptions import (
@@ -170,6 +171,7 @@ class BenchRunner:
         self._on_result = on_result
         self._grade_answers = grade_answers
         self._lanes = {m.alias: _Lane(m, options) for m in models}
+        self._holds = Holds()
 
     def request(self, model: BenchModel, item: TaskItem, repeat: int) -> JSON:
         """Exactly what is sent for one item: its cache key is a hash of this."""
@@ -278,25 +280,25 @@ class BenchRunner:
 
     async def _ask(self, model: BenchModel, body: JSON) -> JSON:
         """Ask once a slot of the model is free, retrying what may succeed later. Latency is
-        the answering attempt alone; waits for a slot and for pacing add up as queueing.
+        the answering attempt alone; waits for a slot, for pacing and for budget the run's own
+        calls hold (see `holds`) add up as queueing.
 
         When every attempt fails, the first failure is raised: it is the cause (a missing key,
         say), while later ones are often its consequences (the deployment's circuit opened)."""
-        lane, queued, first = self._lanes[model.alias], 0.0, None
+        lane, queued, first, attempt = self._lanes[model.alias], 0.0, None, 0
         async with lane.in_flight:
-            for attempt in range(self.options.retries + 1):
+            while True:
                 waiting = time.time()
                 async with lane.slots:
                     await lane.pacer.wait()
                     # Wall-clock times, so spans of answers asked in different runs compare.
                     started = time.time()
                     queued += started - waiting
+                    seen, held = self._holds.start(), True
                     try:
                         response = await model.provider.chat(body)
                     except GatewayError as exc:
-                        first = first or exc
-                        if not nothing_generated(exc) or attempt == self.options.retries:
-                            raise first from None if first is exc else exc
+                        failure, held = exc, not budget_refused(exc)
                     else:
                         return {
                             "response": response,
@@ -304,8 +306,19 @@ class BenchRunner:
                             "queue_ms": queued * 1000,
                             "started_at": started,
                         }
+                    finally:
+                        await self._holds.end(held=held)
+                if not held:  # refused for budget, maybe only the run's own calls' reservations
+                    waiting = time.time()
+                    again = await self._holds.released_since(seen)
+                    queued += time.time() - waiting
+                    if again:
+                        continue
+                first = first or failure
+                if not nothing_generated(failure) or attempt == self.options.retries:
+                    raise first from None if first is failure else failure
                 await asyncio.sleep(self.options.backoff_seconds * 2**attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                attempt += 1
 
 
 def nothing_generated(exc: GatewayError) -> bool:
