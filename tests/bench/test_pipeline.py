@@ -366,6 +366,37 @@ def test_through_a_gateway_by_url_every_call_is_the_gateways(
     assert rows == [("fake/echo", 200, "bench:chat")] * 3
 
 
+def test_through_a_gateway_by_url_its_refusals_are_read_as_its_own(
+    gateway: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's 403 for its policy is a refusal by policy (not a model's failure, nor an
+    upstream rejecting credentials), and its 403 for a key's allow-list says so in its words."""
+    confidential = create_key(gateway, "bench-url-confidential", data_class="confidential")
+    limited = create_key(gateway, "bench-url-limited", allowed_models=["fake/reasoner"])
+    monkeypatch.setenv("BENCH_URL_CONFIDENTIAL", confidential)
+    monkeypatch.setenv("BENCH_URL_LIMITED", limited)
+
+    def result(key_env: str) -> Any:
+        request = BenchRequest(
+            tasks=[_tasks(tmp_path, {"id": "a", "prompt": "hi", "expected": "echo: hi"})],
+            models=["fake/echo"],
+            reference="fake/echo",
+            options=RunOptions(out=tmp_path / key_env, max_tokens=16),
+            gateway_url=gateway.url,
+            api_key_env=key_env,
+        )
+        report = run_bench(Config(), request, Console(file=io.StringIO(), width=200))
+        (only,) = report.results
+        return only
+
+    refused = result("BENCH_URL_CONFIDENTIAL")
+    assert refused.error is None and refused.refused_by_policy is not None
+    assert "'confidential'" in refused.refused_by_policy
+    not_allowed = result("BENCH_URL_LIMITED")
+    assert not_allowed.refused_by_policy is None and not_allowed.error is not None
+    assert not_allowed.error.startswith("403 model_not_allowed: key 'bench-url-limited' may not")
+
+
 def test_a_client_cannot_write_its_own_text_into_the_ledgers_endpoint(gateway: Server) -> None:
     key = create_key(gateway, "names-itself")
     ids = {}

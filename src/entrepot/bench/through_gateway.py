@@ -12,7 +12,8 @@ client keys.
 
 By URL (`GatewayByUrl`), a run is an HTTP client of a running gateway, under the key whose
 secret is in `--api-key-env`; that gateway applies its own configuration, and records the calls
-under the command's name too (the `x-entrepot-client` header).
+under the command's name too (the `x-entrepot-client` header). Its refusals are read as its own
+(`GatewayErrors`): one by its policy is reported as refused by policy, as in-process.
 
 Either way the gateway's response cache is off for a run's calls: a run measures the model, not
 a stored answer (the run's own cache, which lets a run resume, is the runner's business).
@@ -24,6 +25,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from types import TracebackType
 
+import orjson
+
 from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.endpoints.completions import COMPLETIONS
 from entrepot.api.endpoints.embeddings import EMBEDDINGS
@@ -32,10 +35,20 @@ from entrepot.api.in_process import answer_in_process, in_process_exchange
 from entrepot.api.pipeline import CLIENT_HEADER, Endpoint, Exchange, recorded_endpoint
 from entrepot.bench.runner import BenchModel
 from entrepot.config import Config, ModelConfig
-from entrepot.exceptions import AuthenticationError, ConfigError, InvalidRequestError
+from entrepot.exceptions import (
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigError,
+    EgressDeniedError,
+    GatewayError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from entrepot.ledger.hardware import HardwareRate, hourly_rate
 from entrepot.ledger.pricing import price_for
 from entrepot.providers.base import Provider
+from entrepot.providers.connection import Response
+from entrepot.providers.http import HttpUpstream, clean_message
 from entrepot.providers.openai_compatible import OpenAICompatibleProvider
 from entrepot.routing import cache
 from entrepot.types import JSON, ApiKey
@@ -87,6 +100,48 @@ def _described(
     return BenchModel(alias, client, provider, price, rate, parallel)
 
 
+class GatewayErrors(HttpUpstream):
+    """The HTTP client of a gateway by URL. The gateway's refusals come in its own error format
+    (status, code, message), so a policy's, a budget's and a key's are raised as the errors the
+    in-process pipeline raises, with the gateway's words, instead of being read as an upstream
+    rejecting credentials: a call the policy refuses is reported as refused by policy either
+    way."""
+
+    def status_error(self, response: Response, raw: bytes) -> GatewayError:
+        code, message = _gateway_error(raw)
+        if code == EgressDeniedError.code:
+            return EgressDeniedError(message)
+        if code == BudgetExceededError.code:
+            return BudgetExceededError(message, headers={})
+        if response.status == PermissionDeniedError.status_code and code is not None:
+            return PermissionDeniedError(message, code=code)
+        return super().status_error(response, raw)
+
+
+def _gateway_error(raw: bytes) -> tuple[str | None, str]:
+    """The code and message of an error in OpenAI's format; (None, "") in any other shape."""
+    try:
+        error = orjson.loads(raw).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None, ""
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return None, ""
+    return error["code"], clean_message(str(error.get("message") or error["code"]))
+
+
+class GatewayClient(OpenAICompatibleProvider):
+    """An OpenAI-format client of a gateway by URL that reads its refusals as the gateway's
+    (`GatewayErrors`)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        key = config.api_key()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = GatewayErrors(config, headers)
+
+
 class GatewayByUrl:
     """A running gateway, of which a run is an HTTP client under the key whose secret is in
     `api_key_env`."""
@@ -130,7 +185,7 @@ class GatewayByUrl:
             )
             local = configured is not None and configured.provider == "llama_cpp"
             parallel = configured.local.parallel if configured and local else None
-            provider = OpenAICompatibleProvider(client)
+            provider = GatewayClient(client)
             models.append(_described(alias, configured, client, provider, hardware_costs, parallel))
         return models
 
