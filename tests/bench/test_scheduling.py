@@ -104,6 +104,21 @@ def test_a_local_model_is_measured_without_its_queue(tmp_path: Path) -> None:
     assert [(r.latency_ms, r.queue_ms) for r in again] == [(r.latency_ms, r.queue_ms) for r in live]
 
 
+def test_a_remote_model_is_measured_without_the_gateways_queue(
+    fake_openai: Server, tmp_path: Path
+) -> None:
+    """A deployment the gateway sends one request at a time (`max_concurrency: 1`): the run
+    holds the others back itself, so their wait is queueing, not the model's latency."""
+    one_at_a_time = fake_model(fake_openai, "single", "sleep-250", max_concurrency=1)
+    config = Config(models=[ModelConfig.model_validate(one_at_a_time)])
+    options = RunOptions(out=tmp_path, concurrency=3, max_tokens=8)
+    results = run_through_gateway(config, ["single"], _items(3), options)
+    assert all(r.error is None and r.started_at is not None for r in results)
+    spans = sorted((r.started_at or 0, (r.started_at or 0) + r.latency_ms / 1000) for r in results)
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert sum(1 for r in results if r.queue_ms > 0) >= 2
+
+
 def _write_run(tmp_path: Path, fake: Server, items: int) -> tuple[Path, Path]:
     config = tmp_path / "entrepot.yaml"
     price = {"input_per_1m": "1", "output_per_1m": "1", "as_of": "2026-11-01"}

@@ -59,17 +59,20 @@ class BenchModel:
     # What an hour of a local model's hardware costs (configured, given on the command line, or
     # from the ledger's dated reference), when it has no token price.
     hardware: HardwareRate | None
-    # How many requests the model serves at once when `config` does not say (a local model
-    # reached through a gateway by URL); see `slots`.
+    # How many requests the model is sent at once when `config` does not say (a model reached
+    # through a gateway by URL, whose `config` is the client's); see `slots`.
     parallel: int | None = None
 
     @property
-    def slots(self) -> int | None:
-        """How many requests the model serves at once, when known: a local model's
-        `local.parallel`. More would only queue inside it."""
+    def slots(self) -> int:
+        """How many requests the model is sent at once: a local model's `local.parallel`, a
+        remote one's `max_concurrency` (its connection limit). More would only queue inside
+        the gateway, and that wait would be measured as the model's latency."""
         if self.parallel is not None:
             return self.parallel
-        return self.config.local.parallel if self.config.provider == "llama_cpp" else None
+        if self.config.provider == "llama_cpp":
+            return self.config.local.parallel
+        return self.config.max_concurrency
 
     @property
     def price_date(self) -> str | None:
@@ -127,13 +130,13 @@ class Pacer:
 
 class _Lane:
     """One model's share of a run, so a slow model never holds a fast one's turn: at most
-    `concurrency` of its items in flight, of which at most `parallel` at the model itself. The
+    `concurrency` of its items in flight, of which at most `slots` at the model itself. The
     rest wait here, where the wait is measured as queueing instead of being counted as the
     model's latency or busy time."""
 
     def __init__(self, model: BenchModel, options: RunOptions) -> None:
         self.in_flight = asyncio.Semaphore(options.concurrency)
-        self.slots = asyncio.Semaphore(min(options.concurrency, model.slots or 1 << 30))
+        self.slots = asyncio.Semaphore(min(options.concurrency, model.slots))
         self.pacer = Pacer(options.requests_per_minute)
 
 

@@ -183,8 +183,10 @@ class GatewayByUrl:
                 price=configured.price if configured else None,
                 headers={CLIENT_HEADER: self.command, cache.HEADER: "off"},
             )
-            local = configured is not None and configured.provider == "llama_cpp"
-            parallel = configured.local.parallel if configured and local else None
+            parallel = None
+            if configured is not None:  # what the gateway sends it at once, for `slots`
+                local = configured.provider == "llama_cpp"
+                parallel = configured.local.parallel if local else configured.max_concurrency
             provider = GatewayClient(client)
             models.append(_described(alias, configured, client, provider, hardware_costs, parallel))
         return models
