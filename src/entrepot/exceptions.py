@@ -194,11 +194,19 @@ class LimitsUnavailableError(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """The upstream could not be reached or answered with a server error."""
+    """The upstream could not be reached or answered with a server error.
+
+    What the failed call may still cost rides on it to the request's record: `delivered` when
+    the upstream received the whole request and may have generated an answer that never arrived
+    whole (the deadline fired, or the answer broke off once it had begun); `spent`, the usage
+    report of calls that answered before one failed (an upstream that ignores `n` is asked
+    again for the missing choices)."""
 
     status_code = 502
     error_type = "upstream_error"
     code = "bad_gateway"
+    delivered = False
+    spent: object = None
 
 
 class UpstreamTimeoutError(UpstreamError):

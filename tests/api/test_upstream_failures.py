@@ -39,7 +39,10 @@ def test_upstream_failure_is_reported_and_recorded(
     assert "test-upstream-key" not in response.text
     record = usage_record(gateway, response.headers["x-request-id"])
     assert (record["status"], record["error_type"]) == (status, code)
-    assert record["cost_nanos"] is None and record["completion_tokens"] == 0
+    # Unpriced models; the one received whole that timed out may have generated up to its cap.
+    generated = model == "fake/hang"
+    assert record["cost_nanos"] is None
+    assert (record["completion_tokens"] > 0, bool(record["usage_estimated"])) == (generated,) * 2
     assert httpx.get(gateway.url + "/health").status_code == 200
 
 

@@ -15,8 +15,10 @@ Upstream quirks: `llamacpp-tool-stream` streams its two tool calls as llama.cpp'
 repeating name, id and type in every delta; `tool-call-no-index` leaves out the deltas' `index`;
 `tool-call-whole` sends both calls whole in one delta. `ignores-n` answers one choice (streamed
 or not) whatever `n` says, with the seed in its answer; `caps-n-2` answers at most two;
-`empty-choices` answers none. `error-with-traceback` fails (500) with a Python traceback full of
-server paths, and `midstream-traceback` streams one word, then an error event with one.
+`empty-choices` answers none; `fails-on-refill` answers one choice to a call asking for three or
+more, and fails (500) the call asking for the rest. `error-with-traceback` fails (500) with a
+Python traceback full of server paths, and `midstream-traceback` streams one word, then an error
+event with one.
 Token counts are word counts, so tests can compute the expected bill by hand. Known quality:
 `weak-on-hard` answers like `echo-model` except "I do not know" to a prompt containing "hard".
 Every chat request is counted per model (`GET /received/<model>`), so a test can tell how many
@@ -193,6 +195,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     fault = await _fault(model, request, bool(body.get("stream")))
     if fault is not None:
         return fault
+    if model == "fails-on-refill" and int(body.get("n") or 1) < 3:
+        return web.json_response({"error": {"message": "refill refused"}}, status=500)
     if model in HOSTILE:
         return await _hostile(request, body, model)
     answer, reasoning, tool_calls = _answer(body)
@@ -226,9 +230,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 def _choice_count(body: dict[str, Any]) -> int:
     asked = int(body.get("n") or 1)
-    return {"ignores-n": 1, "caps-n-2": min(asked, 2), "empty-choices": 0}.get(
-        body.get("model", ""), asked
-    )
+    fixed = {"ignores-n": 1, "caps-n-2": min(asked, 2), "empty-choices": 0, "fails-on-refill": 1}
+    return fixed.get(body.get("model", ""), asked)
 
 
 def _tool_deltas(model: str, calls: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

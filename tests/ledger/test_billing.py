@@ -14,6 +14,7 @@ from entrepot.config import ModelConfig, Price
 from entrepot.ledger.billing import (
     bill,
     busy_bound_seconds,
+    per_attempt,
     reported_usage,
     requested_output,
     settle_answer,
@@ -85,7 +86,8 @@ def test_worst_cases_come_in_each_deployments_currency() -> None:
     priced = Deployment(remote(max_output_tokens=10), PRICE)
     unpriced = Deployment(remote(name="free"))
     costs = worst_case_costs(50, {**CHAT, "n": 2}, [priced, unpriced])
-    assert costs == [Cost(50 * 1_000_000 + 2 * 10 * 2_000_000, "EUR")]
+    # the prompt once per choice: an upstream that ignores `n` is asked again for the other
+    assert costs == [Cost(2 * 50 * 1_000_000 + 2 * 10 * 2_000_000, "EUR")]
 
 
 def test_machine_time_is_reserved_for_its_bound() -> None:
@@ -184,3 +186,9 @@ def test_a_report_of_no_output_for_an_answer_with_output_is_not_believed() -> No
     assert (record.usage_estimated, record.usage_reported) == (True, False)
     empty = answered("", {"prompt_tokens": 9, "completion_tokens": 0})
     assert (empty.prompt_tokens, empty.completion_tokens, empty.usage_reported) == (9, 0, True)
+
+
+def test_budgets_reserve_a_generation_per_attempt() -> None:
+    costs = [Cost(7, "USD"), Cost(5, "EUR")]
+    assert per_attempt(costs, 2) == [Cost(14, "USD"), Cost(10, "EUR")]
+    assert per_attempt(costs, 1) == costs

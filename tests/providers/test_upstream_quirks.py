@@ -122,7 +122,7 @@ PRICE = {"input_per_1m": "1000", "output_per_1m": "2000", "currency": "USD", "as
 
 @pytest.fixture(scope="module")
 def quirky(tmp_path_factory: pytest.TempPathFactory, fake_openai: Server) -> Iterator[Server]:
-    targets = [*QUIRKS, "ignores-n", "caps-n-2", "empty-choices"]
+    targets = [*QUIRKS, "ignores-n", "caps-n-2", "empty-choices", "fails-on-refill"]
     targets += ["error-with-traceback", "midstream-traceback"]
     config = {
         "server": {"require_client_keys": True},
@@ -211,6 +211,20 @@ def test_an_upstream_that_answers_no_choice_is_not_asked_again(
     assert failed.value.status_code == 502
     assert f"answered 0 of the {n} choices" in failed.value.message
     assert _received(fake_openai, "empty-choices") - before == 1
+
+
+def test_the_calls_that_answered_are_billed_when_a_further_one_fails(
+    quirky: Server, sdk: openai.OpenAI
+) -> None:
+    """An upstream that ignores `n` answered one choice, then failed the call for the rest:
+    the request fails, and the choice it generated is billed as it reported it."""
+    with pytest.raises(openai.InternalServerError) as failed:
+        sdk.chat.completions.create(model="q/fails-on-refill", messages=ASK, n=3)
+    row = ledger_row(quirky, failed.value.response.headers["x-request-id"])
+    assert row["status"] == 502
+    # As the upstream reported for its one answer: 4 prompt words, 5 answer words.
+    assert (row["prompt_tokens"], row["completion_tokens"], row["usage_reported"]) == (4, 5, 1)
+    assert row["cost_nanos"] > 0
 
 
 def test_a_stream_with_too_few_choices_ends_in_an_error_and_is_billed(

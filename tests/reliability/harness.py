@@ -52,6 +52,12 @@ BEFORE_FIRST_BYTE = {
     "error-200": (502, "bad_gateway"),
     "odd-choices": (502, "bad_gateway"),
 }
+# Faults after the upstream received the whole request, where it may have generated an answer
+# that never arrived whole (the deadline fired, a success that cannot be read): the attempt is
+# billed as the gateway's count of the prompt plus the output cap it was sent, estimated. An
+# error the upstream reports (a status, or an `error` body with 200) is no generation.
+GENERATED_UNSEEN = frozenset({"hang", "malformed-json", "empty-body", "odd-choices"})
+OUTPUT_CAP = 4096  # the deployments' default max_output_tokens, sent when the client sets none
 # Faults that strike after a stream has sent its first words, which the client already has.
 AFTER_FIRST_BYTE = ("midstream-drop", "truncated-sse")
 

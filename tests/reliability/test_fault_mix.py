@@ -1,8 +1,10 @@
 """A thousand requests, eight at a time, one in five sent to a faulty model: every request leaves
 exactly one usage record with the outcome its client saw, and once the gateway has stopped, the
-ledger's tokens and costs add up to exactly what clients were given — nothing billed for an
-attempt that generated nothing, nothing billed twice, and a stream cut off mid-answer billed for
-the part its client received, by the gateway's own count (`usage_estimated`).
+ledger's tokens and costs add up to exactly what clients were given, plus what upstreams
+generated unseen — nothing billed for an attempt that generated nothing, nothing billed twice, a
+stream cut off mid-answer billed for the part its client received, by the gateway's own count
+(`usage_estimated`), and a success that could not be read billed as its prompt plus the output cap
+it was sent (`usage_estimated`).
 
 Only faults that fail fast are mixed in (a hang would turn a thousand requests into minutes)."""
 
@@ -22,7 +24,9 @@ from tests.conftest import Server
 from tests.reliability.harness import (
     AFTER_FIRST_BYTE,
     BEFORE_FIRST_BYTE,
+    GENERATED_UNSEEN,
     HEALTHY,
+    OUTPUT_CAP,
     expected_cost_nanos,
     ledger_rows,
     start_fault_gateway,
@@ -83,6 +87,18 @@ class Expected:
     error_code: str | None
     deployment: str
     attempts: tuple[str, ...]
+
+
+def unseen(model: str, record: dict[str, Any], outcome: Outcome) -> tuple[int, int, int]:
+    """Tokens and cost of a generation its upstream made but nobody could read (no client saw
+    it): the gateway's count of the prompt, and the output cap, at the first deployment's price."""
+    alias, _, fault = model.partition("/")
+    if fault not in GENERATED_UNSEEN:
+        return 0, 0, 0
+    prompt = record["prompt_tokens"] - outcome.prompt_tokens
+    assert prompt > 0
+    first = f"solo-{fault}" if alias == "solo" else f"{fault}-first"
+    return prompt, OUTPUT_CAP, expected_cost_nanos(first, prompt, OUTPUT_CAP)
 
 
 def expected(model: str) -> Expected:
@@ -174,8 +190,11 @@ def test_ledger_equals_what_clients_received_under_a_fifth_of_faults(
     assert len(rows) == REQUESTS
     assert set(rows) == {outcome.request_id for outcome in outcomes}
 
+    ledger = Counter[str]()
+    received = Counter[str]()
     for index, outcome in enumerate(outcomes):
-        want = expected(planned(index)[0])
+        model = planned(index)[0]
+        want = expected(model)
         assert (outcome.status, outcome.error_code) == (want.client_status, want.error_code)
         record = rows[outcome.request_id]
         assert (record["status"], record["error_type"]) == (want.ledger_status, want.error_code)
@@ -183,26 +202,23 @@ def test_ledger_equals_what_clients_received_under_a_fifth_of_faults(
         attempts = json.loads(record["attempts"])
         assert tuple(a["outcome"] for a in attempts) == want.attempts, (index, attempts)
         assert attempts[-1]["deployment"] == want.deployment
+        prompt, completion, cost = unseen(model, record, outcome)
         assert (record["prompt_tokens"], record["completion_tokens"]) == (
-            outcome.prompt_tokens,
-            outcome.completion_tokens,
+            outcome.prompt_tokens + prompt,
+            outcome.completion_tokens + completion,
         )
-        assert (record["cost_nanos"] or 0) == outcome.cost_nanos, (index, record)
-        assert record["usage_estimated"] == (outcome.status is None), (index, record)
-
-    ledger = Counter[str]()
-    received = Counter[str]()
-    for outcome in outcomes:
-        record = rows[outcome.request_id]
+        assert (record["cost_nanos"] or 0) == outcome.cost_nanos + cost, (index, record)
+        estimated = outcome.status is None or completion > 0
+        assert record["usage_estimated"] == estimated, (index, record)
         ledger.update(
             prompt=record["prompt_tokens"],
             completion=record["completion_tokens"],
             cost_nanos=record["cost_nanos"] or 0,
         )
         received.update(
-            prompt=outcome.prompt_tokens,
-            completion=outcome.completion_tokens,
-            cost_nanos=outcome.cost_nanos,
+            prompt=outcome.prompt_tokens + prompt,
+            completion=outcome.completion_tokens + completion,
+            cost_nanos=outcome.cost_nanos + cost,
         )
     assert ledger == received
     assert received["prompt"] > 0 and received["cost_nanos"] > 0

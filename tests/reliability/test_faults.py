@@ -20,7 +20,9 @@ from tests.fakes.openai_upstream import RETRY_AFTER_SECONDS
 from tests.reliability.harness import (
     AFTER_FIRST_BYTE,
     BEFORE_FIRST_BYTE,
+    GENERATED_UNSEEN,
     HEALTHY,
+    OUTPUT_CAP,
     expected_cost_nanos,
     start_fault_gateway,
     wait_for_upstream_request,
@@ -124,13 +126,19 @@ def test_fault_without_fallback_is_an_openai_error(
     assert bool(record["stream"]) is stream
     # A failed generation is never sent to the same deployment again.
     assert json.loads(record["attempts"]) == [attempt(f"solo-{fault}", code)]
-    assert billed(record) == (0, 0, None)
+    if fault in GENERATED_UNSEEN:
+        prompt = record["prompt_tokens"]
+        cost = expected_cost_nanos(f"solo-{fault}", prompt, OUTPUT_CAP)
+        assert billed(record) == (prompt, OUTPUT_CAP, cost) and prompt > 0
+        assert record["usage_estimated"]
+    else:
+        assert billed(record) == (0, 0, None)
     assert_healthy_answer(sdk)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("fault", sorted(BEFORE_FIRST_BYTE))
-def test_fallback_answers_and_only_the_answer_is_billed(
+def test_fallback_answers_and_what_was_generated_is_billed(
     fault_gateway: Server, sdk: openai.OpenAI, fault: str, stream: bool
 ) -> None:
     answer = ask(sdk, f"fallback/{fault}", stream)
@@ -142,7 +150,14 @@ def test_fallback_answers_and_only_the_answer_is_billed(
     assert (record["status"], record["error_type"], record["deployment"]) == (200, None, fallback)
     _, code = BEFORE_FIRST_BYTE[fault]
     assert json.loads(record["attempts"]) == [attempt(f"{fault}-first", code), attempt(fallback)]
-    assert billed(record) == (*TOKENS, expected_cost_nanos(fallback, *TOKENS))
+    if fault in GENERATED_UNSEEN:  # the answer, and the first deployment's unseen generation
+        prompt = record["prompt_tokens"] - TOKENS[0]
+        first = expected_cost_nanos(f"{fault}-first", prompt, OUTPUT_CAP)
+        answer_cost = expected_cost_nanos(fallback, *TOKENS)
+        assert billed(record) == (TOKENS[0] + prompt, TOKENS[1] + OUTPUT_CAP, answer_cost + first)
+        assert record["usage_estimated"]
+    else:
+        assert billed(record) == (*TOKENS, expected_cost_nanos(fallback, *TOKENS))
 
 
 @pytest.mark.parametrize("alias", ["solo", "fallback"])

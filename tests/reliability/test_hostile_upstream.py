@@ -27,12 +27,16 @@ from tests.conftest import Server, start_gateway, usage_record
 PRICE = {"input_per_1m": "1", "output_per_1m": "1", "as_of": "2026-11-01"}
 COOLDOWN = 1.0
 IDLE_TIMEOUT = 0.2  # the upstream's keep-alive timeout: far under the gateway's idle limit
+CAP = 50  # the output cap the `billed` deployments are sent
+
+
+def _raw(status: int, raw: bytes) -> bytes:
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(raw)}"
+    return head.encode() + b"\r\n\r\n" + raw
 
 
 def _answer(status: int, body: dict[str, Any]) -> bytes:
-    raw = json.dumps(body).encode()
-    head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(raw)}"
-    return head.encode() + b"\r\n\r\n" + raw
+    return _raw(status, json.dumps(body).encode())
 
 
 OK = _answer(
@@ -107,6 +111,14 @@ class Scripted:
                     await writer.drain()
                     await asyncio.sleep(60)
                     return
+                if what == "cut":  # the answer breaks off halfway through its body
+                    writer.write(OK[: len(OK) - 40])
+                    await writer.drain()
+                    return
+                if what == "garbled":  # a success that is not JSON
+                    writer.write(_raw(200, b"{not json"))
+                    await writer.drain()
+                    continue
                 writer.write({"ok": OK, "bad": BAD, "fail": FAIL}[what])
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
@@ -142,12 +154,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: Scripted) -> Ite
     config = {
         "store": {"ledger_flush_seconds": 0.05},
         "breaker": {"failure_threshold": 1, "cooldown_seconds": COOLDOWN},
-        "routes": {"solo": retry, "pair": retry, "probed": retry},
+        "routes": {"solo": retry, "pair": retry, "probed": retry, "billed": retry},
         "models": [
             _model(upstream, "solo", "solo-1", timeouts={"total": 1}),
             _model(upstream, "pair", "pair-1", timeouts={"total": 1}),
             _model(upstream, "pair", "pair-2", timeouts={"total": 1}),
             _model(upstream, "probed", "probed-1"),
+            _model(upstream, "billed", "billed-1", timeouts={"total": 1}, max_output_tokens=CAP),
+            _model(upstream, "billed", "billed-2", timeouts={"total": 1}, max_output_tokens=CAP),
         ],
     }
     server = start_gateway(tmp_path_factory.mktemp("hostile"), "hostile", config)
@@ -233,3 +247,33 @@ def test_a_connection_the_upstream_closed_while_idle_is_never_a_failure(
         assert response.status_code == 200
         time.sleep(IDLE_TIMEOUT * 2)  # the upstream closes the pooled connection meanwhile
     assert _sent(upstream, "ok") == before + 4
+
+
+@pytest.mark.parametrize(
+    ("what", "status"),
+    [("stall", 504), ("cut", 502), ("garbled", 502)],
+    ids=["deadline-while-generating", "answer-broke-off", "unreadable-success"],
+)
+def test_a_generation_that_never_arrived_whole_is_billed_for_each_send(
+    gateway: Server, upstream: Scripted, what: str, status: int
+) -> None:
+    """The upstream received the request and generated (for all the gateway can tell): each of
+    the two sends is billed as its prompt plus the output cap it was sent, flagged estimated."""
+    failed = _chat(gateway, "billed", what)
+    assert failed.status_code == status
+    record = usage_record(gateway, failed.headers["x-request-id"])
+    assert [a["deployment"] for a in json.loads(record["attempts"])] == ["billed-1", "billed-2"]
+    assert record["usage_estimated"] and not record["usage_reported"]
+    assert record["completion_tokens"] == 2 * CAP
+    assert record["prompt_tokens"] > 0 and record["cost_nanos"] > 0
+    time.sleep(COOLDOWN + 0.1)
+
+
+def test_a_hang_up_before_any_answer_is_not_billed(gateway: Server, upstream: Scripted) -> None:
+    """A close before any answer is also how a server that never read the request (a keep-alive
+    race) ends a connection: nothing is known to have been generated."""
+    failed = _chat(gateway, "billed", "hangup")
+    assert failed.status_code == 502
+    record = usage_record(gateway, failed.headers["x-request-id"])
+    assert record["completion_tokens"] == 0 and not record["cost_nanos"]
+    time.sleep(COOLDOWN + 0.1)

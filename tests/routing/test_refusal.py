@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 
 from entrepot.api.holdback import Held
-from entrepot.api.refusals import reserved
 from entrepot.api.streaming import OpenedStream
 from entrepot.config import BreakerConfig, Config, ModelConfig, RouteConfig
 from entrepot.exceptions import ModelRefusedError, UpstreamRejectedError
-from entrepot.ledger.pricing import Cost
 from entrepot.routing.refusal import completion_refusal, host_filtered
 from entrepot.routing.router import Router
 from entrepot.routing.table import Deployment, RoutingTable
@@ -131,14 +129,6 @@ def test_a_failure_in_the_window_is_a_refusal_only_from_a_content_filter() -> No
     assert stream.refusal() is None
     with pytest.raises(UpstreamRejectedError):
         asyncio.run(relayed(stream))  # raised where the relay meets it, after what came before
-
-
-def test_budgets_reserve_a_generation_per_attempt_when_falling_back() -> None:
-    costs = [Cost(7, "USD"), Cost(5, "EUR")]
-    assert reserved(costs, RouteConfig(on_refusal="fallback", max_attempts=2)) == [
-        Cost(14, "USD"),
-        Cost(10, "EUR"),
-    ]
 
 
 def deployments() -> tuple[Config, list[Deployment]]:

@@ -36,6 +36,7 @@ from entrepot.exceptions import (
 from entrepot.ledger.billing import (
     cost_of,
     estimated_tokens,
+    per_attempt,
     settle_answer,
     upstream_body,
     worst_case_costs,
@@ -195,12 +196,14 @@ class Exchange:
                 return hit
 
         deployments, route = eligible.deployments, gateway.config.route(eligible.alias)
-        worst = worst_case_costs(size, body, deployments)
+        # Every attempt may be billed (a timed-out or refused generation is), each deployment
+        # tried at most once.
+        attempts = min(route.max_attempts, len(deployments))
+        worst = per_attempt(worst_case_costs(size, body, deployments), attempts)
         if route.on_refusal == "fallback" and self.fall_back_on_refusal:  # else: no cost
             self.refusal_guard = refusals.guard(
                 record, route, eligible, body, gateway.config, self.spent
             )
-            worst = refusals.reserved(worst, route)
         subjects = gateway.subjects(key) if self.subjects is None else self.subjects
         admission = self.admission = await self.limiter.admit(
             subjects,

@@ -38,7 +38,6 @@ from entrepot.config import Config, CurrencyRates, RouteConfig
 from entrepot.exceptions import CurrencyRateMissingError, GatewayError, ModelRefusedError
 from entrepot.ledger.billing import HARDWARE_CURRENCY, generates, settle, settle_answer
 from entrepot.ledger.hardware import hourly_rate
-from entrepot.ledger.pricing import Cost
 from entrepot.policy.eligibility import Eligibility
 from entrepot.routing.refusal import completion_refusal, host_filtered
 from entrepot.routing.router import Router
@@ -235,12 +234,6 @@ def guard(
     if not generates(body) or not one_currency(eligible, config.currency_rates):
         return None
     return RefusalGuard(record, body, route.refusal_holdback_tokens, spent)
-
-
-def reserved(costs: list[Cost], route: RouteConfig) -> list[Cost]:
-    """What a request's budgets reserve on a route with `on_refusal: fallback`: it may pay for a
-    generation at each of up to `max_attempts` deployments, so refusals overspend no budget."""
-    return [Cost(cost.nanos * route.max_attempts, cost.currency) for cost in costs]
 
 
 def one_currency(eligible: Eligibility, rates: CurrencyRates) -> bool:

@@ -11,7 +11,12 @@ billed on the record of the request that made it:
   connection is gone, but it never says how much;
 - a host's content filter that threw away what its model had generated (an error saying the
   *output* was filtered, as DashScope's `data_inspection_failed` does): the output was generated,
-  its length is not reported.
+  its length is not reported;
+- a call the upstream received whole and did not answer whole (`UpstreamError.delivered`): the
+  deadline fired while it generated, its answer broke off once begun, or it answered a success
+  that cannot be read;
+- calls that answered before one failed (`UpstreamError.spent`: an upstream that ignores `n`,
+  asked again for the choices missing), from their usage reports.
 
 A generation whose length cannot be known is billed as the gateway's count of its prompt plus
 the whole output cap the upstream was sent — the most it may have generated, which the budget
@@ -30,10 +35,10 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from entrepot.config import CurrencyRates
-from entrepot.exceptions import CurrencyRateMissingError, GatewayError
-from entrepot.ledger.billing import Billable, bill, cut_off_usage
+from entrepot.exceptions import CurrencyRateMissingError, GatewayError, UpstreamError
+from entrepot.ledger.billing import Billable, bill, cut_off_usage, reported_usage
 from entrepot.routing.refusal import host_filtered
-from entrepot.types import JSON, UsageRecord
+from entrepot.types import JSON, TokenUsage, UsageRecord
 
 T = TypeVar("T")
 log = logging.getLogger("entrepot.api")
@@ -72,18 +77,25 @@ class Spent:
     async def watch(self, deployment: Billable, body: JSON, call: Awaitable[T]) -> T:
         """`call` to `deployment` with `body`, billed if it costs without answering: cut off by
         a cancellation, on the request's record as a generation of unknown length; failing
-        after its model generated, kept here."""
+        after its model generated, kept here (reported usage as reported, the rest as a
+        generation of unknown length)."""
         try:
             return await call
         except asyncio.CancelledError:
             bill_cut_off(self.record, deployment, body, self.started)
             raise
         except GatewayError as exc:
-            if output_filtered(exc):
-                scratch = UsageRecord(request_id="", endpoint="")
-                bill_cut_off(scratch, deployment, body, self.started)
-                self.records.append(scratch)
+            reported = reported_usage(exc.spent) if isinstance(exc, UpstreamError) else None
+            if reported is not None:
+                self._keep(deployment, reported, estimated=False)
+            if output_filtered(exc) or (isinstance(exc, UpstreamError) and exc.delivered):
+                self._keep(deployment, cut_off_usage(body, deployment), estimated=True)
             raise
+
+    def _keep(self, deployment: Billable, tokens: TokenUsage, *, estimated: bool) -> None:
+        scratch = UsageRecord(request_id="", endpoint="")
+        bill(scratch, deployment, tokens, estimated=estimated, started=self.started)
+        self.records.append(scratch)
 
     def charge(self) -> None:
         """Add the kept calls' tokens and cost to the request's own (settled already), once. A

@@ -93,20 +93,32 @@ def worst_case_costs(body_size: int, body: JSON, deployments: Sequence[Billable]
     each in its own currency (the limiter converts them into a budget's).
 
     No tokenizer produces more tokens than the request has bytes, so the body's size bounds the
-    prompt; the output is bounded by the cap sent upstream (`upstream_body`) times n. A deployment
+    prompt, once per generation (an upstream that ignores `n` is asked again for each missing
+    choice, and bills the prompt each time); the output is bounded by the cap sent upstream
+    (`upstream_body`) times n. A deployment
     priced by machine time is bounded by `busy_bound_seconds`. Empty when none is priced."""
     bounds: list[Cost] = []
     for deployment in deployments:
         price = deployment.price
         if price is not None:
             usage = TokenUsage(
-                prompt_tokens=body_size, completion_tokens=requested_output(body, deployment)
+                prompt_tokens=body_size * generations(body),
+                completion_tokens=requested_output(body, deployment),
             )
             bounds.append(Cost(cost_nanos(usage, price), price.currency))
         elif (rate := hourly_rate(deployment.config)) is not None:
             seconds = busy_bound_seconds(deployment)
             bounds.append(Cost(hardware_cost_nanos(seconds, rate.per_hour), HARDWARE_CURRENCY))
     return bounds
+
+
+def per_attempt(costs: list[Cost], attempts: int) -> list[Cost]:
+    """What a request's budgets reserve when routing may make `attempts` calls: every one of
+    them may be billed (a generation that timed out, broke off or was refused costs as much as
+    one that answered), so the worst case is one generation per attempt."""
+    if attempts <= 1:
+        return costs
+    return [Cost(cost.nanos * attempts, cost.currency) for cost in costs]
 
 
 def cut_off_usage(body: JSON, deployment: Billable) -> TokenUsage:

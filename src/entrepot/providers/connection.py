@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
-from entrepot.exceptions import ConfigError, GatewayError, UpstreamError, UpstreamTimeoutError
+from entrepot.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
 from entrepot.providers.http1 import Connection, decoder_for
 
 IDLE_SECONDS = 4.0
@@ -69,7 +69,8 @@ class Response:
                 else:
                     await connection.wait()
         except (OSError, TimeoutError, zlib.error) as exc:
-            raise self._pool.failure(exc) from None
+            # The upstream began its answer, so it generated (for all the gateway can tell).
+            raise self._pool.failure(exc, delivered=200 <= self.status < 300) from None
         finally:
             self.release()
 
@@ -158,16 +159,26 @@ class ConnectionPool:
                 connection.close()
             self._slots.release()
             if isinstance(exc, OSError | TimeoutError):
-                raise self.failure(exc) from None
+                # A deadline that fired once the whole request had left: the upstream may be
+                # generating still. A close before any answer is not counted so: it is also how
+                # a server that never read the request (a keep-alive race) ends a connection.
+                sent = connection is not None and connection.written
+                delivered = isinstance(exc, TimeoutError) and sent
+                raise self.failure(exc, delivered=delivered) from None
             raise
 
-    def failure(self, exc: BaseException) -> GatewayError:
-        """What the client is told; the slot is released by whoever raised."""
+    def failure(self, exc: BaseException, *, delivered: bool) -> UpstreamError:
+        """What the client is told, and whether the upstream may have generated (`delivered`,
+        billed by the request path); the slot is released by whoever raised."""
+        error: UpstreamError
         if isinstance(exc, TimeoutError):
-            return UpstreamTimeoutError(f"upstream {self.name} did not answer in time")
-        if isinstance(exc, zlib.error):
-            return UpstreamError(f"upstream {self.name} sent a body that does not decompress")
-        return UpstreamError(f"upstream {self.name} failed: {exc}")
+            error = UpstreamTimeoutError(f"upstream {self.name} did not answer in time")
+        elif isinstance(exc, zlib.error):
+            error = UpstreamError(f"upstream {self.name} sent a body that does not decompress")
+        else:
+            error = UpstreamError(f"upstream {self.name} failed: {exc}")
+        error.delivered = delivered
+        return error
 
     def release(self, connection: Connection) -> None:
         self._slots.release()

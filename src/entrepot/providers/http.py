@@ -66,10 +66,17 @@ class HttpUpstream:
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamError(f"upstream {self.config.deployment} sent invalid JSON") from None
+            raise self._unreadable("invalid JSON") from None
         if not isinstance(parsed, dict):
-            raise UpstreamError(f"upstream {self.config.deployment} sent a non-object answer")
+            raise self._unreadable("a non-object answer")
         return parsed
+
+    def _unreadable(self, what: str) -> UpstreamError:
+        """An answer that succeeded by its status but cannot be read: the upstream generated it
+        (and bills it), so the request path bills it as a generation of unknown length."""
+        error = UpstreamError(f"upstream {self.config.deployment} sent {what}")
+        error.delivered = True
+        return error
 
     async def get_ok(self, path: str) -> bool:
         try:

@@ -66,8 +66,10 @@ class OpenAICompatibleProvider:
         as an answer, so a body without its list of answer objects fails (and may fall back)."""
         if _objects(result.get(field)):
             return result
-        reason = _error_text(result["error"]) if "error" in result else f"no list of {field}"
-        raise UpstreamError(f"upstream {self.config.deployment} sent no answer: {reason}")
+        if "error" in result:
+            reason = _error_text(result["error"])
+            raise UpstreamError(f"upstream {self.config.deployment} sent no answer: {reason}")
+        raise self._broken(f"sent no answer: no list of {field}")
 
     async def _fill(self, body: JSON, answer: JSON, wanted: int) -> JSON:
         """An upstream that ignores `n` is asked again for the choices still missing, at most
@@ -75,22 +77,30 @@ class OpenAICompatibleProvider:
         do. The answer bills what every call used. A call that brought no choice at all is a
         failed generation, not an ignored `n`: it is not sent to this deployment again."""
         choices, usages = list(answer["choices"]), [answer.get("usage")]
-        while choices and len(choices) < wanted:  # each call adds a choice or ends the loop
-            more = {**body, "n": wanted - len(choices)}
-            if isinstance(body.get("seed"), int):
-                more["seed"] = body["seed"] + len(choices)
-            extra = self._answer(await self._http.post_json("/chat/completions", more), "choices")
-            if not extra["choices"]:
-                break
-            choices += extra["choices"][: wanted - len(choices)]
-            usages.append(extra.get("usage"))
-        if len(choices) < wanted:
-            # No choice at all is a broken upstream, not merely one that ignores `n`.
-            failure = UpstreamIncapableError if choices else UpstreamError
-            raise failure(
-                f"upstream {self.config.deployment} answered {len(choices)} of the {wanted}"
-                " choices asked for"
-            )
+        try:
+            while choices and len(choices) < wanted:  # each call adds a choice or ends the loop
+                more = {**body, "n": wanted - len(choices)}
+                if isinstance(body.get("seed"), int):
+                    more["seed"] = body["seed"] + len(choices)
+                extra = await self._http.post_json("/chat/completions", more)
+                extra = self._answer(extra, "choices")
+                if not extra["choices"]:
+                    break
+                choices += extra["choices"][: wanted - len(choices)]
+                usages.append(extra.get("usage"))
+            if len(choices) < wanted:
+                # No choice at all is a broken upstream, not merely one that ignores `n`.
+                failure = UpstreamIncapableError if choices else UpstreamError
+                raise failure(
+                    f"upstream {self.config.deployment} answered {len(choices)} of the {wanted}"
+                    " choices asked for"
+                )
+        except UpstreamError as exc:
+            # The calls that answered were generated and are billed: by their reports, or (one
+            # of them unreported) as a generation of unknown length.
+            exc.spent = merged_usage(usages)
+            exc.delivered = exc.delivered or exc.spent is None
+            raise
         filled = {**answer, "choices": [{**c, "index": i} for i, c in enumerate(choices)]}
         usage = merged_usage(usages)
         if usage is None:
@@ -98,6 +108,14 @@ class OpenAICompatibleProvider:
         else:
             filled["usage"] = usage
         return filled
+
+    def _broken(self, what: str) -> UpstreamError:
+        """A stream the upstream began as a success and then broke: it generated (for all the
+        gateway can tell), so what was not read is billed as a generation of unknown length
+        (what was read, by the gateway's count, once the client has some of it)."""
+        error = UpstreamError(f"upstream {self.config.deployment} {what}")
+        error.delivered = True
+        return error
 
     async def _stream(self, path: str, body: JSON, wanted: int = 1) -> AsyncIterator[JSON]:
         """Relay the upstream's chunks, and fail a stream that stops before its answer is done.
@@ -117,16 +135,14 @@ class OpenAICompatibleProvider:
             try:
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"upstream {self.config.deployment} sent a malformed stream event"
-                ) from None
+                raise self._broken("sent a malformed stream event") from None
             if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                 raise UpstreamError(
                     f"upstream {self.config.deployment} failed mid-stream: "
                     f"{_error_text(chunk['error'])}"
                 )
             if not isinstance(chunk, dict) or not _objects(choices := chunk.get("choices", [])):
-                raise UpstreamError(f"upstream {self.config.deployment} sent a malformed chunk")
+                raise self._broken("sent a malformed chunk")
             for choice in choices:
                 delta = choice.get("delta")
                 if type(delta) is dict:
@@ -134,16 +150,14 @@ class OpenAICompatibleProvider:
                         tool_calls = tool_calls or ToolCallDeltas()
                         tool_calls.fix(choice.get("index", 0), delta["tool_calls"])
                 elif delta is not None:  # a delta is an object, or absent (completions)
-                    raise UpstreamError(f"upstream {self.config.deployment} sent a malformed chunk")
+                    raise self._broken("sent a malformed chunk")
                 if choice.get("finish_reason"):
                     finished = True
                 if seen is not None:
                     seen.add(choice.get("index", 0))
             yield chunk
         if not (finished or done):
-            raise UpstreamError(
-                f"upstream {self.config.deployment} ended its stream before the answer was complete"
-            )
+            raise self._broken("ended its stream before the answer was complete")
         if seen is not None and len(seen) < wanted:
             raise UpstreamIncapableError(
                 f"upstream {self.config.deployment} streamed {len(seen)} of the {wanted}"
