@@ -179,7 +179,9 @@ def gateway_config(fake_openai: Server, fake_anthropic: Server, zero: Server) ->
                 "target": "bundled:smollm2-135m-instruct",
                 "licence": "Apache-2.0",
                 "hardware_cost_per_hour": "0.36",
-                "local": {"n_threads": 2, "max_queue": 8},
+                # One seed for requests that give none, so answers repeat from run to run (served,
+                # unseeded requests sample afresh: tests/providers/test_local_answers.py).
+                "local": {"n_threads": 2, "max_queue": 8, "seed": 0},
             },
             {
                 "alias": "local/embed",

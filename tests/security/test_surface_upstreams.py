@@ -41,7 +41,13 @@ TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 def request(path: str, model: str, stream: bool) -> JSON:
     if path == "/v1/responses":
         tool = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
-        return {"model": model, "input": "weather?", "tools": [tool], "stream": stream}
+        return {
+            "model": model,
+            "input": "weather?",
+            "tools": [tool],
+            "max_output_tokens": 50,
+            "stream": stream,
+        }
     messages = [{"role": "user", "content": "weather?"}]
     return {
         "model": model,

@@ -28,7 +28,7 @@ async def missing(ctx: PageContext) -> Response:
 def client() -> tuple[TestClient, Console]:
     console = Console((Page("/hello", "Hello", hello), Page("/missing", "Missing", missing)))
     app = Starlette(routes=console.routes())
-    app.state.gateway = SimpleNamespace(keys=SimpleNamespace(admin_key=ADMIN))
+    app.state.gateway = SimpleNamespace(keys=SimpleNamespace(admin_key=ADMIN), ended_sessions=None)
     return TestClient(app, base_url="http://127.0.0.1"), console
 
 
