@@ -17,8 +17,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from entrepot.bench.report import summary_listing
 from entrepot.bench.runner import BenchRunner, RunOptions
-from entrepot.bench.schema import ItemResult, TaskItem
+from entrepot.bench.schema import BenchReport, ItemResult, TaskItem
 from entrepot.bench.session import BenchRequest, run_bench
 from entrepot.bench.through_gateway import InProcessGateway
 from entrepot.cli import app
@@ -157,6 +158,10 @@ def test_a_model_whose_every_call_failed_is_an_error_not_a_zero(
     assert keyless["errors"] == 3 and "credentials (401)" in keyless["top_error"]
     assert big["on_frontier"] and big["score"]["estimate"] == pytest.approx(2 / 3)
     assert report["comparisons"] == []
+    listing = summary_listing(BenchReport.model_validate(report))
+    rows = {r["model"]: {c.heading: c.cell(r) for c in listing.columns} for r in listing.rows}
+    assert (rows["keyless"]["per item"], rows["keyless"]["p50/p95"]) == ("—", "—")
+    assert rows["big"]["per item"] != "—" and rows["big"]["p50/p95"] != "—"
 
 
 def test_the_live_line_of_a_model_without_answers_shows_its_errors_not_a_zero(

@@ -14,7 +14,6 @@ from entrepot.config import ModelConfig, Price
 from entrepot.ledger.billing import (
     bill,
     busy_bound_seconds,
-    per_attempt,
     reported_usage,
     requested_output,
     settle_answer,
@@ -189,6 +188,8 @@ def test_a_report_of_no_output_for_an_answer_with_output_is_not_believed() -> No
 
 
 def test_budgets_reserve_a_generation_per_attempt() -> None:
-    costs = [Cost(7, "USD"), Cost(5, "EUR")]
-    assert per_attempt(costs, 2) == [Cost(14, "USD"), Cost(10, "EUR")]
-    assert per_attempt(costs, 1) == costs
+    priced = Deployment(remote(max_output_tokens=10), PRICE)
+    local = Deployment(LOCAL)
+    once = worst_case_costs(50, CHAT, [priced, local])
+    twice = worst_case_costs(50, CHAT, [priced, local], attempts=2)
+    assert twice == [Cost(2 * cost.nanos, cost.currency) for cost in once]

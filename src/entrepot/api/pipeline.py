@@ -36,7 +36,6 @@ from entrepot.exceptions import (
 from entrepot.ledger.billing import (
     cost_of,
     estimated_tokens,
-    per_attempt,
     settle_answer,
     upstream_body,
     worst_case_costs,
@@ -199,7 +198,7 @@ class Exchange:
         # Every attempt may be billed (a timed-out or refused generation is), each deployment
         # tried at most once.
         attempts = min(route.max_attempts, len(deployments))
-        worst = per_attempt(worst_case_costs(size, body, deployments), attempts)
+        worst = worst_case_costs(size, body, deployments, attempts)
         if route.on_refusal == "fallback" and self.fall_back_on_refusal:  # else: no cost
             self.refusal_guard = refusals.guard(
                 record, route, eligible, body, gateway.config, self.spent

@@ -149,7 +149,7 @@ def summary_listing(report: BenchReport) -> Listing:
             Column("items", lambda r: count(r["items"]), numeric=True),
             Column("errors", lambda r: count(r["errors"]), numeric=True),
             Column("total", _total_text, numeric=True),
-            Column("per item", lambda r: money(r["cost_per_item"], r["currency"]), numeric=True),
+            Column("per item", _per_item_text, numeric=True),
             Column("per correct", _per_correct_text, numeric=True),
             Column("p50/p95", lambda r: _pair(r, "latency", latency), numeric=True),
             Column("queue p50/p95", lambda r: _pair(r, "queue", latency), numeric=True),
@@ -171,8 +171,20 @@ def _per_correct_text(row: Row) -> str:
     return "—" if per_correct is None else money(per_correct, row["currency"])
 
 
+def _per_item_text(row: Row) -> str:
+    return money(row["cost_per_item"], row["currency"]) if _answered(row) else "—"
+
+
 def _pair(row: Row, name: str, fmt: Callable[[float], str]) -> str:
+    if not _answered(row):
+        return "—"
     return f"{fmt(row[name + '_p50_ms'])} / {fmt(row[name + '_p95_ms'])}"
+
+
+def _answered(row: Row) -> bool:
+    """Whether the model answered anything: one that did not has no cost per item or latency
+    to show (a zero would read as free and instant)."""
+    return row["score"] is not None
 
 
 def _tokens_text(row: Row) -> str:

@@ -57,8 +57,11 @@ def requested_output(body: JSON, deployment: Billable) -> int:
 def generations(body: JSON) -> int:
     """How many generations the upstream makes: `n`, or legacy completions' `best_of` (it
     generates that many, bills them all and answers the best `n`)."""
-    counts = [body.get("n"), body.get("best_of")]
-    return max([1, *(c for c in counts if isinstance(c, int) and not isinstance(c, bool))])
+    n, best_of = body.get("n"), body.get("best_of")
+    if n is None and best_of is None:  # nearly every request: checked once per deployment
+        return 1
+    counts = (c for c in (n, best_of) if isinstance(c, int) and not isinstance(c, bool))
+    return max((1, *counts))
 
 
 def upstream_body(body: JSON, deployment: Billable) -> JSON:
@@ -88,37 +91,32 @@ def busy_bound_seconds(deployment: Billable) -> float:
     return config.timeouts.total + queued
 
 
-def worst_case_costs(body_size: int, body: JSON, deployments: Sequence[Billable]) -> list[Cost]:
+def worst_case_costs(
+    body_size: int, body: JSON, deployments: Sequence[Billable], attempts: int = 1
+) -> list[Cost]:
     """An upper bound on what the request can cost on each eligible deployment that has a price,
     each in its own currency (the limiter converts them into a budget's).
 
     No tokenizer produces more tokens than the request has bytes, so the body's size bounds the
     prompt, once per generation (an upstream that ignores `n` is asked again for each missing
     choice, and bills the prompt each time); the output is bounded by the cap sent upstream
-    (`upstream_body`) times n. A deployment
-    priced by machine time is bounded by `busy_bound_seconds`. Empty when none is priced."""
+    (`upstream_body`) times n. A deployment priced by machine time is bounded by
+    `busy_bound_seconds`. When routing may make `attempts` calls, every one of them may be billed
+    (a generation that timed out, broke off or was refused costs as much as one that answered):
+    one generation per attempt. Empty when no deployment is priced."""
+    count = generations(body)
+    prompt, generating = body_size * count, generates(body)
     bounds: list[Cost] = []
     for deployment in deployments:
         price = deployment.price
         if price is not None:
-            usage = TokenUsage(
-                prompt_tokens=body_size * generations(body),
-                completion_tokens=requested_output(body, deployment),
-            )
-            bounds.append(Cost(cost_nanos(usage, price), price.currency))
+            output = output_cap(body, deployment) * count if generating else 0
+            nanos = cost_nanos(TokenUsage(prompt_tokens=prompt, completion_tokens=output), price)
+            bounds.append(Cost(nanos * attempts, price.currency))
         elif (rate := hourly_rate(deployment.config)) is not None:
-            seconds = busy_bound_seconds(deployment)
-            bounds.append(Cost(hardware_cost_nanos(seconds, rate.per_hour), HARDWARE_CURRENCY))
+            nanos = hardware_cost_nanos(busy_bound_seconds(deployment), rate.per_hour)
+            bounds.append(Cost(nanos * attempts, HARDWARE_CURRENCY))
     return bounds
-
-
-def per_attempt(costs: list[Cost], attempts: int) -> list[Cost]:
-    """What a request's budgets reserve when routing may make `attempts` calls: every one of
-    them may be billed (a generation that timed out, broke off or was refused costs as much as
-    one that answered), so the worst case is one generation per attempt."""
-    if attempts <= 1:
-        return costs
-    return [Cost(cost.nanos * attempts, cost.currency) for cost in costs]
 
 
 def cut_off_usage(body: JSON, deployment: Billable) -> TokenUsage:
