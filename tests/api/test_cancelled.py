@@ -26,6 +26,7 @@ from entrepot.exceptions import ClientClosedError
 from entrepot.store.db import open_engine
 from entrepot.store.tables import usage_records
 from tests.api import test_host_filter_billing as filtering
+from tests.api.test_streaming_billing import billed
 from tests.conftest import UPSTREAM_KEY, Server, fake_model
 
 PRICE = {"input_per_1m": "1000", "output_per_1m": "2000", "currency": "USD", "as_of": "2026-11-01"}
@@ -82,16 +83,6 @@ async def stream(gateway: Gateway) -> None:
         raise
     finally:
         await exchange.finish()
-
-
-def billed(row: dict[str, Any]) -> tuple[int, int, int | None, int, int]:
-    return (
-        row["prompt_tokens"],
-        row["completion_tokens"],
-        row["cost_nanos"],
-        row["usage_reported"],
-        row["usage_estimated"],
-    )
 
 
 def test_an_in_process_call_cancelled_mid_generation_is_recorded_as_cut_off(

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
 
-from entrepot.cli import app
 from entrepot.config import BUNDLED_ALIAS, load_config
+from tests.cli.invoke import ok, run
 from tests.derivatives import bundled_weights, corrupted_copy, quantise, write_lora
 
-runner = CliRunner()
 QUANTISED = "local/smollm2-q4_0"
 
 
@@ -29,16 +27,6 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def quantised(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return quantise(bundled_weights(), tmp_path_factory.mktemp("q") / "smollm2-q4_0.gguf")
-
-
-def run(*args: str) -> Result:
-    return runner.invoke(app, list(args))
-
-
-def ok(*args: str) -> str:
-    result = run(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def digest(path: Path) -> str:
