@@ -205,8 +205,11 @@ class UpstreamError(GatewayError):
     status_code = 502
     error_type = "upstream_error"
     code = "bad_gateway"
-    delivered = False
     spent: object = None
+
+    def __init__(self, message: str, *, delivered: bool = False, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.delivered = delivered
 
 
 class UpstreamTimeoutError(UpstreamError):

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from entrepot.api.endpoints.chat import CHAT
 from entrepot.api.gateway import Gateway
@@ -49,17 +49,23 @@ def cancelled(
     config = Config.model_validate({"store": {"url": url}, "models": [slow]})
     engine = open_engine(StoreConfig(url=url))
 
-    async def main() -> None:
-        gateway = Gateway(config, engine)
-        await gateway.start()
-        task = asyncio.create_task(start(gateway))
-        await asyncio.sleep(0.5)  # the upstream has the request
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await gateway.stop()
+    asyncio.run(cancel_half_a_second_in(Gateway(config, engine), start))  # the upstream has it
+    return ledger(engine)
 
-    asyncio.run(main())
+
+async def cancel_half_a_second_in(
+    gateway: Gateway, start: Callable[[Gateway], Awaitable[Any]]
+) -> None:
+    await gateway.start()
+    task = asyncio.create_task(start(gateway))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await gateway.stop()
+
+
+def ledger(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(usage_records)).mappings().all()]
 
@@ -126,20 +132,16 @@ def test_a_refusal_kept_while_routing_waits_to_replace_it_is_billed_when_cancell
             config = Config.model_validate(
                 {"store": {"url": url}, "routes": {"guarded": route}, "models": models}
             )
-            gateway = Gateway(config, engine)
-            await gateway.start()
             body = {"model": "guarded", "messages": HELLO}
-            task = asyncio.create_task(
-                call(gateway, CHAT, body, key=None, principal="tests", record_as=None)
+            # cancelled once refused, while waiting to try the next deployment
+            await cancel_half_a_second_in(
+                Gateway(config, engine),
+                lambda gateway: call(
+                    gateway, CHAT, body, key=None, principal="tests", record_as=None
+                ),
             )
-            await asyncio.sleep(0.5)  # refused, and waiting to try the next deployment
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await gateway.stop()
 
     asyncio.run(main())
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(usage_records)).mappings().all()]
+    rows = ledger(engine)
     # as the refusing upstream reported: 1 prompt token, 9 words
     assert [(r["status"], billed(r)) for r in rows] == [(499, (1, 9, 19_000_000, 1, 0))]

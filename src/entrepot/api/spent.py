@@ -57,11 +57,6 @@ def output_filtered(exc: GatewayError) -> bool:
     )
 
 
-def bill_cut_off(record: UsageRecord, deployment: Billable, body: JSON, started: float) -> None:
-    """Bill `record` for a call to `deployment` with `body` whose answer never arrived."""
-    bill(record, deployment, cut_off_usage(body, deployment), estimated=True, started=started)
-
-
 class Spent:
     """One request's calls that cost without answering, each billed on a record of its own until
     `charge` adds them onto the request's `record` (`started` at the request's start)."""
@@ -82,7 +77,8 @@ class Spent:
         try:
             return await call
         except asyncio.CancelledError:
-            bill_cut_off(self.record, deployment, body, self.started)
+            unknown = cut_off_usage(body, deployment)
+            bill(self.record, deployment, unknown, estimated=True, started=self.started)
             raise
         except GatewayError as exc:
             reported = reported_usage(exc.spent) if isinstance(exc, UpstreamError) else None

@@ -170,15 +170,13 @@ class ConnectionPool:
     def failure(self, exc: BaseException, *, delivered: bool) -> UpstreamError:
         """What the client is told, and whether the upstream may have generated (`delivered`,
         billed by the request path); the slot is released by whoever raised."""
-        error: UpstreamError
+        name = f"upstream {self.name}"
         if isinstance(exc, TimeoutError):
-            error = UpstreamTimeoutError(f"upstream {self.name} did not answer in time")
-        elif isinstance(exc, zlib.error):
-            error = UpstreamError(f"upstream {self.name} sent a body that does not decompress")
-        else:
-            error = UpstreamError(f"upstream {self.name} failed: {exc}")
-        error.delivered = delivered
-        return error
+            return UpstreamTimeoutError(f"{name} did not answer in time", delivered=delivered)
+        if isinstance(exc, zlib.error):
+            body = "sent a body that does not decompress"
+            return UpstreamError(f"{name} {body}", delivered=delivered)
+        return UpstreamError(f"{name} failed: {exc}", delivered=delivered)
 
     def release(self, connection: Connection) -> None:
         self._slots.release()

@@ -63,20 +63,16 @@ class HttpUpstream:
         raw = await response.read()
         if response.status >= 400:
             raise self.status_error(response, raw)
+        # A success by its status that cannot be read was generated (and is billed by the
+        # upstream): `delivered`, billed as a generation of unknown length.
+        name = f"upstream {self.config.deployment}"
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise self._unreadable("invalid JSON") from None
+            raise UpstreamError(f"{name} sent invalid JSON", delivered=True) from None
         if not isinstance(parsed, dict):
-            raise self._unreadable("a non-object answer")
+            raise UpstreamError(f"{name} sent a non-object answer", delivered=True)
         return parsed
-
-    def _unreadable(self, what: str) -> UpstreamError:
-        """An answer that succeeded by its status but cannot be read: the upstream generated it
-        (and bills it), so the request path bills it as a generation of unknown length."""
-        error = UpstreamError(f"upstream {self.config.deployment} sent {what}")
-        error.delivered = True
-        return error
 
     async def get_ok(self, path: str) -> bool:
         try:

@@ -110,12 +110,9 @@ class OpenAICompatibleProvider:
         return filled
 
     def _broken(self, what: str) -> UpstreamError:
-        """A stream the upstream began as a success and then broke: it generated (for all the
-        gateway can tell), so what was not read is billed as a generation of unknown length
-        (what was read, by the gateway's count, once the client has some of it)."""
-        error = UpstreamError(f"upstream {self.config.deployment} {what}")
-        error.delivered = True
-        return error
+        """An answer the upstream began as a success and then broke: it generated (for all the
+        gateway can tell), so what was not read is billed as a generation of unknown length."""
+        return UpstreamError(f"upstream {self.config.deployment} {what}", delivered=True)
 
     async def _stream(self, path: str, body: JSON, wanted: int = 1) -> AsyncIterator[JSON]:
         """Relay the upstream's chunks, and fail a stream that stops before its answer is done.
